@@ -1,0 +1,310 @@
+//! The messages, timers and durable state shared by every berth actor, and
+//! `BerthActor`, the one `stateright::actor::Actor` that the checker runs in
+//! an `ActorModel` and the runtime runs over UDP.
+//!
+//! Handlers never touch sockets, clocks or randomness: they change state and
+//! push commands into `Out`. A replica's step that changes its durable state
+//! emits `Save` *before* any `Send` of the same step; the runtime must make
+//! the save durable before it sends.
+
+use crate::bucket::Command;
+use crate::client::{ClientActor, ClientState};
+use crate::controller::{ControllerActor, ControllerState};
+use crate::log::Entry;
+use crate::placement::PlacementMap;
+use crate::replica::{ReplicaActor, ReplicaState, ReplicaStorage};
+use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
+use crate::variant::Variant;
+use crate::Outcome;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Actor, Id, Out};
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+/// Every message of the protocol. Verb pairs: `Request`/`Reply`,
+/// `FetchMap`/`Map`, `Append`/`Appended`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Msg {
+    /// Client → leader: perform `command` on `bucket`, routed at `epoch`.
+    Request {
+        bucket: Bucket,
+        epoch: Epoch,
+        command: Command,
+    },
+    /// Leader → client: the committed outcome of `token`, decided by the
+    /// entry at `position`.
+    Reply {
+        bucket: Bucket,
+        epoch: Epoch,
+        position: Position,
+        token: Token,
+        unit: InventoryUnit,
+        outcome: Outcome,
+    },
+    /// Replica → client: "I do not lead `bucket` at your epoch"; `epoch` is
+    /// the newest epoch this replica knows. The client refreshes its map and
+    /// retries with the same token.
+    Redirect {
+        bucket: Bucket,
+        epoch: Epoch,
+        token: Token,
+    },
+    /// Router → controller: send me the current placement map.
+    FetchMap,
+    /// Controller → router: the current placement map.
+    Map(PlacementMap),
+    /// Leader → follower: `entries` follow the entry at `prev_position`,
+    /// which has epoch `prev_epoch`; everything through `commit_position`
+    /// is committed.
+    Append {
+        bucket: Bucket,
+        epoch: Epoch,
+        prev_position: Position,
+        prev_epoch: Epoch,
+        entries: Vec<Entry>,
+        commit_position: Position,
+    },
+    /// Follower → leader: my log matches yours through `position`, durably.
+    Appended {
+        bucket: Bucket,
+        epoch: Epoch,
+        position: Position,
+    },
+    /// Follower → leader: I promised `epoch`, newer than your append's.
+    AppendRefused { bucket: Bucket, epoch: Epoch },
+}
+
+impl fmt::Display for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Msg::Request {
+                bucket,
+                epoch,
+                command,
+            } => write!(f, "Request {{ {bucket}@{epoch} {command} }}"),
+            Msg::Reply {
+                bucket,
+                epoch,
+                position,
+                token,
+                unit,
+                outcome,
+            } => write!(
+                f,
+                "Reply {{ {bucket}@{epoch} {token} {unit} → {outcome} at {position} }}"
+            ),
+            Msg::Redirect {
+                bucket,
+                epoch,
+                token,
+            } => write!(f, "Redirect {{ {bucket} {token}: replica knows {epoch} }}"),
+            Msg::FetchMap => f.write_str("FetchMap"),
+            Msg::Map(map) => write!(f, "Map {{ version {} }}", map.version),
+            Msg::Append {
+                bucket,
+                epoch,
+                prev_position,
+                prev_epoch,
+                entries,
+                commit_position,
+            } => {
+                let entries: Vec<String> = entries.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "Append {{ {bucket}@{epoch} after {prev_position}/{prev_epoch} [{}] commit {commit_position} }}",
+                    entries.join(", ")
+                )
+            }
+            Msg::Appended {
+                bucket,
+                epoch,
+                position,
+            } => write!(f, "Appended {{ {bucket}@{epoch} through {position} }}"),
+            Msg::AppendRefused { bucket, epoch } => {
+                write!(f, "AppendRefused {{ {bucket}: promised {epoch} }}")
+            }
+        }
+    }
+}
+
+/// Every timer of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// Client: no reply yet; resend the pending request with the same token.
+    ClientRetry,
+    /// Leader: resend appends to followers that have not acknowledged.
+    Replicate(Bucket),
+}
+
+impl fmt::Display for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Timer::ClientRetry => f.write_str("client retry"),
+            Timer::Replicate(bucket) => write!(f, "replicate {bucket}"),
+        }
+    }
+}
+
+/// Durable state: exactly what survives a crash.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Storage {
+    Replica(ReplicaStorage),
+    Controller(PlacementMap),
+}
+
+/// Timer durations, used by the runtime; the checker ignores them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Timeouts {
+    pub client_retry: Range<Duration>,
+    pub replicate: Range<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            client_retry: Duration::from_millis(300)..Duration::from_millis(600),
+            replicate: Duration::from_millis(100)..Duration::from_millis(200),
+        }
+    }
+}
+
+/// Settings every actor of one system shares.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ProtocolConfig {
+    pub variant: Variant,
+    /// How many times a client resends one request, and how many times in a
+    /// row a leader resends appends without progress. Every retry loop has a
+    /// bound; in the model it keeps the state space finite.
+    pub retry_limit: u8,
+    pub timeouts: Timeouts,
+}
+
+/// One berth process: the controller, a replica, or a client (router).
+#[derive(Clone, Debug)]
+pub enum BerthActor {
+    Controller(ControllerActor),
+    Replica(ReplicaActor),
+    Client(ClientActor),
+}
+
+/// The state of a `BerthActor`, by role.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    Controller(ControllerState),
+    Replica(ReplicaState),
+    Client(ClientState),
+}
+
+impl NodeState {
+    pub fn as_replica(&self) -> Option<&ReplicaState> {
+        match self {
+            NodeState::Replica(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    pub fn as_controller(&self) -> Option<&ControllerState> {
+        match self {
+            NodeState::Controller(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    pub fn as_client(&self) -> Option<&ClientState> {
+        match self {
+            NodeState::Client(state) => Some(state),
+            _ => None,
+        }
+    }
+}
+
+/// An event delivered to an actor.
+enum Event<'a> {
+    Msg(Id, Msg),
+    Timeout(&'a Timer),
+}
+
+impl BerthActor {
+    /// Runs one event on an owned copy of the state and keeps the copy only
+    /// if something changed, so that ignored events stay no-ops for the
+    /// checker. A replica step that changed durable state saves it first.
+    fn step(&self, id: Id, state: &mut Cow<NodeState>, event: Event<'_>, o: &mut Out<Self>) {
+        let mut next = (**state).clone();
+        let mut sends = Out::new();
+        match (self, &mut next, event) {
+            (BerthActor::Replica(actor), NodeState::Replica(replica), event) => {
+                let durable_before = replica.storage();
+                match event {
+                    Event::Msg(src, msg) => actor.on_msg(id, replica, src, msg, &mut sends),
+                    Event::Timeout(timer) => actor.on_timeout(id, replica, timer, &mut sends),
+                }
+                replica.validate();
+                let durable_after = replica.storage();
+                if durable_after != durable_before {
+                    o.save(Storage::Replica(durable_after));
+                }
+            }
+            (BerthActor::Controller(actor), NodeState::Controller(controller), event) => {
+                match event {
+                    Event::Msg(src, msg) => actor.on_msg(id, controller, src, msg, &mut sends),
+                    Event::Timeout(_) => {}
+                }
+            }
+            (BerthActor::Client(actor), NodeState::Client(client), event) => match event {
+                Event::Msg(src, msg) => actor.on_msg(id, client, src, msg, &mut sends),
+                Event::Timeout(timer) => actor.on_timeout(id, client, timer, &mut sends),
+            },
+            (actor, state, _) => unreachable!("actor {actor:?} runs with foreign state {state:?}"),
+        }
+        o.append(&mut sends);
+        if next != **state {
+            *state = Cow::Owned(next);
+        }
+    }
+}
+
+impl Actor for BerthActor {
+    type Msg = Msg;
+    type State = NodeState;
+    type Timer = Timer;
+    type Random = ();
+    type Storage = Storage;
+
+    fn name(&self) -> String {
+        match self {
+            BerthActor::Controller(_) => "controller".to_owned(),
+            BerthActor::Replica(actor) => actor.name(),
+            BerthActor::Client(actor) => format!("client {}", actor.client),
+        }
+    }
+
+    fn on_start(&self, id: Id, storage: &Option<Storage>, o: &mut Out<Self>) -> NodeState {
+        match self {
+            BerthActor::Controller(actor) => {
+                let map = match storage {
+                    Some(Storage::Controller(map)) => Some(map),
+                    _ => None,
+                };
+                NodeState::Controller(actor.on_start(map))
+            }
+            BerthActor::Replica(actor) => {
+                let durable = match storage {
+                    Some(Storage::Replica(durable)) => Some(durable),
+                    _ => None,
+                };
+                NodeState::Replica(actor.on_start(id, durable))
+            }
+            BerthActor::Client(actor) => NodeState::Client(actor.on_start(id, o)),
+        }
+    }
+
+    fn on_msg(&self, id: Id, state: &mut Cow<NodeState>, src: Id, msg: Msg, o: &mut Out<Self>) {
+        self.step(id, state, Event::Msg(src, msg), o);
+    }
+
+    fn on_timeout(&self, id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
+        self.step(id, state, Event::Timeout(timer), o);
+    }
+}

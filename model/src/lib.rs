@@ -1,0 +1,45 @@
+//! # berth-model: the protocol, free of I/O
+//!
+//! Inventory units `(trip, cabin)` hash into buckets. Each bucket has one
+//! **leader** at a time, identified by the bucket's **epoch** in the
+//! controller's **placement map**. The leader appends every decision to the
+//! bucket log and acknowledges a client only after every **sync follower**
+//! (same region) has made the entry durable; **async followers** (remote)
+//! trail behind and never hold up a commit. Every replication message
+//! carries the epoch, and a replica never acts for an epoch older than the
+//! newest it promised — which is what fences a stale owner.
+//!
+//! The actors in this crate — [`ReplicaActor`], [`ControllerActor`] and
+//! [`ClientActor`], joined in [`BerthActor`] — are plain
+//! `stateright::actor::Actor`s: handlers change state and emit commands.
+//! `berth-checker` runs them in Stateright's `ActorModel` against the
+//! properties in [`properties`]; the `berth` runtime runs the very same code
+//! over UDP.
+//!
+//! Module map:
+//! - [`types`], [`hashing`], [`placement`]: the vocabulary and routing.
+//! - [`bucket`], [`log`]: the bucket state machine and its replicated log.
+//! - [`actor`], [`replica`], [`controller`], [`client`]: the actors.
+//! - [`properties`], [`variant`]: what the checker proves, and the broken
+//!   designs it must refute.
+
+pub mod actor;
+pub mod bucket;
+pub mod client;
+pub mod controller;
+pub mod hashing;
+pub mod log;
+pub mod placement;
+pub mod properties;
+pub mod replica;
+pub mod types;
+pub mod variant;
+
+pub use actor::{BerthActor, Msg, NodeState, ProtocolConfig, Storage, Timeouts, Timer};
+pub use bucket::{BucketState, Command, Op, Outcome, Refusal};
+pub use client::ClientActor;
+pub use controller::ControllerActor;
+pub use placement::{BucketPlacement, PlacementMap, Role};
+pub use replica::ReplicaActor;
+pub use types::{Bucket, Epoch, GroupId, InventoryUnit, Position, Token};
+pub use variant::Variant;

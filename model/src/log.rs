@@ -1,0 +1,206 @@
+//! The bucket log: ordered entries, each stamped with the epoch of the
+//! leader that appended it.
+//!
+//! Appends follow the rules of DESIGN.md: an append names the position and
+//! epoch of the entry before it, entries already present with the same epoch
+//! are kept (they are the same entry), and a divergent suffix is truncated —
+//! but never at or below the committed position, because a committed entry
+//! may have been acknowledged to a client.
+
+use crate::bucket::Command;
+use crate::types::{Epoch, Position};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One log entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Entry {
+    /// The epoch of the leader that appended the entry.
+    pub epoch: Epoch,
+    pub command: Command,
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.epoch, self.command)
+    }
+}
+
+/// Why an append was not applied. The log is unchanged in every case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendError {
+    /// The entry before the appended ones is missing or from another epoch:
+    /// the sender must send from an earlier position.
+    PrefixMismatch,
+    /// Applying the append would remove an entry at or below `committed`.
+    WouldTruncateCommitted { position: Position },
+}
+
+/// A bucket log. Entry `i` of `entries` is at position `i + 1`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Log {
+    entries: Vec<Entry>,
+}
+
+impl Log {
+    /// The position of the last entry (0 for an empty log).
+    pub fn last_position(&self) -> Position {
+        Position(self.entries.len() as u64)
+    }
+
+    /// The entry at `position`, if present.
+    pub fn entry(&self, position: Position) -> Option<&Entry> {
+        if position.0 == 0 {
+            return None;
+        }
+        self.entries.get(position.0 as usize - 1)
+    }
+
+    /// The epoch of the entry at `position`; `Epoch(0)` for position 0.
+    pub fn epoch_at(&self, position: Position) -> Option<Epoch> {
+        if position.0 == 0 {
+            return Some(Epoch(0));
+        }
+        self.entry(position).map(|entry| entry.epoch)
+    }
+
+    /// The entries after `position`, in order.
+    pub fn entries_after(&self, position: Position) -> &[Entry] {
+        let start = (position.0 as usize).min(self.entries.len());
+        &self.entries[start..]
+    }
+
+    /// Entries with their positions, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (Position, &Entry)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| (Position(index as u64 + 1), entry))
+    }
+
+    /// Appends a new entry at the end (the leader's path).
+    pub fn push(&mut self, entry: Entry) -> Position {
+        self.entries.push(entry);
+        self.last_position()
+    }
+
+    /// Appends `entries` after `prev_position` (the follower's path), whose
+    /// entry must carry `prev_epoch`. Returns the position through which this
+    /// log now matches the sender's.
+    pub fn append_after(
+        &mut self,
+        prev_position: Position,
+        prev_epoch: Epoch,
+        entries: &[Entry],
+        committed: Position,
+    ) -> Result<Position, AppendError> {
+        if self.epoch_at(prev_position) != Some(prev_epoch) {
+            return Err(AppendError::PrefixMismatch);
+        }
+        // Find the first entry that is not already present; check before
+        // changing anything so that a refused append leaves the log intact.
+        let mut first_new = entries.len();
+        for (offset, entry) in entries.iter().enumerate() {
+            let position = Position(prev_position.0 + 1 + offset as u64);
+            match self.epoch_at(position) {
+                Some(epoch) if epoch == entry.epoch => continue,
+                Some(_) if position <= committed => {
+                    return Err(AppendError::WouldTruncateCommitted { position });
+                }
+                _ => {
+                    first_new = offset;
+                    break;
+                }
+            }
+        }
+        if first_new < entries.len() {
+            let keep = prev_position.0 as usize + first_new;
+            self.entries.truncate(keep);
+            self.entries.extend_from_slice(&entries[first_new..]);
+        }
+        Ok(Position(prev_position.0 + entries.len() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::Op;
+    use crate::types::{InventoryUnit, Token};
+    use proptest::prelude::*;
+
+    fn entry(epoch: u64, seq: u32) -> Entry {
+        Entry {
+            epoch: Epoch(epoch),
+            command: Command {
+                token: Token { client: epoch, seq },
+                op: Op::Hold {
+                    unit: InventoryUnit::new("T", "C"),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn divergent_uncommitted_suffix_is_replaced() {
+        let mut log = Log::default();
+        log.push(entry(1, 0));
+        log.push(entry(1, 1));
+        let replacement = [entry(2, 0)];
+        let matched = log.append_after(Position(1), Epoch(1), &replacement, Position(1));
+        assert_eq!(matched, Ok(Position(2)));
+        assert_eq!(log.entry(Position(2)), Some(&replacement[0]));
+    }
+
+    #[test]
+    fn committed_entry_is_never_truncated() {
+        let mut log = Log::default();
+        log.push(entry(1, 0));
+        log.push(entry(1, 1));
+        let before = log.clone();
+        let result = log.append_after(Position(1), Epoch(1), &[entry(2, 0)], Position(2));
+        assert_eq!(
+            result,
+            Err(AppendError::WouldTruncateCommitted {
+                position: Position(2)
+            })
+        );
+        assert_eq!(log, before);
+    }
+
+    #[test]
+    fn gap_is_refused() {
+        let mut log = Log::default();
+        let result = log.append_after(Position(1), Epoch(1), &[entry(1, 1)], Position(0));
+        assert_eq!(result, Err(AppendError::PrefixMismatch));
+        assert_eq!(log.last_position(), Position(0));
+    }
+
+    proptest! {
+        /// Goal: delivering a leader's appends in any order, with duplicates,
+        /// never loses or reorders what the follower already matched, and the
+        /// follower ends with exactly the leader's log once the longest append
+        /// arrives.
+        #[test]
+        fn reordered_appends_converge(order in Just((0..6usize).collect::<Vec<_>>()).prop_shuffle(),
+                                      duplicates in prop::collection::vec(0..6usize, 0..4)) {
+            let mut leader = Log::default();
+            for seq in 0..6 {
+                leader.push(entry(1, seq));
+            }
+            let mut follower = Log::default();
+            let mut matched = Position(0);
+            for length in order.iter().chain(duplicates.iter()) {
+                let entries = &leader.entries_after(Position(0))[..=*length];
+                let result = follower.append_after(Position(0), Epoch(0), entries, Position(0));
+                let through = result.expect("same-epoch appends never conflict");
+                matched = matched.max(through);
+                prop_assert!(follower.last_position() >= matched);
+                for (position, entry) in follower.iter() {
+                    prop_assert_eq!(Some(entry), leader.entry(position));
+                }
+            }
+            prop_assert_eq!(&follower, &leader);
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The replica: leader, sync follower or async follower of each bucket it
+//! holds.
+//!
+//! Write path (seed 000, Part 2; DESIGN.md "The protocol contract"):
+//!
+//! 1. The leader rejects a request routed at another epoch with `Redirect`.
+//! 2. It answers a token it already decided with the recorded outcome.
+//! 3. Otherwise it decides the outcome against its state including
+//!    uncommitted entries, appends the entry at its epoch, saves it, and
+//!    sends the log suffix each follower lacks.
+//! 4. Followers refuse appends from an epoch older than the one they
+//!    promised, keep entries they already have, truncate a divergent suffix
+//!    only above their committed position, save, and report the position
+//!    through which they match.
+//! 5. The leader commits a position once every sync follower of its epoch
+//!    matches it durably, and only then replies. Async followers never hold
+//!    up a commit.
+
+use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
+use crate::bucket::{BucketState, Command};
+use crate::log::{Entry, Log};
+use crate::placement::{BucketPlacement, PlacementMap};
+use crate::types::{Bucket, Epoch, Position, Token};
+use crate::variant::Variant;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A replica process.
+#[derive(Clone, Debug)]
+pub struct ReplicaActor {
+    /// The placement every replica starts from before it has saved anything.
+    pub initial_map: PlacementMap,
+    /// A label for people: the region the replica runs in.
+    pub region: String,
+    pub config: ProtocolConfig,
+}
+
+/// What a replica keeps on disk for one bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DurableBucket {
+    /// The placement this replica serves in.
+    pub placement: BucketPlacement,
+    /// The newest epoch this replica promised; it never acts for an older one.
+    pub promised_epoch: Epoch,
+    pub log: Log,
+    /// Every entry through this position is committed and applied.
+    pub commit_position: Position,
+    /// The bucket state at `commit_position`, idempotency table included.
+    pub applied: BucketState,
+}
+
+/// A replica's durable state: its buckets.
+pub type ReplicaStorage = BTreeMap<Bucket, DurableBucket>;
+
+/// A client waiting for the commit of the entry that decides its token.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Waiter {
+    pub position: Position,
+    pub client: Id,
+    pub token: Token,
+}
+
+/// What a leader keeps in memory only; lost on a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LeaderState {
+    /// For each follower, the position through which it durably matches.
+    pub match_positions: BTreeMap<Id, Position>,
+    pub waiters: BTreeSet<Waiter>,
+    /// Resends left before the leader waits for progress.
+    pub retransmits_left: u8,
+}
+
+/// One bucket at one replica.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BucketReplica {
+    pub durable: DurableBucket,
+    pub leader: LeaderState,
+}
+
+/// A replica's state: its buckets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReplicaState {
+    pub buckets: BTreeMap<Bucket, BucketReplica>,
+}
+
+impl DurableBucket {
+    /// The state after applying every entry in the log, committed or not:
+    /// what the leader decides new commands against.
+    pub fn state_through_last(&self) -> BucketState {
+        let mut state = self.applied.clone();
+        for (position, entry) in self.log.iter().skip(self.commit_position.0 as usize) {
+            state.apply(position, &entry.command);
+        }
+        state
+    }
+
+    /// The position of the uncommitted entry deciding `token`, if any.
+    pub fn uncommitted_position(&self, token: &Token) -> Option<Position> {
+        self.log
+            .iter()
+            .skip(self.commit_position.0 as usize)
+            .find(|(_, entry)| entry.command.token == *token)
+            .map(|(position, _)| position)
+    }
+
+    /// Advances the commit position to `position` (clamped to the log) and
+    /// applies the newly committed entries.
+    fn commit_through(&mut self, position: Position) {
+        let target = position.min(self.log.last_position());
+        while self.commit_position < target {
+            let next = self.commit_position.next();
+            let entry = self
+                .log
+                .entry(next)
+                .expect("committed entries are in the log");
+            self.applied.apply(next, &entry.command);
+            self.commit_position = next;
+        }
+    }
+
+    /// Whether `replica` leads this bucket now: it is the placement's leader
+    /// and has promised no newer epoch.
+    pub fn is_leader(&self, replica: Id) -> bool {
+        self.placement.leader == replica && self.promised_epoch == self.placement.epoch
+    }
+}
+
+impl BucketReplica {
+    fn new(durable: DurableBucket, config: &ProtocolConfig) -> Self {
+        BucketReplica {
+            durable,
+            leader: LeaderState {
+                retransmits_left: config.retry_limit,
+                ..LeaderState::default()
+            },
+        }
+    }
+
+    /// The highest position every sync follower durably matches, counting
+    /// only entries of the leader's own epoch (an entry inherited from an
+    /// older epoch commits when a later entry of this epoch does).
+    fn quorum_position(&self, variant: Variant) -> Position {
+        let durable = &self.durable;
+        let last = durable.log.last_position();
+        let position = if variant == Variant::AsyncAck {
+            // The broken commit rule: the leader's own disk is enough.
+            last
+        } else {
+            durable
+                .placement
+                .sync_followers
+                .iter()
+                .map(|follower| {
+                    self.leader
+                        .match_positions
+                        .get(follower)
+                        .copied()
+                        .unwrap_or_default()
+                })
+                .min()
+                .unwrap_or(last)
+        };
+        if durable.log.epoch_at(position) == Some(durable.placement.epoch) {
+            position
+        } else {
+            durable.commit_position
+        }
+    }
+}
+
+impl ReplicaState {
+    /// Exactly what survives a crash.
+    pub fn storage(&self) -> ReplicaStorage {
+        self.buckets
+            .iter()
+            .map(|(bucket, replica)| (*bucket, replica.durable.clone()))
+            .collect()
+    }
+
+    /// Asserts the invariants of every bucket (debug builds only):
+    /// `commit ≤ last`, the promised epoch is at least the placement's, and
+    /// the idempotency table only holds committed decisions.
+    pub fn validate(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        for (bucket, replica) in &self.buckets {
+            let durable = &replica.durable;
+            assert!(
+                durable.commit_position <= durable.log.last_position(),
+                "{bucket}: commit beyond the log"
+            );
+            assert!(
+                durable.promised_epoch >= durable.placement.epoch,
+                "{bucket}: promised epoch older than the placement"
+            );
+            assert!(
+                durable
+                    .applied
+                    .outcomes
+                    .values()
+                    .all(|recorded| recorded.position <= durable.commit_position),
+                "{bucket}: idempotency table holds an uncommitted decision"
+            );
+        }
+    }
+}
+
+impl ReplicaActor {
+    pub fn name(&self) -> String {
+        format!("replica ({})", self.region)
+    }
+
+    pub fn on_start(&self, id: Id, storage: Option<&ReplicaStorage>) -> ReplicaState {
+        let durable: ReplicaStorage = match storage {
+            Some(storage) => storage.clone(),
+            None => self
+                .initial_map
+                .roles_of(id)
+                .map(|(bucket, _role)| {
+                    let placement = self.initial_map.buckets[bucket.0 as usize].clone();
+                    let durable = DurableBucket {
+                        promised_epoch: placement.epoch,
+                        placement,
+                        log: Log::default(),
+                        commit_position: Position(0),
+                        applied: BucketState::default(),
+                    };
+                    (bucket, durable)
+                })
+                .collect(),
+        };
+        ReplicaState {
+            buckets: durable
+                .into_iter()
+                .map(|(bucket, durable)| (bucket, BucketReplica::new(durable, &self.config)))
+                .collect(),
+        }
+    }
+
+    pub fn on_msg(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        src: Id,
+        msg: Msg,
+        o: &mut Out<BerthActor>,
+    ) {
+        match msg {
+            Msg::Request {
+                bucket,
+                epoch,
+                command,
+            } => self.on_request(id, state, src, bucket, epoch, command, o),
+            Msg::Append {
+                bucket,
+                epoch,
+                prev_position,
+                prev_epoch,
+                entries,
+                commit_position,
+            } => {
+                let Some(replica) = state.buckets.get_mut(&bucket) else {
+                    return; // ignore_append_for_unknown_bucket
+                };
+                let durable = &mut replica.durable;
+                if epoch < durable.promised_epoch {
+                    o.send(
+                        src,
+                        Msg::AppendRefused {
+                            bucket,
+                            epoch: durable.promised_epoch,
+                        },
+                    );
+                    return;
+                }
+                if epoch != durable.placement.epoch || src != durable.placement.leader {
+                    return; // ignore_append_from_unknown_epoch: not our placement's leader
+                }
+                let Ok(position) = durable.log.append_after(
+                    prev_position,
+                    prev_epoch,
+                    &entries,
+                    durable.commit_position,
+                ) else {
+                    // ignore_append_out_of_order: the leader resends from the
+                    // position we last acknowledged.
+                    return;
+                };
+                durable.commit_through(commit_position.min(position));
+                o.send(
+                    src,
+                    Msg::Appended {
+                        bucket,
+                        epoch,
+                        position,
+                    },
+                );
+            }
+            Msg::Appended {
+                bucket,
+                epoch,
+                position,
+            } => {
+                let Some(replica) = state.buckets.get_mut(&bucket) else {
+                    return;
+                };
+                if !replica.durable.is_leader(id) || epoch != replica.durable.placement.epoch {
+                    return; // ignore_stale_appended
+                }
+                if replica.durable.placement.role_of(src).is_none() {
+                    return; // ignore_appended_from_stranger
+                }
+                let matched = replica.leader.match_positions.entry(src).or_default();
+                if position <= *matched {
+                    return; // ignore_duplicate_appended
+                }
+                *matched = position;
+                replica.leader.retransmits_left = self.config.retry_limit;
+                self.commit_and_reply(bucket, replica, o);
+            }
+            Msg::AppendRefused { bucket, epoch } => {
+                let Some(replica) = state.buckets.get_mut(&bucket) else {
+                    return;
+                };
+                // A follower promised a newer epoch: this leader is fenced and
+                // must never append at its old epoch again.
+                if epoch > replica.durable.promised_epoch {
+                    replica.durable.promised_epoch = epoch;
+                    replica.leader = LeaderState::default();
+                }
+            }
+            Msg::Reply { .. } | Msg::Redirect { .. } | Msg::FetchMap | Msg::Map(_) => {}
+        }
+    }
+
+    pub fn on_timeout(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        timer: &Timer,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Timer::Replicate(bucket) = timer else {
+            return;
+        };
+        let Some(replica) = state.buckets.get_mut(bucket) else {
+            return;
+        };
+        if !replica.durable.is_leader(id) || replica.leader.retransmits_left == 0 {
+            return;
+        }
+        let lagging = self.send_appends(*bucket, replica, o);
+        if lagging {
+            replica.leader.retransmits_left -= 1;
+            o.set_timer(
+                Timer::Replicate(*bucket),
+                self.config.timeouts.replicate.clone(),
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_request(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        client: Id,
+        bucket: Bucket,
+        epoch: Epoch,
+        command: Command,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Some(replica) = state.buckets.get_mut(&bucket) else {
+            o.send(
+                client,
+                Msg::Redirect {
+                    bucket,
+                    epoch: Epoch(0),
+                    token: command.token,
+                },
+            );
+            return;
+        };
+        let durable = &mut replica.durable;
+        if !durable.is_leader(id) || epoch != durable.placement.epoch {
+            o.send(
+                client,
+                Msg::Redirect {
+                    bucket,
+                    epoch: durable.promised_epoch,
+                    token: command.token,
+                },
+            );
+            return;
+        }
+        let token = command.token;
+        if let Some(recorded) = durable.applied.recorded(&token) {
+            // A retry of a committed action: the recorded outcome, no new effect.
+            o.send(
+                client,
+                Msg::Reply {
+                    bucket,
+                    epoch: durable.placement.epoch,
+                    position: recorded.position,
+                    token,
+                    unit: command.op.unit().clone(),
+                    outcome: recorded.outcome,
+                },
+            );
+            return;
+        }
+        let position = match durable.uncommitted_position(&token) {
+            Some(position) => position,
+            None => {
+                let position = durable.log.push(Entry {
+                    epoch: durable.placement.epoch,
+                    command,
+                });
+                if self.config.retry_limit > 0 {
+                    o.set_timer(
+                        Timer::Replicate(bucket),
+                        self.config.timeouts.replicate.clone(),
+                    );
+                }
+                self.send_appends(bucket, replica, o);
+                position
+            }
+        };
+        replica.leader.waiters.insert(Waiter {
+            position,
+            client,
+            token,
+        });
+        self.commit_and_reply(bucket, replica, o);
+    }
+
+    /// Sends each follower the suffix it lacks. Returns whether any lagged.
+    fn send_appends(
+        &self,
+        bucket: Bucket,
+        replica: &BucketReplica,
+        o: &mut Out<BerthActor>,
+    ) -> bool {
+        let durable = &replica.durable;
+        let last = durable.log.last_position();
+        let mut lagging = false;
+        for follower in durable.placement.followers() {
+            let matched = replica
+                .leader
+                .match_positions
+                .get(&follower)
+                .copied()
+                .unwrap_or_default();
+            if matched >= last {
+                continue;
+            }
+            lagging = true;
+            o.send(
+                follower,
+                Msg::Append {
+                    bucket,
+                    epoch: durable.placement.epoch,
+                    prev_position: matched,
+                    prev_epoch: durable
+                        .log
+                        .epoch_at(matched)
+                        .expect("matched entries exist"),
+                    entries: durable.log.entries_after(matched).to_vec(),
+                    commit_position: durable.commit_position,
+                },
+            );
+        }
+        lagging
+    }
+
+    /// Commits what the sync followers hold and answers the clients whose
+    /// entries are now committed.
+    fn commit_and_reply(
+        &self,
+        bucket: Bucket,
+        replica: &mut BucketReplica,
+        o: &mut Out<BerthActor>,
+    ) {
+        let quorum = replica.quorum_position(self.config.variant);
+        replica.durable.commit_through(quorum);
+        let durable = &replica.durable;
+        let committed: Vec<Waiter> = replica
+            .leader
+            .waiters
+            .iter()
+            .filter(|waiter| waiter.position <= durable.commit_position)
+            .cloned()
+            .collect();
+        for waiter in committed {
+            replica.leader.waiters.remove(&waiter);
+            let recorded = durable
+                .applied
+                .recorded(&waiter.token)
+                .expect("a committed waiter's token is recorded");
+            let entry = durable
+                .log
+                .entry(recorded.position)
+                .expect("committed entry");
+            o.send(
+                waiter.client,
+                Msg::Reply {
+                    bucket,
+                    epoch: durable.placement.epoch,
+                    position: recorded.position,
+                    token: waiter.token,
+                    unit: entry.command.op.unit().clone(),
+                    outcome: recorded.outcome,
+                },
+            );
+        }
+    }
+}

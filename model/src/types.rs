@@ -1,0 +1,133 @@
+//! The vocabulary of DESIGN.md as small value types.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Per-bucket ownership number. Every change of leader or of group advances
+/// it; every routed write and every replication message carries it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The epoch that follows this one.
+    pub fn next(self) -> Epoch {
+        Epoch(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
+/// A 1-based position in a bucket log. Position 0 is "before the first entry".
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Position(pub u64);
+
+impl Position {
+    /// The position that follows this one.
+    pub fn next(self) -> Position {
+        Position(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+/// A bucket: `hash(inventory unit) mod B`, the unit of ownership and movement.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Bucket(pub u32);
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}", self.0)
+    }
+}
+
+/// A replica group: the set of replicas that can hold a bucket.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct GroupId(pub u32);
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "G{}", self.0)
+    }
+}
+
+/// The thing sold exactly once: a cabin on one trip instance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InventoryUnit {
+    pub trip: String,
+    pub cabin: String,
+}
+
+impl InventoryUnit {
+    pub fn new(trip: impl Into<String>, cabin: impl Into<String>) -> Self {
+        InventoryUnit {
+            trip: trip.into(),
+            cabin: cabin.into(),
+        }
+    }
+}
+
+impl fmt::Display for InventoryUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.trip, self.cabin)
+    }
+}
+
+/// The client-chosen identity of one business action (a hold or a confirm).
+///
+/// Its outcome is bucket state: logged, replicated, snapshotted and moved
+/// with the bucket, so a retry with the same token always gets the same
+/// answer. The token of a granted hold is the hold's id; the token of a
+/// confirmed booking is the booking's id.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Token {
+    /// Chosen by the client: unique per client (a random number in the CLI,
+    /// the actor index in the model).
+    pub client: u64,
+    /// The action's sequence number within that client.
+    pub seq: u32,
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "T{}.{}", self.client, self.seq)
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = String;
+
+    /// Parses the `Display` form, `T<client>.<seq>`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let body = text.strip_prefix('T').ok_or_else(|| {
+            format!("token {text:?} does not start with 'T' (expected T<client>.<seq>)")
+        })?;
+        let (client, seq) = body
+            .split_once('.')
+            .ok_or_else(|| format!("token {text:?} has no '.' (expected T<client>.<seq>)"))?;
+        let client = client
+            .parse()
+            .map_err(|_| format!("token {text:?}: client part {client:?} is not a number"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("token {text:?}: sequence part {seq:?} is not a number"))?;
+        Ok(Token { client, seq })
+    }
+}

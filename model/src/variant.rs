@@ -1,0 +1,64 @@
+//! Broken designs the seeds warn against, as small switches in the real
+//! protocol code. `Variant::Correct` is the design berth ships; every other
+//! variant is a deliberate bug that the checker must refute.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Which design the actors follow.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum Variant {
+    /// The protocol of DESIGN.md.
+    #[default]
+    Correct,
+    /// The leader acknowledges a write before its sync follower made it
+    /// durable. Seed 000, Part 2: "The leader commits only after a
+    /// same-region follower acknowledges the write" — this variant does not.
+    AsyncAck,
+}
+
+impl Variant {
+    /// Every variant, the correct design first.
+    pub const ALL: [Variant; 2] = [Variant::Correct, Variant::AsyncAck];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Correct => "correct",
+            Variant::AsyncAck => "async-ack",
+        }
+    }
+
+    /// The design the variant stands for, in one line.
+    pub fn design(self) -> &'static str {
+        match self {
+            Variant::Correct => "commit after every sync follower is durable; epochs fence",
+            Variant::AsyncAck => "leader acknowledges before the sync follower is durable",
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Variant::ALL
+            .into_iter()
+            .find(|variant| variant.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
+                format!(
+                    "unknown variant {text:?}; expected one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
