@@ -1,1 +1,13 @@
+//! # berth-checker
+//!
+//! Builds the `berth-model` actors into Stateright `ActorModel`s
+//! ([`scenario`]), explores them exhaustively or by simulation ([`run`]),
+//! and prints counterexamples as numbered steps ([`trace`]). The
+//! `berth-check` binary is thin glue over this library.
 
+pub mod run;
+pub mod scenario;
+pub mod trace;
+
+pub use run::{run, PropertyStatus, RunOptions, RunReport, StopAt, StopReason, Strategy, Verdict};
+pub use scenario::{NetworkKind, Scenario, ScenarioConfig};

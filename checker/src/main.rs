@@ -1,1 +1,201 @@
-fn main() {}
+//! `berth-check`: model-check the berth protocol.
+
+use anyhow::Result;
+use berth_checker::run::{Progress, RunReport, StopAt};
+use berth_checker::{run, NetworkKind, RunOptions, Scenario, ScenarioConfig, Strategy, Verdict};
+use berth_model::Variant;
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exhaustive model checking of berth's replication protocol.
+///
+/// Exit codes: 0 = exhaustive and every property as expected; 1 = a property
+/// was violated (or a sometimes-property never reached); 2 = bad usage;
+/// 3 = no violation found but the run was not exhaustive (timeout, depth
+/// bound or simulation).
+#[derive(Parser, Debug)]
+#[command(name = "berth-check", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check one scenario against every property.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct ScenarioArgs {
+    /// Which scenario to check.
+    #[arg(long, value_enum, default_value_t = Scenario::Replication)]
+    scenario: Scenario,
+    /// Which design to check: `correct`, or a broken variant the checker must refute.
+    #[arg(long, default_value = "correct", value_parser = parse_variant)]
+    variant: Variant,
+    /// Number of clients competing for the same cabin (1 to 4).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=4))]
+    clients: u8,
+    /// How the network may treat messages.
+    #[arg(long, value_enum, default_value_t = NetworkKind::Unordered)]
+    network: NetworkKind,
+    /// How many replicas may be crashed at the same time.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    crashes: u8,
+    /// How many times a client resends one request on its retry timer (each retry multiplies the state space).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    retries: u8,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Exploration strategy.
+    #[arg(long, value_enum, default_value_t = Strategy::Bfs)]
+    strategy: Strategy,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+    /// Stop after this many seconds (the run is then not exhaustive).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Explore at most this many steps deep (the run is then not exhaustive if the bound is hit).
+    #[arg(long, value_name = "STEPS")]
+    depth: Option<usize>,
+    /// Seed for `--strategy simulation`.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_variant(text: &str) -> Result<Variant, String> {
+    text.parse()
+}
+
+impl ScenarioArgs {
+    fn config(&self) -> ScenarioConfig {
+        ScenarioConfig {
+            scenario: self.scenario,
+            variant: self.variant,
+            clients: usize::from(self.clients),
+            network: self.network,
+            crashes: usize::from(self.crashes),
+            retries: self.retries,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => match check(&args) {
+            Ok(verdict) => ExitCode::from(verdict.exit_code() as u8),
+            Err(error) => {
+                eprintln!("berth-check: {error:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn check(args: &CheckArgs) -> Result<Verdict> {
+    let scenario = args.scenario.config();
+    let options = RunOptions {
+        strategy: args.strategy,
+        threads: usize::from(args.threads),
+        timeout: args.timeout.map(Duration::from_secs),
+        max_depth: args.depth,
+        seed: args.seed,
+        stop_at: StopAt::FirstViolation,
+    };
+    eprintln!(
+        "checking scenario {} (variant {}, {} clients, {} network, {} crashes, {} retries) with {:?}",
+        scenario.scenario,
+        scenario.variant,
+        scenario.clients,
+        scenario.network,
+        scenario.crashes,
+        scenario.retries,
+        options.strategy
+    );
+    let report = run(&scenario, &options, |progress: Progress| {
+        let seconds = progress.elapsed.as_secs_f64();
+        eprintln!(
+            "  … {} unique / {} total states, depth {}, {:.1}s, {:.0} states/s",
+            progress.unique_states,
+            progress.total_states,
+            progress.max_depth,
+            seconds,
+            if seconds > 0.0 {
+                progress.total_states as f64 / seconds
+            } else {
+                0.0
+            }
+        );
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(report.verdict())
+}
+
+fn print_report(report: &RunReport) {
+    println!(
+        "{} unique states, {} total, max depth {}, {:.2}s, {:.0} states/s",
+        report.unique_states,
+        report.total_states,
+        report.max_depth,
+        report.seconds,
+        report.states_per_second
+    );
+    println!(
+        "exploration: {}",
+        match report.stop_reason {
+            berth_checker::StopReason::Exhausted => "exhaustive (every reachable state visited)",
+            berth_checker::StopReason::Timeout => "NOT exhaustive: the timeout cut the run short",
+            berth_checker::StopReason::DepthBound => "NOT exhaustive: the depth bound was reached",
+            berth_checker::StopReason::Discovery =>
+                "stopped soon after the first violation (other always-properties not refuted)",
+            berth_checker::StopReason::Simulation => "NOT exhaustive: random simulation",
+        }
+    );
+    println!("properties:");
+    for property in &report.properties {
+        println!(
+            "  {:<10} {:<12} {}",
+            property.expectation,
+            format!("{:?}", property.status).to_lowercase(),
+            property.name
+        );
+    }
+    for property in &report.properties {
+        if let Some(trace) = &property.trace {
+            println!();
+            println!("VIOLATION of `{}`: {}", property.name, property.meaning);
+            if let Some(explanation) = &property.explanation {
+                println!("  what broke: {explanation}");
+            }
+            println!("  counterexample ({} steps):", trace.len());
+            for line in trace {
+                println!("  {line}");
+            }
+        }
+    }
+    let verdict = report.verdict();
+    println!();
+    println!(
+        "verdict: {}",
+        match verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Incomplete => "INCOMPLETE (no violation found in the states explored)",
+        }
+    );
+}

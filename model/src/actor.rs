@@ -174,10 +174,14 @@ impl Default for Timeouts {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ProtocolConfig {
     pub variant: Variant,
-    /// How many times a client resends one request, and how many times in a
-    /// row a leader resends appends without progress. Every retry loop has a
-    /// bound; in the model it keeps the state space finite.
-    pub retry_limit: u8,
+    /// How many times a client resends one request. A resent request for an
+    /// uncommitted entry also makes the leader resend its appends, so client
+    /// retries alone recover from lost messages.
+    pub client_retries: u8,
+    /// How many times in a row a leader resends appends on its timer without
+    /// progress (0: no timer; the model relies on client retries). Every
+    /// retry loop has a bound; in the model it keeps the state space finite.
+    pub leader_resends: u8,
     pub timeouts: Timeouts,
 }
 
@@ -275,8 +279,8 @@ impl Actor for BerthActor {
     fn name(&self) -> String {
         match self {
             BerthActor::Controller(_) => "controller".to_owned(),
-            BerthActor::Replica(actor) => actor.name(),
-            BerthActor::Client(actor) => format!("client {}", actor.client),
+            BerthActor::Replica(actor) => format!("replica {}", actor.region),
+            BerthActor::Client(_) => "client".to_owned(),
         }
     }
 

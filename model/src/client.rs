@@ -139,7 +139,7 @@ impl ClientActor {
         state.next_seq += 1;
         state.pending = Some(Pending {
             command: Command { token, op },
-            retries_left: self.config.retry_limit,
+            retries_left: self.config.client_retries,
         });
         self.send_pending(state, o);
     }

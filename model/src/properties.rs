@@ -4,7 +4,8 @@
 
 use crate::actor::{BerthActor, Msg, Storage};
 use crate::bucket::{BucketState, Outcome};
-use crate::replica::DurableBucket;
+use crate::placement::PlacementMap;
+use crate::replica::{DurableBucket, ReplicaState};
 use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id};
 use stateright::Expectation;
@@ -94,60 +95,92 @@ pub struct PropertySpec {
     pub expectation: Expectation,
     pub name: &'static str,
     pub condition: fn(&BerthModel, &BerthState) -> bool,
-    /// One sentence a person reads next to a counterexample.
+    /// For an always-property: names what violates it in a state, in one
+    /// sentence, or `None` where it holds.
+    pub violation: Option<fn(&BerthState) -> Option<String>>,
+    /// One sentence a person reads next to the property's status.
     pub meaning: &'static str,
+}
+
+impl PropertySpec {
+    fn always(
+        name: &'static str,
+        condition: fn(&BerthModel, &BerthState) -> bool,
+        violation: fn(&BerthState) -> Option<String>,
+        meaning: &'static str,
+    ) -> Self {
+        PropertySpec {
+            expectation: Expectation::Always,
+            name,
+            condition,
+            violation: Some(violation),
+            meaning,
+        }
+    }
+
+    fn sometimes(
+        name: &'static str,
+        condition: fn(&BerthModel, &BerthState) -> bool,
+        meaning: &'static str,
+    ) -> Self {
+        PropertySpec {
+            expectation: Expectation::Sometimes,
+            name,
+            condition,
+            violation: None,
+            meaning,
+        }
+    }
 }
 
 /// The properties of the replication scenario.
 pub fn replication_properties() -> Vec<PropertySpec> {
     vec![
-        PropertySpec {
-            expectation: Expectation::Always,
-            name: NO_SPLIT_OWNERSHIP,
-            condition: no_split_ownership,
-            meaning: "never two leaders of one bucket at one epoch, and a log position never holds two different acknowledged entries",
-        },
-        PropertySpec {
-            expectation: Expectation::Always,
-            name: NO_LOST_CONFIRMED_BOOKING,
-            condition: no_lost_confirmed_booking,
-            meaning: "every booking acknowledged as confirmed is in the durable state of the bucket's current owner",
-        },
-        PropertySpec {
-            expectation: Expectation::Always,
-            name: NO_DOUBLE_SALE,
-            condition: no_double_sale,
-            meaning: "no inventory unit is confirmed to two different bookings",
-        },
-        PropertySpec {
-            expectation: Expectation::Always,
-            name: ONE_OUTCOME_PER_TOKEN,
-            condition: one_outcome_per_token,
-            meaning: "a client never receives two different outcomes for one token, and no log holds one token twice",
-        },
-        PropertySpec {
-            expectation: Expectation::Always,
-            name: COMMIT_QUORUM_DURABLE,
-            condition: commit_quorum_durable,
-            meaning: "every entry acknowledged at the bucket's current epoch is durable on every sync follower of that epoch",
-        },
-        PropertySpec {
-            expectation: Expectation::Sometimes,
-            name: BOOKING_CONFIRMED,
-            condition: booking_confirmed,
-            meaning: "some client is told its booking is confirmed",
-        },
-        PropertySpec {
-            expectation: Expectation::Sometimes,
-            name: CABIN_CONTENDED,
-            condition: cabin_contended,
-            meaning: "two clients compete for one cabin and one of them is refused",
-        },
+        PropertySpec::always(
+            NO_SPLIT_OWNERSHIP,
+            |_, state| split_ownership(state).is_none(),
+            split_ownership,
+            "never two leaders of one bucket at one epoch, and a log position never holds two different acknowledged entries",
+        ),
+        PropertySpec::always(
+            NO_LOST_CONFIRMED_BOOKING,
+            |_, state| lost_confirmed_booking(state).is_none(),
+            lost_confirmed_booking,
+            "every booking acknowledged as confirmed is in the durable state of the bucket's current owner",
+        ),
+        PropertySpec::always(
+            NO_DOUBLE_SALE,
+            |_, state| double_sale(state).is_none(),
+            double_sale,
+            "no inventory unit is confirmed to two different bookings",
+        ),
+        PropertySpec::always(
+            ONE_OUTCOME_PER_TOKEN,
+            |_, state| second_outcome(state).is_none(),
+            second_outcome,
+            "a client never receives two different outcomes for one token, and no log holds one token twice",
+        ),
+        PropertySpec::always(
+            COMMIT_QUORUM_DURABLE,
+            |_, state| commit_quorum_gap(state).is_none(),
+            commit_quorum_gap,
+            "every entry acknowledged at the bucket's current epoch is durable on every sync follower of that epoch",
+        ),
+        PropertySpec::sometimes(
+            BOOKING_CONFIRMED,
+            |_, state| booking_confirmed(state),
+            "some client is told its booking is confirmed",
+        ),
+        PropertySpec::sometimes(
+            CABIN_CONTENDED,
+            |_, state| cabin_contended(state),
+            "two clients compete for one cabin and one of them is refused",
+        ),
     ]
 }
 
 /// Every replica's id and state (crashed replicas keep their last state).
-fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &crate::replica::ReplicaState)> {
+fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &ReplicaState)> {
     state
         .actor_states
         .iter()
@@ -156,7 +189,7 @@ fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &crate::replica::Re
 }
 
 /// The controller's current placement map.
-fn controller_map(state: &BerthState) -> Option<&crate::placement::PlacementMap> {
+fn controller_map(state: &BerthState) -> Option<&PlacementMap> {
     state
         .actor_states
         .iter()
@@ -179,121 +212,152 @@ fn confirmed(history: &History) -> impl Iterator<Item = &Acknowledgement> {
         .filter(|ack| ack.outcome == Outcome::Confirmed)
 }
 
-/// Never two leaders of one bucket at one epoch, and a log position never
-/// holds two different acknowledged entries (in the history, or in any
-/// replica's committed prefix).
-pub fn no_split_ownership(_: &BerthModel, state: &BerthState) -> bool {
+/// `no split ownership`: never two leaders of one bucket at one epoch, and a
+/// log position never holds two different acknowledged entries (in the
+/// history, or in any replica's committed prefix).
+pub fn split_ownership(state: &BerthState) -> Option<String> {
     let mut leaders: BTreeMap<(Bucket, Epoch), Id> = BTreeMap::new();
     for (id, replica) in replicas(state) {
         for (bucket, bucket_replica) in &replica.buckets {
             if bucket_replica.durable.is_leader(id) {
                 let epoch = bucket_replica.durable.placement.epoch;
                 if let Some(other) = leaders.insert((*bucket, epoch), id) {
-                    if other != id {
-                        return false;
+                    return Some(format!(
+                        "replicas {} and {} both lead {bucket} at {epoch}",
+                        usize::from(other),
+                        usize::from(id)
+                    ));
+                }
+            }
+        }
+    }
+    let mut acknowledged: BTreeMap<(Bucket, Position), &Acknowledgement> = BTreeMap::new();
+    for ack in &state.history.acknowledgements {
+        if let Some(other) = acknowledged.insert((ack.bucket, ack.position), ack) {
+            if other.token != ack.token {
+                return Some(format!(
+                    "{} holds two acknowledged entries: {other}; {ack}",
+                    ack.position
+                ));
+            }
+        }
+    }
+    for (id, replica) in replicas(state) {
+        for (bucket, bucket_replica) in &replica.buckets {
+            let durable = &bucket_replica.durable;
+            for (position, entry) in durable.log.iter().take(durable.commit_position.0 as usize) {
+                if let Some(ack) = acknowledged.get(&(*bucket, position)) {
+                    if ack.token != entry.command.token {
+                        return Some(format!(
+                            "replica {} committed {entry} at {bucket} {position}, but {ack}",
+                            usize::from(id)
+                        ));
                     }
                 }
             }
         }
     }
-    let mut acknowledged: BTreeMap<(Bucket, Position), Token> = BTreeMap::new();
+    None
+}
+
+/// `no lost confirmed booking`: every booking acknowledged as confirmed is in
+/// the durable state of the bucket's current owner (its durable log replayed
+/// over its applied state).
+pub fn lost_confirmed_booking(state: &BerthState) -> Option<String> {
+    let map = controller_map(state)?;
+    confirmed(&state.history).find_map(|ack| {
+        let Some(placement) = map.placement(ack.bucket) else {
+            return Some(format!("{ack}, but the map has no {}", ack.bucket));
+        };
+        let owner = placement.leader;
+        let owner_state: Option<BucketState> =
+            durable_bucket(state, owner, ack.bucket).map(DurableBucket::state_through_last);
+        match owner_state.and_then(|owner_state| owner_state.booking_of(&ack.unit)) {
+            Some(booking) if booking == ack.token => None,
+            Some(booking) => Some(format!(
+                "{ack}, but the current owner, replica {} at {}, has {} booked by {booking}",
+                usize::from(owner),
+                placement.epoch,
+                ack.unit
+            )),
+            None => Some(format!(
+                "{ack}, but the current owner, replica {} at {}, has no such booking on disk",
+                usize::from(owner),
+                placement.epoch
+            )),
+        }
+    })
+}
+
+/// `no double sale`: no inventory unit is confirmed to two different bookings.
+pub fn double_sale(state: &BerthState) -> Option<String> {
+    let mut booking_of: BTreeMap<&InventoryUnit, &Acknowledgement> = BTreeMap::new();
+    confirmed(&state.history).find_map(|ack| {
+        let first = booking_of.entry(&ack.unit).or_insert(ack);
+        (first.token != ack.token).then(|| format!("{} was sold twice: {first}; {ack}", ack.unit))
+    })
+}
+
+/// `one outcome per token`: a client never receives two different outcomes
+/// for one token, and no replica's log holds two entries for one token (a
+/// retry never creates a second effect).
+pub fn second_outcome(state: &BerthState) -> Option<String> {
+    let mut outcome_of: BTreeMap<Token, &Acknowledgement> = BTreeMap::new();
     for ack in &state.history.acknowledgements {
-        if let Some(other) = acknowledged.insert((ack.bucket, ack.position), ack.token) {
-            if other != ack.token {
-                return false;
+        let first = outcome_of.entry(ack.token).or_insert(ack);
+        if first.outcome != ack.outcome {
+            return Some(format!("{} got two outcomes: {first}; {ack}", ack.token));
+        }
+    }
+    for (id, replica) in replicas(state) {
+        for (bucket, bucket_replica) in &replica.buckets {
+            let mut seen = BTreeSet::new();
+            for (position, entry) in bucket_replica.durable.log.iter() {
+                if !seen.insert(entry.command.token) {
+                    return Some(format!(
+                        "replica {} logged {} a second time, at {bucket} {position}",
+                        usize::from(id),
+                        entry.command.token
+                    ));
+                }
             }
         }
     }
-    replicas(state).all(|(_, replica)| {
-        replica.buckets.iter().all(|(bucket, bucket_replica)| {
-            let durable = &bucket_replica.durable;
-            durable
-                .log
-                .iter()
-                .take(durable.commit_position.0 as usize)
-                .all(
-                    |(position, entry)| match acknowledged.get(&(*bucket, position)) {
-                        Some(token) => *token == entry.command.token,
-                        None => true,
-                    },
-                )
-        })
-    })
+    None
 }
 
-/// Every booking acknowledged as confirmed is in the durable state of the
-/// bucket's current owner (its durable log replayed over its applied state).
-pub fn no_lost_confirmed_booking(_: &BerthModel, state: &BerthState) -> bool {
-    let Some(map) = controller_map(state) else {
-        return true;
-    };
-    confirmed(&state.history).all(|ack| {
-        let Some(placement) = map.placement(ack.bucket) else {
-            return false;
-        };
-        let owner_state: Option<BucketState> = durable_bucket(state, placement.leader, ack.bucket)
-            .map(DurableBucket::state_through_last);
-        owner_state.is_some_and(|owner| owner.booking_of(&ack.unit) == Some(ack.token))
-    })
-}
-
-/// No inventory unit is confirmed to two different bookings.
-pub fn no_double_sale(_: &BerthModel, state: &BerthState) -> bool {
-    let mut booking_of: BTreeMap<&InventoryUnit, Token> = BTreeMap::new();
-    confirmed(&state.history)
-        .all(|ack| *booking_of.entry(&ack.unit).or_insert(ack.token) == ack.token)
-}
-
-/// A client never receives two different outcomes for one token, and no
-/// replica's log holds two entries for one token (a retry never creates a
-/// second effect).
-pub fn one_outcome_per_token(_: &BerthModel, state: &BerthState) -> bool {
-    let mut outcome_of: BTreeMap<Token, Outcome> = BTreeMap::new();
-    for ack in &state.history.acknowledgements {
-        if *outcome_of.entry(ack.token).or_insert(ack.outcome) != ack.outcome {
-            return false;
-        }
-    }
-    replicas(state).all(|(_, replica)| {
-        replica.buckets.values().all(|bucket_replica| {
-            let mut seen = BTreeSet::new();
-            bucket_replica
-                .durable
-                .log
-                .iter()
-                .all(|(_, entry)| seen.insert(entry.command.token))
-        })
-    })
-}
-
-/// Every entry acknowledged at a bucket's current epoch is durable on every
-/// sync follower of that epoch: the commit rule, checked directly.
-pub fn commit_quorum_durable(_: &BerthModel, state: &BerthState) -> bool {
-    let Some(map) = controller_map(state) else {
-        return true;
-    };
-    state.history.acknowledgements.iter().all(|ack| {
-        let Some(placement) = map.placement(ack.bucket) else {
-            return false;
-        };
+/// `commit quorum durable`: every entry acknowledged at a bucket's current
+/// epoch is durable on every sync follower of that epoch — the commit rule,
+/// checked directly.
+pub fn commit_quorum_gap(state: &BerthState) -> Option<String> {
+    let map = controller_map(state)?;
+    state.history.acknowledgements.iter().find_map(|ack| {
+        let placement = map.placement(ack.bucket)?;
         if placement.epoch != ack.epoch {
-            return true;
+            return None;
         }
-        placement.sync_followers.iter().all(|follower| {
-            durable_bucket(state, *follower, ack.bucket)
+        placement.sync_followers.iter().find_map(|follower| {
+            let durable = durable_bucket(state, *follower, ack.bucket)
                 .and_then(|durable| durable.log.entry(ack.position))
-                .is_some_and(|entry| entry.command.token == ack.token)
+                .is_some_and(|entry| entry.command.token == ack.token);
+            (!durable).then(|| {
+                format!(
+                    "{ack}, but sync follower replica {} does not have it on disk",
+                    usize::from(*follower)
+                )
+            })
         })
     })
 }
 
-/// Some client is told its booking is confirmed.
-pub fn booking_confirmed(_: &BerthModel, state: &BerthState) -> bool {
+/// `booking confirmed`: some client is told its booking is confirmed.
+pub fn booking_confirmed(state: &BerthState) -> bool {
     confirmed(&state.history).next().is_some()
 }
 
-/// Two clients were answered about one cabin, and one of them was refused.
-pub fn cabin_contended(_: &BerthModel, state: &BerthState) -> bool {
+/// `cabin contended`: two clients were answered about one cabin, and one of
+/// them was refused.
+pub fn cabin_contended(state: &BerthState) -> bool {
     let acks = &state.history.acknowledgements;
     acks.iter().any(|refused| {
         matches!(refused.outcome, Outcome::Refused(_))

@@ -26,6 +26,14 @@ use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Which followers an append goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FollowerSet {
+    All,
+    /// Only the commit quorum.
+    Sync,
+}
+
 /// A replica process.
 #[derive(Clone, Debug)]
 pub struct ReplicaActor {
@@ -131,7 +139,7 @@ impl BucketReplica {
         BucketReplica {
             durable,
             leader: LeaderState {
-                retransmits_left: config.retry_limit,
+                retransmits_left: config.leader_resends,
                 ..LeaderState::default()
             },
         }
@@ -208,10 +216,6 @@ impl ReplicaState {
 }
 
 impl ReplicaActor {
-    pub fn name(&self) -> String {
-        format!("replica ({})", self.region)
-    }
-
     pub fn on_start(&self, id: Id, storage: Option<&ReplicaStorage>) -> ReplicaState {
         let durable: ReplicaStorage = match storage {
             Some(storage) => storage.clone(),
@@ -317,7 +321,7 @@ impl ReplicaActor {
                     return; // ignore_duplicate_appended
                 }
                 *matched = position;
-                replica.leader.retransmits_left = self.config.retry_limit;
+                replica.leader.retransmits_left = self.config.leader_resends;
                 self.commit_and_reply(bucket, replica, o);
             }
             Msg::AppendRefused { bucket, epoch } => {
@@ -351,7 +355,7 @@ impl ReplicaActor {
         if !replica.durable.is_leader(id) || replica.leader.retransmits_left == 0 {
             return;
         }
-        let lagging = self.send_appends(*bucket, replica, o);
+        let lagging = self.send_appends(*bucket, replica, FollowerSet::All, o);
         if lagging {
             replica.leader.retransmits_left -= 1;
             o.set_timer(
@@ -412,19 +416,24 @@ impl ReplicaActor {
             return;
         }
         let position = match durable.uncommitted_position(&token) {
-            Some(position) => position,
+            Some(position) => {
+                // A retry of an action still waiting for its quorum: an
+                // append may have been lost, so resend to the commit quorum.
+                self.send_appends(bucket, replica, FollowerSet::Sync, o);
+                position
+            }
             None => {
                 let position = durable.log.push(Entry {
                     epoch: durable.placement.epoch,
                     command,
                 });
-                if self.config.retry_limit > 0 {
+                if self.config.leader_resends > 0 {
                     o.set_timer(
                         Timer::Replicate(bucket),
                         self.config.timeouts.replicate.clone(),
                     );
                 }
-                self.send_appends(bucket, replica, o);
+                self.send_appends(bucket, replica, FollowerSet::All, o);
                 position
             }
         };
@@ -436,17 +445,23 @@ impl ReplicaActor {
         self.commit_and_reply(bucket, replica, o);
     }
 
-    /// Sends each follower the suffix it lacks. Returns whether any lagged.
+    /// Sends each follower in `set` the suffix it lacks. Returns whether any
+    /// lagged.
     fn send_appends(
         &self,
         bucket: Bucket,
         replica: &BucketReplica,
+        set: FollowerSet,
         o: &mut Out<BerthActor>,
     ) -> bool {
         let durable = &replica.durable;
         let last = durable.log.last_position();
         let mut lagging = false;
-        for follower in durable.placement.followers() {
+        let followers: Vec<Id> = match set {
+            FollowerSet::All => durable.placement.followers().collect(),
+            FollowerSet::Sync => durable.placement.sync_followers.clone(),
+        };
+        for follower in followers {
             let matched = replica
                 .leader
                 .match_positions

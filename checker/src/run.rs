@@ -1,0 +1,372 @@
+//! One model-checking run and its report.
+
+use crate::scenario::ScenarioConfig;
+use crate::trace::format_trace;
+use berth_model::properties::{BerthModel, BerthState};
+use serde::Serialize;
+use stateright::actor::ActorModelAction;
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
+
+/// One step of the model.
+pub type BerthAction = ActorModelAction<berth_model::Msg, berth_model::Timer, ()>;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// How the state space is explored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Breadth-first: exhaustive, and counterexamples are shortest.
+    Bfs,
+    /// Depth-first: exhaustive, less memory for deep spaces.
+    Dfs,
+    /// Random walks: never exhaustive; for spaces too large to exhaust.
+    Simulation,
+}
+
+/// Options of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunOptions {
+    pub strategy: Strategy,
+    pub threads: usize,
+    /// Stop after this long; the run is then not exhaustive.
+    pub timeout: Option<Duration>,
+    /// Do not explore deeper than this many steps.
+    pub max_depth: Option<usize>,
+    /// Seed of the simulation strategy.
+    pub seed: u64,
+    /// When to stop before the state space is exhausted.
+    pub stop_at: StopAt,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            strategy: Strategy::Bfs,
+            threads: 1,
+            timeout: None,
+            max_depth: None,
+            seed: 0,
+            stop_at: StopAt::FirstViolation,
+        }
+    }
+}
+
+/// When a run stops early because of what it found.
+///
+/// Stateright's checkers keep the *last* path they found for a property, so
+/// stopping soon after the first violation is also what keeps a BFS
+/// counterexample (nearly) shortest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopAt {
+    /// Explore everything, even after violations.
+    Never,
+    /// Stop soon after any always-property is violated.
+    FirstViolation,
+    /// Stop soon after any of these properties has a discovery.
+    AnyOf(Vec<&'static str>),
+}
+
+/// A simulation with no timeout given stops after this long.
+pub const DEFAULT_SIMULATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The status of one property at the end of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PropertyStatus {
+    /// Always-property, exhaustive run, no counterexample.
+    Holds,
+    /// Always-property with a counterexample.
+    Violated,
+    /// Always-property without a counterexample, but the run was not
+    /// exhaustive.
+    NotRefuted,
+    /// Sometimes-property with an example.
+    Reached,
+    /// Sometimes-property without an example.
+    Unreached,
+}
+
+impl PropertyStatus {
+    /// Whether this status lets the run pass.
+    pub fn is_good(self) -> bool {
+        matches!(self, PropertyStatus::Holds | PropertyStatus::Reached)
+    }
+}
+
+/// One property in a report.
+#[derive(Clone, Debug, Serialize)]
+pub struct PropertyReport {
+    pub name: &'static str,
+    pub expectation: &'static str,
+    pub status: PropertyStatus,
+    pub meaning: &'static str,
+    /// For a violation: what breaks the property in the last state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
+    /// The discovery's path, one line per step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<String>>,
+    /// The discovery's path encoded for the Explorer's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Why the run stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Every reachable state was visited.
+    Exhausted,
+    /// The timeout cut the run short.
+    Timeout,
+    /// The depth bound cut the state space.
+    DepthBound,
+    /// A property the caller asked to stop at was discovered.
+    Discovery,
+    /// Random walks ran until the timeout; simulation is never exhaustive.
+    Simulation,
+}
+
+/// The outcome of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub scenario: ScenarioConfig,
+    pub options: RunOptions,
+    pub unique_states: usize,
+    pub total_states: usize,
+    pub max_depth: usize,
+    pub seconds: f64,
+    pub states_per_second: f64,
+    pub exhaustive: bool,
+    pub stop_reason: StopReason,
+    pub properties: Vec<PropertyReport>,
+}
+
+/// The verdict of a run, and the process exit code that goes with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Exhaustive; every always-property holds; every sometimes-property reached.
+    Pass,
+    /// An always-property was violated, or an exhaustive run never reached a
+    /// sometimes-property.
+    Fail,
+    /// No violation found, but the run was cut short.
+    Incomplete,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Incomplete => 3,
+        }
+    }
+}
+
+impl RunReport {
+    pub fn verdict(&self) -> Verdict {
+        let violated = self
+            .properties
+            .iter()
+            .any(|p| p.status == PropertyStatus::Violated);
+        if violated {
+            return Verdict::Fail;
+        }
+        if !self.exhaustive {
+            return Verdict::Incomplete;
+        }
+        if self.properties.iter().all(|p| p.status.is_good()) {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+
+    pub fn property(&self, name: &str) -> Option<&PropertyReport> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+}
+
+/// Progress while a run goes on.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub unique_states: usize,
+    pub total_states: usize,
+    pub max_depth: usize,
+    pub elapsed: Duration,
+}
+
+/// The shortest path to a discovery of `property`, searching depths up to
+/// `upper` steps.
+fn shortest_discovery(
+    scenario: &ScenarioConfig,
+    property: &'static str,
+    upper: usize,
+) -> Option<Path<BerthState, BerthAction>> {
+    (1..=upper).find_map(|steps| {
+        scenario
+            .build()
+            .checker()
+            // Depth counts the initial state as 1, and states at the target
+            // depth are not checked.
+            .target_max_depth(steps + 2)
+            .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
+            .spawn_bfs()
+            .join()
+            .discovery(property)
+    })
+}
+
+/// Runs `scenario` with `options`, calling `progress` about once a second.
+pub fn run(
+    scenario: &ScenarioConfig,
+    options: &RunOptions,
+    mut progress: impl FnMut(Progress),
+) -> RunReport {
+    let model = scenario.build();
+    let specs = scenario.properties();
+    let mut builder = model.checker().threads(options.threads.max(1));
+    let timeout = match (options.strategy, options.timeout) {
+        (Strategy::Simulation, None) => Some(DEFAULT_SIMULATION_TIMEOUT),
+        (_, timeout) => timeout,
+    };
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(depth) = options.max_depth {
+        builder = builder.target_max_depth(depth);
+    }
+    builder = builder.finish_when(match &options.stop_at {
+        StopAt::Never => HasDiscoveries::All,
+        StopAt::FirstViolation => HasDiscoveries::AnyFailures,
+        StopAt::AnyOf(names) => {
+            HasDiscoveries::AnyOf(names.iter().copied().collect::<BTreeSet<_>>())
+        }
+    });
+    let started = Instant::now();
+    macro_rules! drive {
+        ($checker:expr) => {{
+            let checker = $checker;
+            while !checker.is_done() {
+                progress(Progress {
+                    unique_states: checker.unique_state_count(),
+                    total_states: checker.state_count(),
+                    max_depth: checker.max_depth(),
+                    elapsed: started.elapsed(),
+                });
+                let tick = Instant::now();
+                while !checker.is_done() && tick.elapsed() < Duration::from_secs(1) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            let checker = checker.join();
+            let elapsed = started.elapsed();
+            (
+                checker.unique_state_count(),
+                checker.state_count(),
+                checker.max_depth(),
+                elapsed,
+                checker.discoveries(),
+                checker.model().clone(),
+            )
+        }};
+    }
+    let (unique_states, total_states, max_depth, elapsed, discoveries, model) =
+        match options.strategy {
+            Strategy::Bfs => drive!(builder.spawn_bfs()),
+            Strategy::Dfs => drive!(builder.spawn_dfs()),
+            Strategy::Simulation => {
+                drive!(builder.spawn_simulation(options.seed, UniformChooser))
+            }
+        };
+    let model: BerthModel = model;
+    let mut discoveries = discoveries;
+    if options.strategy == Strategy::Bfs {
+        // Stateright keeps the last path it found, not the first: deepen
+        // step by step to recover the shortest counterexample.
+        for spec in &specs {
+            if spec.expectation != Expectation::Always {
+                continue;
+            }
+            if let Some(found) = discoveries.get(spec.name) {
+                let upper = found.clone().into_actions().len();
+                if let Some(shortest) = shortest_discovery(scenario, spec.name, upper) {
+                    discoveries.insert(spec.name, shortest);
+                }
+            }
+        }
+    }
+
+    let stopped_at_discovery = match &options.stop_at {
+        StopAt::Never => false,
+        StopAt::FirstViolation => specs.iter().any(|spec| {
+            spec.expectation == Expectation::Always && discoveries.contains_key(spec.name)
+        }),
+        StopAt::AnyOf(names) => names.iter().any(|name| discoveries.contains_key(name)),
+    };
+    let stop_reason = if options.strategy == Strategy::Simulation {
+        StopReason::Simulation
+    } else if stopped_at_discovery {
+        StopReason::Discovery
+    } else if timeout.is_some_and(|timeout| elapsed >= timeout) {
+        StopReason::Timeout
+    } else if options.max_depth.is_some_and(|depth| max_depth >= depth) {
+        StopReason::DepthBound
+    } else {
+        StopReason::Exhausted
+    };
+    let exhaustive = stop_reason == StopReason::Exhausted;
+
+    let properties = specs
+        .iter()
+        .map(|spec| {
+            let discovery = discoveries.get(spec.name);
+            let status = match (&spec.expectation, discovery, exhaustive) {
+                (Expectation::Always, Some(_), _) => PropertyStatus::Violated,
+                (Expectation::Always, None, true) => PropertyStatus::Holds,
+                (Expectation::Always, None, false) => PropertyStatus::NotRefuted,
+                (_, Some(_), _) => PropertyStatus::Reached,
+                (_, None, _) => PropertyStatus::Unreached,
+            };
+            let show_path = status == PropertyStatus::Violated;
+            PropertyReport {
+                name: spec.name,
+                expectation: match spec.expectation {
+                    Expectation::Always => "always",
+                    Expectation::Sometimes => "sometimes",
+                    Expectation::Eventually => "eventually",
+                },
+                status,
+                meaning: spec.meaning,
+                explanation: discovery.filter(|_| show_path).and_then(|path| {
+                    spec.violation
+                        .and_then(|explain| explain(path.last_state()))
+                }),
+                trace: discovery
+                    .filter(|_| show_path)
+                    .map(|path| format_trace(&model, path)),
+                path: discovery.map(|path| path.encode(&model)),
+            }
+        })
+        .collect();
+    let seconds = elapsed.as_secs_f64();
+    RunReport {
+        scenario: scenario.clone(),
+        options: options.clone(),
+        unique_states,
+        total_states,
+        max_depth,
+        seconds,
+        states_per_second: if seconds > 0.0 {
+            total_states as f64 / seconds
+        } else {
+            0.0
+        },
+        exhaustive,
+        stop_reason,
+        properties,
+    }
+}
