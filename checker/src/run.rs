@@ -2,10 +2,11 @@
 
 use crate::scenario::ScenarioConfig;
 use crate::trace::format_trace;
-use berth_model::properties::{BerthModel, BerthState};
+use berth_model::properties::{BerthModel, BerthState, RunControl};
 use serde::Serialize;
 use stateright::actor::ActorModelAction;
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
+use std::sync::atomic::Ordering;
 
 /// One step of the model.
 pub type BerthAction = ActorModelAction<berth_model::Msg, berth_model::Timer, ()>;
@@ -226,14 +227,15 @@ pub fn run(
     options: &RunOptions,
     mut progress: impl FnMut(Progress),
 ) -> RunReport {
-    let model = scenario.build();
+    let control = RunControl::default();
+    let model = scenario.build_with(control.clone());
     let specs = scenario.properties();
     let mut builder = model.checker().threads(options.threads.max(1));
     let timeout = match (options.strategy, options.timeout) {
         (Strategy::Simulation, None) => Some(DEFAULT_SIMULATION_TIMEOUT),
         (_, timeout) => timeout,
     };
-    if let Some(timeout) = timeout {
+    if let (Strategy::Simulation, Some(timeout)) = (options.strategy, timeout) {
         builder = builder.timeout(timeout);
     }
     if let Some(depth) = options.max_depth {
@@ -247,6 +249,7 @@ pub fn run(
         }
     });
     let started = Instant::now();
+    let mut timed_out = false;
     macro_rules! drive {
         ($checker:expr) => {{
             let checker = $checker;
@@ -259,6 +262,10 @@ pub fn run(
                 });
                 let tick = Instant::now();
                 while !checker.is_done() && tick.elapsed() < Duration::from_secs(1) {
+                    if timeout.is_some_and(|timeout| started.elapsed() >= timeout) {
+                        timed_out = true;
+                        control.stop.store(true, Ordering::Relaxed);
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -311,7 +318,7 @@ pub fn run(
         StopReason::Simulation
     } else if stopped_at_discovery {
         StopReason::Discovery
-    } else if timeout.is_some_and(|timeout| elapsed >= timeout) {
+    } else if timed_out {
         StopReason::Timeout
     } else if options.max_depth.is_some_and(|depth| max_depth >= depth) {
         StopReason::DepthBound

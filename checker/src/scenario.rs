@@ -3,7 +3,7 @@
 
 use berth_model::actor::ProtocolConfig;
 use berth_model::placement::{BucketPlacement, PlacementMap};
-use berth_model::properties::{self, BerthModel, BerthState, PropertySpec};
+use berth_model::properties::{self, BerthModel, BerthState, PropertySpec, RunControl};
 use berth_model::Epoch;
 use berth_model::{
     BerthActor, ClientActor, ControllerActor, GroupId, InventoryUnit, ReplicaActor, Variant,
@@ -114,6 +114,11 @@ impl ScenarioConfig {
 
     /// Builds the model to check.
     pub fn build(&self) -> BerthModel {
+        self.build_with(RunControl::default())
+    }
+
+    /// Builds the model to check, stoppable through `control`.
+    pub fn build_with(&self, control: RunControl) -> BerthModel {
         let protocol = ProtocolConfig {
             variant: self.variant,
             client_retries: self.retries,
@@ -129,7 +134,7 @@ impl ScenarioConfig {
         };
         let map = PlacementMap::uniform(1, placement);
 
-        let mut model = BerthModel::new((), Default::default())
+        let mut model = BerthModel::new(control, Default::default())
             .actor(BerthActor::Controller(ControllerActor {
                 initial_map: map.clone(),
             }))
@@ -163,7 +168,7 @@ impl ScenarioConfig {
             })
             .max_crashes(self.crashes)
             .record_msg_in(properties::record_msg_in)
-            .within_boundary(only_replicas_crash);
+            .within_boundary(within_boundary);
         for property in self.properties() {
             model = model.property(property.expectation, property.name, property.condition);
         }
@@ -172,13 +177,14 @@ impl ScenarioConfig {
 }
 
 /// Clients and the controller do not crash in these scenarios: a crash is
-/// about what a replica keeps on disk.
-fn only_replicas_crash(_: &(), state: &BerthState) -> bool {
-    state
-        .crashed
-        .iter()
-        .zip(&state.actor_states)
-        .all(|(crashed, node)| !crashed || node.as_replica().is_some())
+/// about what a replica keeps on disk. A stopped run has no boundary left.
+fn within_boundary(control: &RunControl, state: &BerthState) -> bool {
+    !control.is_stopped()
+        && state
+            .crashed
+            .iter()
+            .zip(&state.actor_states)
+            .all(|(crashed, node)| !crashed || node.as_replica().is_some())
 }
 
 /// A human name for actor `id` in `model`: its role and index, and a

@@ -89,10 +89,10 @@ impl ClientActor {
                     }
                 }
             }
-            Msg::Redirect { token, .. } => {
-                if state.pending.as_ref().map(|p| p.command.token) == Some(token) {
-                    o.send(self.controller, Msg::FetchMap);
-                }
+            Msg::Redirect { token, .. }
+                if state.pending.as_ref().map(|p| p.command.token) == Some(token) =>
+            {
+                o.send(self.controller, Msg::FetchMap);
             }
             Msg::Map(map) => {
                 if map.version <= state.map.version {

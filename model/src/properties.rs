@@ -11,6 +11,8 @@ use stateright::actor::{ActorModel, ActorModelState, Envelope, Id};
 use stateright::Expectation;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// One reply a client received: the ghost record of what it was told.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,13 +49,34 @@ pub struct History {
     pub acknowledgements: BTreeSet<Acknowledgement>,
 }
 
+/// Control of a model-checking run, outside the protocol: the actors never
+/// see it.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    /// Once set, no new state is inside the boundary, so the checker drains
+    /// its queue and stops. Stateright's own timeout is only looked at
+    /// between work batches of a thread, which a single-threaded BFS may
+    /// never finish; this flag is how a timeout stops any run promptly.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl RunControl {
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
 /// The model the checker runs.
-pub type BerthModel = ActorModel<BerthActor, (), History>;
+pub type BerthModel = ActorModel<BerthActor, RunControl, History>;
 /// One state of that model.
 pub type BerthState = ActorModelState<BerthActor, History>;
 
 /// Records each `Reply` as it reaches its client.
-pub fn record_msg_in(_: &(), history: &History, envelope: Envelope<&Msg>) -> Option<History> {
+pub fn record_msg_in(
+    _: &RunControl,
+    history: &History,
+    envelope: Envelope<&Msg>,
+) -> Option<History> {
     let Msg::Reply {
         bucket,
         epoch,

@@ -1,0 +1,247 @@
+//! Model-checking tests: the replication scenario holds every property, its
+//! state space is pinned, and every always-property is shown to catch the
+//! violation it names.
+
+use berth_checker::{
+    run, NetworkKind, PropertyStatus, RunOptions, ScenarioConfig, StopAt, Strategy, Verdict,
+};
+use berth_model::properties::{self, Acknowledgement, BerthState};
+use berth_model::{Bucket, Epoch, NodeState, Outcome, Position, Refusal, Token, Variant};
+use stateright::actor::Id;
+use stateright::{Checker, Model};
+use std::sync::Arc;
+
+fn exhaustive(config: &ScenarioConfig, strategy: Strategy) -> berth_checker::RunReport {
+    let report = run(
+        config,
+        &RunOptions {
+            strategy,
+            stop_at: StopAt::Never,
+            ..RunOptions::default()
+        },
+        |_| {},
+    );
+    assert!(
+        report.exhaustive,
+        "run was not exhaustive: {:?}",
+        report.stop_reason
+    );
+    report
+}
+
+fn assert_passes(report: &berth_checker::RunReport) {
+    for property in &report.properties {
+        assert!(
+            property.status.is_good(),
+            "{} is {:?}: {:?}",
+            property.name,
+            property.status,
+            property.explanation
+        );
+    }
+    assert_eq!(report.verdict(), Verdict::Pass);
+}
+
+/// Goal: the default scenario holds every property, reaches every
+/// sometimes-property, and its state space does not change by accident
+/// (a change here must be explained in the commit that makes it).
+#[test]
+fn replication_unordered_two_clients_holds_with_pinned_state_count() {
+    let config = ScenarioConfig::default();
+    let report = exhaustive(&config, Strategy::Bfs);
+    assert_passes(&report);
+    assert_eq!(report.unique_states, 7_457);
+    // DFS visits the same space.
+    let dfs = exhaustive(&config, Strategy::Dfs);
+    assert_passes(&dfs);
+    assert_eq!(dfs.unique_states, 7_457);
+}
+
+#[test]
+fn replication_ordered_network_holds_with_pinned_state_count() {
+    let config = ScenarioConfig {
+        network: NetworkKind::Ordered,
+        ..ScenarioConfig::default()
+    };
+    let report = exhaustive(&config, Strategy::Bfs);
+    assert_passes(&report);
+    assert_eq!(report.unique_states, 1_953);
+}
+
+/// Goal: message loss never breaks safety (loss only stalls progress).
+#[test]
+fn replication_lossy_network_holds_with_pinned_state_count() {
+    let config = ScenarioConfig {
+        network: NetworkKind::Lossy,
+        ..ScenarioConfig::default()
+    };
+    let report = exhaustive(&config, Strategy::Bfs);
+    assert_passes(&report);
+    assert_eq!(report.unique_states, 50_602);
+}
+
+/// Goal: duplicated requests (what a retry looks like to the leader) get the
+/// recorded outcome and never a second effect.
+#[test]
+fn replication_duplicating_network_holds_with_pinned_state_count() {
+    let config = ScenarioConfig {
+        network: NetworkKind::UnorderedDuplicating,
+        ..ScenarioConfig::default()
+    };
+    let report = exhaustive(&config, Strategy::Bfs);
+    assert_passes(&report);
+    assert_eq!(report.unique_states, 146_583);
+}
+
+/// Goal: the broken commit rule (DESIGN.md variant `async-ack`: the leader
+/// acknowledges before its sync follower is durable) is caught, with the
+/// shortest counterexample: a hold acknowledged straight after the request.
+#[test]
+fn async_ack_is_refuted_by_commit_quorum_durable() {
+    let config = ScenarioConfig {
+        variant: Variant::AsyncAck,
+        ..ScenarioConfig::default()
+    };
+    let report = run(&config, &RunOptions::default(), |_| {});
+    assert_eq!(report.verdict(), Verdict::Fail);
+    let property = report.property(properties::COMMIT_QUORUM_DURABLE).unwrap();
+    assert_eq!(property.status, PropertyStatus::Violated);
+    let trace = property.trace.as_ref().unwrap();
+    assert_eq!(trace.len(), 2, "{trace:#?}");
+    assert!(trace[0].contains("Request"), "{trace:#?}");
+    assert!(
+        trace[1].contains("Reply") && trace[1].contains("Held"),
+        "{trace:#?}"
+    );
+    assert!(property
+        .explanation
+        .as_ref()
+        .unwrap()
+        .contains("does not have it on disk"));
+}
+
+/// Goal: a reachable state in which the leader has confirmed a booking, to
+/// forge violations from.
+fn state_after_confirmed_booking() -> BerthState {
+    let model = ScenarioConfig::default().build();
+    let checker = model.checker().spawn_bfs().join();
+    checker
+        .discovery(properties::BOOKING_CONFIRMED)
+        .expect("a booking is confirmed")
+        .last_state()
+        .clone()
+}
+
+fn confirmed_ack(state: &BerthState) -> Acknowledgement {
+    state
+        .history
+        .acknowledgements
+        .iter()
+        .find(|ack| ack.outcome == Outcome::Confirmed)
+        .cloned()
+        .unwrap()
+}
+
+/// Goal: each always-property catches the violation it names. The state is
+/// reachable; each forgery adds exactly the bad fact.
+#[test]
+fn always_properties_catch_forged_violations() {
+    let state = state_after_confirmed_booking();
+    for spec in properties::replication_properties() {
+        if let Some(violation) = spec.violation {
+            assert_eq!(
+                violation(&state),
+                None,
+                "{} fails on a reachable state",
+                spec.name
+            );
+        }
+    }
+    let ack = confirmed_ack(&state);
+
+    // no double sale: the same cabin confirmed to a second booking.
+    let mut forged = state.clone();
+    forged.history.acknowledgements.insert(Acknowledgement {
+        client: Id::from(5),
+        token: Token { client: 5, seq: 9 },
+        position: Position(9),
+        ..ack.clone()
+    });
+    assert!(properties::double_sale(&forged).is_some());
+
+    // one outcome per token: the same token answered differently.
+    let mut forged = state.clone();
+    forged.history.acknowledgements.insert(Acknowledgement {
+        outcome: Outcome::Refused(Refusal::UnitSold),
+        ..ack.clone()
+    });
+    assert!(properties::second_outcome(&forged).is_some());
+
+    // no split ownership: a second acknowledged entry at the same position.
+    let mut forged = state.clone();
+    forged.history.acknowledgements.insert(Acknowledgement {
+        token: Token { client: 5, seq: 9 },
+        outcome: Outcome::Held,
+        ..ack.clone()
+    });
+    assert!(properties::split_ownership(&forged).is_some());
+
+    // no split ownership: two replicas lead bucket 0 at epoch 1.
+    let mut forged = state.clone();
+    let follower_index = 2;
+    let mut follower = forged.actor_states[follower_index].as_ref().clone();
+    if let NodeState::Replica(replica) = &mut follower {
+        replica
+            .buckets
+            .get_mut(&Bucket(0))
+            .unwrap()
+            .durable
+            .placement
+            .leader = Id::from(follower_index);
+    }
+    forged.actor_states[follower_index] = Arc::new(follower);
+    assert!(properties::split_ownership(&forged).is_some());
+
+    // no lost confirmed booking: a confirmed booking the owner never stored.
+    let mut forged = state.clone();
+    forged.history.acknowledgements.insert(Acknowledgement {
+        token: Token { client: 4, seq: 7 },
+        unit: berth_model::InventoryUnit::new("BCN-JFK-2026-07-14", "C99"),
+        ..ack.clone()
+    });
+    assert!(properties::lost_confirmed_booking(&forged).is_some());
+
+    // commit quorum durable: an acknowledgement at the current epoch for an
+    // entry the sync follower does not have.
+    let mut forged = state.clone();
+    forged.history.acknowledgements.insert(Acknowledgement {
+        token: Token { client: 4, seq: 7 },
+        position: Position(42),
+        epoch: Epoch(1),
+        ..ack
+    });
+    assert!(properties::commit_quorum_gap(&forged).is_some());
+}
+
+/// Goal: a run cut short by its timeout says so and does not pass.
+#[test]
+fn timeout_makes_a_run_incomplete() {
+    let config = ScenarioConfig {
+        clients: 3,
+        ..ScenarioConfig::default()
+    };
+    let report = run(
+        &config,
+        &RunOptions {
+            timeout: Some(std::time::Duration::from_millis(300)),
+            ..RunOptions::default()
+        },
+        |_| {},
+    );
+    assert!(!report.exhaustive);
+    assert_eq!(report.verdict(), Verdict::Incomplete);
+    assert!(report
+        .properties
+        .iter()
+        .any(|p| p.status == PropertyStatus::NotRefuted));
+}

@@ -1,0 +1,104 @@
+//! `berth-check` as a user runs it: exit codes, text and JSON reports.
+
+use crate::util::{berth_check, stderr, stdout};
+
+const ALWAYS: [&str; 4] = [
+    "no split ownership",
+    "no lost confirmed booking",
+    "no double sale",
+    "one outcome per token",
+];
+
+/// Goal: the README's main job passes, exhaustively, and says so.
+#[test]
+fn default_check_passes_exhaustively() {
+    let output = berth_check(&["check"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}\n{}", stderr(&output));
+    assert!(
+        text.contains("exhaustive (every reachable state visited)"),
+        "{text}"
+    );
+    assert!(text.contains("states/s"), "{text}");
+    for name in ALWAYS {
+        assert!(
+            text.lines()
+                .any(|line| line.contains("holds") && line.ends_with(name)),
+            "{name} not reported as holding:\n{text}"
+        );
+    }
+    for name in ["booking confirmed", "cabin contended"] {
+        assert!(
+            text.lines()
+                .any(|line| line.contains("reached") && line.ends_with(name)),
+            "{name} not reported as reached:\n{text}"
+        );
+    }
+    assert!(text.contains("verdict: PASS"), "{text}");
+}
+
+/// Goal: `--json` prints exactly one JSON object with the documented fields.
+#[test]
+fn json_report_has_states_seconds_and_properties() {
+    let output = berth_check(&["check", "--json", "--network", "ordered", "--clients", "3"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&output)).expect("stdout is one JSON object");
+    assert_eq!(report["unique_states"], 100_567);
+    assert!(report["seconds"].as_f64().unwrap() > 0.0);
+    assert!(report["states_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["exhaustive"], true);
+    let properties = report["properties"].as_array().unwrap();
+    for name in ALWAYS {
+        let property = properties
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(property["status"], "holds");
+    }
+}
+
+/// Goal: a broken design exits 1, names the property, and prints a trace
+/// with one line per step.
+#[test]
+fn broken_commit_rule_exits_one_with_a_trace() {
+    let output = berth_check(&["check", "--variant", "async-ack"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("VIOLATION of `commit quorum durable`"),
+        "{text}"
+    );
+    assert!(text.contains("  1. client"), "{text}");
+    assert!(text.contains("what broke:"), "{text}");
+}
+
+/// Goal: a timeout that cuts the run short has its own exit code.
+#[test]
+fn timeout_exits_three() {
+    let output = berth_check(&["check", "--clients", "3", "--timeout", "1"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    assert!(stdout(&output).contains("NOT exhaustive"));
+}
+
+/// Goal: bad flags get a clear error and exit 2, and nothing runs.
+#[test]
+fn bad_flags_are_rejected_clearly() {
+    let output = berth_check(&["check", "--variant", "bogus"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown variant \"bogus\""),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("async-ack"));
+    let output = berth_check(&["check", "--clients", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = berth_check(&["check", "--network", "carrier-pigeon"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("possible values"),
+        "{}",
+        stderr(&output)
+    );
+}
