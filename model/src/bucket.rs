@@ -265,12 +265,18 @@ mod tests {
                 .map(|(index, command)| state.apply(Position(index as u64 + 1), command))
                 .collect();
             prop_assert_eq!(&outcomes, &reference_outcomes(&commands));
+            // Count each token's first command only: a later command with
+            // the same token is a retry and has no effect of its own.
             let confirmed_per_unit = |cabin: &str| commands
                 .iter()
                 .zip(&outcomes)
-                .filter(|(command, outcome)| {
-                    command.op.unit().cabin == cabin && **outcome == Outcome::Confirmed
+                .enumerate()
+                .filter(|(index, (command, outcome))| {
+                    !commands[..*index].iter().any(|earlier| earlier.token == command.token)
+                        && command.op.unit().cabin == cabin
+                        && **outcome == Outcome::Confirmed
                 })
+                .map(|(_, pair)| pair)
                 .map(|(command, _)| command.token)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
