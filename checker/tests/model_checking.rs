@@ -42,55 +42,68 @@ fn assert_passes(report: &berth_checker::RunReport) {
     assert_eq!(report.verdict(), Verdict::Pass);
 }
 
-/// Goal: the default scenario holds every property, reaches every
-/// sometimes-property, and its state space does not change by accident
-/// (a change here must be explained in the commit that makes it).
-#[test]
-fn replication_unordered_two_clients_holds_with_pinned_state_count() {
-    let config = ScenarioConfig::default();
-    let report = exhaustive(&config, Strategy::Bfs);
+/// Checks `config` exhaustively with `strategy`, asserts every property is
+/// as expected, and pins the state count: a change of the state space must
+/// be explained in the commit that makes it.
+fn assert_passes_with_state_count(
+    config: &ScenarioConfig,
+    strategy: Strategy,
+    unique_states: usize,
+) {
+    let report = exhaustive(config, strategy);
     assert_passes(&report);
-    assert_eq!(report.unique_states, 7_457);
-    // DFS visits the same space.
-    let dfs = exhaustive(&config, Strategy::Dfs);
-    assert_passes(&dfs);
-    assert_eq!(dfs.unique_states, 7_457);
+    assert_eq!(
+        report.unique_states, unique_states,
+        "{config:?} with {strategy:?}"
+    );
+}
+
+fn on_network(network: NetworkKind) -> ScenarioConfig {
+    ScenarioConfig {
+        network,
+        ..ScenarioConfig::default()
+    }
+}
+
+/// Goal: the default scenario holds every property and reaches every
+/// sometimes-property; DFS visits the same space as BFS.
+#[test]
+fn replication_unordered_two_clients_holds() {
+    assert_passes_with_state_count(&ScenarioConfig::default(), Strategy::Bfs, 7_457);
+    assert_passes_with_state_count(&ScenarioConfig::default(), Strategy::Dfs, 7_457);
 }
 
 #[test]
-fn replication_ordered_network_holds_with_pinned_state_count() {
-    let config = ScenarioConfig {
-        network: NetworkKind::Ordered,
-        ..ScenarioConfig::default()
-    };
-    let report = exhaustive(&config, Strategy::Bfs);
-    assert_passes(&report);
-    assert_eq!(report.unique_states, 1_953);
+fn replication_ordered_network_holds() {
+    assert_passes_with_state_count(&on_network(NetworkKind::Ordered), Strategy::Bfs, 1_953);
 }
 
 /// Goal: message loss never breaks safety (loss only stalls progress).
 #[test]
-fn replication_lossy_network_holds_with_pinned_state_count() {
-    let config = ScenarioConfig {
-        network: NetworkKind::Lossy,
-        ..ScenarioConfig::default()
-    };
-    let report = exhaustive(&config, Strategy::Bfs);
-    assert_passes(&report);
-    assert_eq!(report.unique_states, 50_602);
+fn replication_lossy_network_holds() {
+    assert_passes_with_state_count(&on_network(NetworkKind::Lossy), Strategy::Bfs, 50_602);
 }
 
 /// Goal: duplicated requests (what a retry looks like to the leader) get the
 /// recorded outcome and never a second effect.
 #[test]
-fn replication_duplicating_network_holds_with_pinned_state_count() {
+fn replication_duplicating_network_holds() {
+    assert_passes_with_state_count(
+        &on_network(NetworkKind::UnorderedDuplicating),
+        Strategy::Bfs,
+        146_583,
+    );
+}
+
+/// Goal: a leader crash and recovery (no failover yet) loses nothing: the
+/// leader recovers its log, commit position and idempotency table from disk.
+#[test]
+fn replication_with_one_crash_holds() {
     let config = ScenarioConfig {
-        network: NetworkKind::UnorderedDuplicating,
+        crashes: 1,
         ..ScenarioConfig::default()
     };
-    let report = exhaustive(&config, Strategy::Bfs);
-    assert_passes(&report);
-    assert_eq!(report.unique_states, 146_583);
+    assert_passes_with_state_count(&config, Strategy::Bfs, 223_628);
 }
 
 /// Goal: the broken commit rule (DESIGN.md variant `async-ack`: the leader

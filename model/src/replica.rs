@@ -5,9 +5,11 @@
 //!
 //! 1. The leader rejects a request routed at another epoch with `Redirect`.
 //! 2. It answers a token it already decided with the recorded outcome.
-//! 3. Otherwise it decides the outcome against its state including
-//!    uncommitted entries, appends the entry at its epoch, saves it, and
-//!    sends the log suffix each follower lacks.
+//! 3. Otherwise it appends the command at its epoch, saves it, and sends
+//!    each follower the log suffix it lacks. The outcome is decided by the
+//!    entry's place in the log: every replica applies committed entries in
+//!    log order to the same `BucketState`, so all agree on it. A retry of a
+//!    command still waiting for its quorum resends to the sync followers.
 //! 4. Followers refuse appends from an epoch older than the one they
 //!    promised, keep entries they already have, truncate a divergent suffix
 //!    only above their committed position, save, and report the position
