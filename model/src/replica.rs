@@ -190,7 +190,7 @@ impl ReplicaState {
 
     /// Asserts the invariants of every bucket (debug builds only):
     /// `commit ≤ last`, the promised epoch is at least the placement's, and
-    /// the idempotency table only holds committed decisions.
+    /// the idempotency table holds exactly the committed decisions.
     pub fn validate(&self) {
         if !cfg!(debug_assertions) {
             return;
@@ -213,6 +213,13 @@ impl ReplicaState {
                     .all(|recorded| recorded.position <= durable.commit_position),
                 "{bucket}: idempotency table holds an uncommitted decision"
             );
+            for (position, entry) in durable.log.iter().take(durable.commit_position.0 as usize) {
+                let recorded = durable.applied.recorded(&entry.command.token);
+                assert!(
+                    recorded.is_some_and(|recorded| recorded.position <= position),
+                    "{bucket}: committed entry {entry} at {position} is missing from the idempotency table"
+                );
+            }
         }
     }
 }
