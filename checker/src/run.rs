@@ -266,6 +266,8 @@ pub fn run(
                         timed_out = true;
                         control.stop.store(true, Ordering::Relaxed);
                     }
+                    // Polling: Stateright's checkers offer no completion
+                    // signal but `is_done`, so the wait is a short poll.
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }

@@ -43,6 +43,8 @@ pub fn run_bounded(command: &mut Command, limit: Duration) -> Output {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
+        // Polling: std has no wait-with-timeout for a child process, and the
+        // bound above is what keeps a hung binary from hanging the suite.
         std::thread::sleep(Duration::from_millis(20));
     }
 }
