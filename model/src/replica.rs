@@ -541,3 +541,179 @@ impl ReplicaActor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Engine tests in the openraft style: drive one replica through the
+    //! `Actor` trait and compare the commands it emitted.
+
+    use super::*;
+    use crate::actor::Storage;
+    use crate::bucket::Op;
+    use crate::types::{GroupId, InventoryUnit};
+    use stateright::actor::{Actor, Command as Cmd};
+    use std::borrow::Cow;
+
+    const LEADER: usize = 1;
+    const SYNC: usize = 2;
+    const ASYNC: usize = 3;
+    const CLIENT: usize = 4;
+
+    fn map() -> PlacementMap {
+        PlacementMap::uniform(
+            1,
+            BucketPlacement {
+                epoch: Epoch(1),
+                group: GroupId(1),
+                leader: Id::from(LEADER),
+                sync_followers: vec![Id::from(SYNC)],
+                async_followers: vec![Id::from(ASYNC)],
+            },
+        )
+    }
+
+    fn replica() -> BerthActor {
+        BerthActor::Replica(ReplicaActor {
+            initial_map: map(),
+            region: "madrid-a".into(),
+            config: ProtocolConfig::default(),
+        })
+    }
+
+    fn hold_request() -> Msg {
+        Msg::Request {
+            bucket: Bucket(0),
+            epoch: Epoch(1),
+            command: Command {
+                token: Token { client: 4, seq: 0 },
+                op: Op::Hold {
+                    unit: InventoryUnit::new("BCN-JFK-2026-07-14", "C14"),
+                },
+            },
+        }
+    }
+
+    /// Delivers `msg` from `src` to the replica with id `id`; returns the
+    /// emitted commands.
+    fn deliver(
+        state: &mut crate::actor::NodeState,
+        id: usize,
+        src: usize,
+        msg: Msg,
+    ) -> Vec<Cmd<Msg, Timer, (), Storage>> {
+        let mut cow = Cow::Borrowed(&*state);
+        let mut out = Out::new();
+        replica().on_msg(Id::from(id), &mut cow, Id::from(src), msg, &mut out);
+        *state = cow.into_owned();
+        out.into_iter().collect()
+    }
+
+    fn start(id: usize) -> crate::actor::NodeState {
+        replica().on_start(Id::from(id), &None, &mut Out::new())
+    }
+
+    fn replies(commands: &[Cmd<Msg, Timer, (), Storage>]) -> usize {
+        commands
+            .iter()
+            .filter(|c| matches!(c, Cmd::Send(_, Msg::Reply { .. })))
+            .count()
+    }
+
+    /// Goal: DESIGN.md's commit rule — the leader saves, replicates, and
+    /// replies only once the sync follower (not the async one) is durable.
+    #[test]
+    fn leader_replies_only_after_the_sync_follower_is_durable() {
+        let mut leader = start(LEADER);
+        let commands = deliver(&mut leader, LEADER, CLIENT, hold_request());
+        assert!(
+            matches!(commands[0], Cmd::Save(_)),
+            "save comes first: {commands:?}"
+        );
+        let appends = commands
+            .iter()
+            .filter(|c| matches!(c, Cmd::Send(_, Msg::Append { .. })))
+            .count();
+        assert_eq!(appends, 2);
+        assert_eq!(replies(&commands), 0);
+
+        let appended = |position| Msg::Appended {
+            bucket: Bucket(0),
+            epoch: Epoch(1),
+            position: Position(position),
+        };
+        let commands = deliver(&mut leader, LEADER, ASYNC, appended(1));
+        assert_eq!(
+            replies(&commands),
+            0,
+            "an async follower never completes a commit"
+        );
+        let commands = deliver(&mut leader, LEADER, SYNC, appended(1));
+        assert_eq!(replies(&commands), 1);
+        assert!(
+            matches!(commands[0], Cmd::Save(_)),
+            "the commit is saved first"
+        );
+    }
+
+    /// Goal: a follower refuses an append from an epoch older than it
+    /// promised, and the refused leader is fenced: it never serves at the
+    /// old epoch again.
+    #[test]
+    fn stale_epoch_append_is_refused_and_fences_the_leader() {
+        let mut follower = start(SYNC);
+        if let crate::actor::NodeState::Replica(state) = &mut follower {
+            state
+                .buckets
+                .get_mut(&Bucket(0))
+                .unwrap()
+                .durable
+                .promised_epoch = Epoch(2);
+        }
+        let before = follower.clone();
+        let stale_append = Msg::Append {
+            bucket: Bucket(0),
+            epoch: Epoch(1),
+            prev_position: Position(0),
+            prev_epoch: Epoch(0),
+            entries: vec![],
+            commit_position: Position(0),
+        };
+        let commands = deliver(&mut follower, SYNC, LEADER, stale_append);
+        assert_eq!(follower, before, "a refused append changes nothing");
+        assert!(matches!(
+            commands.as_slice(),
+            [Cmd::Send(
+                _,
+                Msg::AppendRefused {
+                    epoch: Epoch(2),
+                    ..
+                }
+            )]
+        ));
+
+        let mut leader = start(LEADER);
+        let refused = Msg::AppendRefused {
+            bucket: Bucket(0),
+            epoch: Epoch(2),
+        };
+        let commands = deliver(&mut leader, LEADER, SYNC, refused);
+        assert!(
+            matches!(commands.as_slice(), [Cmd::Save(_)]),
+            "the promise is durable"
+        );
+        let commands = deliver(&mut leader, LEADER, CLIENT, hold_request());
+        assert!(
+            matches!(
+                commands.as_slice(),
+                [Cmd::Send(
+                    _,
+                    Msg::Redirect {
+                        epoch: Epoch(2),
+                        ..
+                    }
+                )]
+            ),
+            "{commands:?}"
+        );
+    }
+}
