@@ -131,3 +131,32 @@ impl std::str::FromStr for Token {
         Ok(Token { client, seq })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Goal: a token printed for a person parses back to itself, so a
+        /// user can ask about an action by the token they were shown.
+        #[test]
+        fn token_display_parses_back(client in any::<u64>(), seq in any::<u32>()) {
+            let token = Token { client, seq };
+            prop_assert_eq!(token.to_string().parse::<Token>(), Ok(token));
+        }
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected_with_a_reason() {
+        for (text, reason) in [
+            ("4.1", "does not start with 'T'"),
+            ("T4", "has no '.'"),
+            ("Tx.1", "client part"),
+            ("T4.-1", "sequence part"),
+        ] {
+            let error = text.parse::<Token>().unwrap_err();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+    }
+}
