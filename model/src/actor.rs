@@ -215,13 +215,6 @@ impl NodeState {
             _ => None,
         }
     }
-
-    pub fn as_client(&self) -> Option<&ClientState> {
-        match self {
-            NodeState::Client(state) => Some(state),
-            _ => None,
-        }
-    }
 }
 
 /// An event delivered to an actor.

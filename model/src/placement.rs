@@ -22,16 +22,6 @@ pub enum Role {
     AsyncFollower,
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Leader => "leader",
-            Role::SyncFollower => "sync follower",
-            Role::AsyncFollower => "async follower",
-        })
-    }
-}
-
 /// Who holds one bucket at one epoch.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BucketPlacement {

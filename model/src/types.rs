@@ -10,13 +10,6 @@ use std::fmt;
 )]
 pub struct Epoch(pub u64);
 
-impl Epoch {
-    /// The epoch that follows this one.
-    pub fn next(self) -> Epoch {
-        Epoch(self.0 + 1)
-    }
-}
-
 impl fmt::Display for Epoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "e{}", self.0)
