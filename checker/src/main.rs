@@ -35,15 +35,18 @@ struct ScenarioArgs {
     /// Which design to check: `correct`, or a broken variant the checker must refute.
     #[arg(long, default_value = "correct", value_parser = parse_variant)]
     variant: Variant,
-    /// Number of clients competing for the same cabin (1 to 4).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=4))]
-    clients: u8,
+    /// Number of clients competing for the same cabin, 1 to 4 [default: 2 for replication, 1 for failover].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    clients: Option<u8>,
     /// How the network may treat messages.
     #[arg(long, value_enum, default_value_t = NetworkKind::Unordered)]
     network: NetworkKind,
-    /// How many replicas may be crashed at the same time.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
-    crashes: u8,
+    /// How many servers may be crashed at the same time (replicas; in failover the controller too); a crashed server may recover from its saved state [default: 0 for replication, 1 for failover].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=3))]
+    crashes: Option<u8>,
+    /// Failover scenario: how many placement changes (each a new epoch) the controller may make.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    failovers: u8,
     /// How many times a client resends one request on its retry timer (each retry multiplies the state space).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
     retries: u8,
@@ -71,6 +74,9 @@ struct CheckArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Stop soon after the first violated property instead of exploring on to find every violated property.
+    #[arg(long)]
+    first_violation: bool,
 }
 
 fn parse_variant(text: &str) -> Result<Variant, String> {
@@ -82,9 +88,14 @@ impl ScenarioArgs {
         ScenarioConfig {
             scenario: self.scenario,
             variant: self.variant,
-            clients: usize::from(self.clients),
+            clients: self
+                .clients
+                .map_or(self.scenario.default_clients(), usize::from),
             network: self.network,
-            crashes: usize::from(self.crashes),
+            crashes: self
+                .crashes
+                .map_or(self.scenario.default_crashes(), usize::from),
+            failovers: self.failovers,
             retries: self.retries,
         }
     }
@@ -111,16 +122,25 @@ fn check(args: &CheckArgs) -> Result<Verdict> {
         timeout: args.timeout.map(Duration::from_secs),
         max_depth: args.depth,
         seed: args.seed,
-        stop_at: StopAt::FirstViolation,
+        stop_at: if args.first_violation {
+            StopAt::FirstViolation
+        } else {
+            StopAt::Never
+        },
     };
     eprintln!(
-        "checking scenario {} (variant {}, {} clients, {} network, {} crashes, {} retries) with {:?}",
+        "checking scenario {} (variant {}, {} clients, {} network, {} crashes, {} retries{}) with {:?}",
         scenario.scenario,
         scenario.variant,
         scenario.clients,
         scenario.network,
         scenario.crashes,
         scenario.retries,
+        if scenario.scenario == Scenario::Failover {
+            format!(", {} failovers", scenario.failovers)
+        } else {
+            String::new()
+        },
         options.strategy
     );
     let report = run(&scenario, &options, |progress: Progress| {
@@ -185,6 +205,15 @@ fn print_report(report: &RunReport) {
             println!("  counterexample ({} steps):", trace.len());
             for line in trace {
                 println!("  {line}");
+            }
+            if let Some(crash_trace) = &property.crash_trace {
+                println!(
+                    "  no crash was needed (a false suspicion suffices); the shortest counterexample with the leader really down ({} steps):",
+                    crash_trace.len()
+                );
+                for line in crash_trace {
+                    println!("  {line}");
+                }
             }
         }
     }

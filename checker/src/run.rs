@@ -2,7 +2,7 @@
 
 use crate::scenario::ScenarioConfig;
 use crate::trace::format_trace;
-use berth_model::properties::{BerthModel, BerthState, RunControl};
+use berth_model::properties::{self, BerthModel, BerthState, RunControl};
 use serde::Serialize;
 use stateright::actor::ActorModelAction;
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 /// One step of the model.
 pub type BerthAction = ActorModelAction<berth_model::Msg, berth_model::Timer, ()>;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// How the state space is explored.
@@ -112,6 +112,11 @@ pub struct PropertyReport {
     /// The discovery's path encoded for the Explorer's URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// When the shortest counterexample crashes nobody (a false suspicion
+    /// is enough) but the scenario has crashes: the shortest one that ends
+    /// with the leader really down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_trace: Option<Vec<String>>,
 }
 
 /// Why the run stopped.
@@ -221,6 +226,33 @@ fn shortest_discovery(
     })
 }
 
+/// How many steps longer than the shortest counterexample the search for
+/// one with a crashed leader may go.
+const CRASH_WITNESS_EXTRA_STEPS: usize = 4;
+
+/// The shortest path, of `lower` to `upper` steps, to a state that breaks
+/// `violation` while a leader is crashed.
+fn shortest_crash_witness(
+    scenario: &ScenarioConfig,
+    violation: fn(&BerthState) -> Option<String>,
+    lower: usize,
+    upper: usize,
+) -> Option<Path<BerthState, BerthAction>> {
+    (lower..=upper).find_map(|steps| {
+        scenario
+            .build_with(RunControl {
+                witness: Some(violation),
+                ..RunControl::default()
+            })
+            .checker()
+            .target_max_depth(steps + 2)
+            .finish_when(HasDiscoveries::AnyFailures)
+            .spawn_bfs()
+            .join()
+            .discovery(properties::VIOLATED_WHILE_LEADER_DOWN)
+    })
+}
+
 /// Runs `scenario` with `options`, calling `progress` about once a second.
 pub fn run(
     scenario: &ScenarioConfig,
@@ -308,6 +340,31 @@ pub fn run(
             }
         }
     }
+    let mut crash_witnesses = BTreeMap::new();
+    if options.strategy == Strategy::Bfs && scenario.crashes > 0 {
+        for spec in &specs {
+            let (Some(found), Some(violation)) = (discoveries.get(spec.name), spec.violation)
+            else {
+                continue;
+            };
+            let actions = found.clone().into_actions();
+            if actions
+                .iter()
+                .any(|action| matches!(action, ActorModelAction::Crash(_)))
+            {
+                continue;
+            }
+            let lower = actions.len() + 1;
+            if let Some(witness) = shortest_crash_witness(
+                scenario,
+                violation,
+                lower,
+                lower + CRASH_WITNESS_EXTRA_STEPS,
+            ) {
+                crash_witnesses.insert(spec.name, format_trace(&model, &witness));
+            }
+        }
+    }
 
     let stopped_at_discovery = match &options.stop_at {
         StopAt::Never => false,
@@ -358,6 +415,7 @@ pub fn run(
                     .filter(|_| show_path)
                     .map(|path| format_trace(&model, path)),
                 path: discovery.map(|path| path.encode(&model)),
+                crash_trace: crash_witnesses.remove(spec.name),
             }
         })
         .collect();

@@ -2,6 +2,7 @@
 //! `ScenarioConfig` into the `ActorModel` the checker explores.
 
 use berth_model::actor::ProtocolConfig;
+use berth_model::controller::FailoverPolicy;
 use berth_model::placement::{BucketPlacement, PlacementMap};
 use berth_model::properties::{self, BerthModel, BerthState, PropertySpec, RunControl};
 use berth_model::Epoch;
@@ -19,6 +20,11 @@ pub enum Scenario {
     /// One bucket, one replica group (leader, sync follower, async follower),
     /// a static placement map, and clients racing to book one cabin.
     Replication,
+    /// Replication plus crashes (replicas and the controller) and a
+    /// controller that fails the bucket over: suspicion at any moment, fence
+    /// at epoch N+1, promote only the durable prefix, publish; or replace a
+    /// suspected sync follower through a new epoch.
+    Failover,
 }
 
 /// How the simulated network treats messages.
@@ -39,6 +45,7 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Scenario::Replication => "replication",
+            Scenario::Failover => "failover",
         })
     }
 }
@@ -61,8 +68,12 @@ pub struct ScenarioConfig {
     pub variant: Variant,
     pub clients: usize,
     pub network: NetworkKind,
-    /// How many replicas may be crashed at once.
+    /// How many actors may be crashed at once (replicas; in `failover` the
+    /// controller too). A crashed actor may recover from its saved state.
     pub crashes: usize,
+    /// How many times the controller may change the bucket's placement
+    /// (failover, abort or reconfiguration), each advancing the epoch.
+    pub failovers: u8,
     /// How many times a client resends one request on its retry timer.
     /// The duplicating network already delivers a request twice, which is
     /// what a retry looks like to the leader, at a fraction of the cost:
@@ -73,13 +84,25 @@ pub struct ScenarioConfig {
 
 impl Default for ScenarioConfig {
     fn default() -> Self {
-        ScenarioConfig {
-            scenario: Scenario::Replication,
-            variant: Variant::Correct,
-            clients: 2,
-            network: NetworkKind::Unordered,
-            crashes: 0,
-            retries: 0,
+        ScenarioConfig::new(Scenario::Replication)
+    }
+}
+
+impl Scenario {
+    /// The number of clients the scenario runs unless told otherwise.
+    pub fn default_clients(self) -> usize {
+        match self {
+            Scenario::Replication => 2,
+            Scenario::Failover => 1,
+        }
+    }
+
+    /// The number of simultaneous crashes the scenario explores unless told
+    /// otherwise.
+    pub fn default_crashes(self) -> usize {
+        match self {
+            Scenario::Replication => 0,
+            Scenario::Failover => 1,
         }
     }
 }
@@ -105,11 +128,32 @@ pub mod layout {
 }
 
 impl ScenarioConfig {
+    /// `scenario` with its defaults: the correct design, an unordered
+    /// network, no client retries.
+    pub fn new(scenario: Scenario) -> Self {
+        ScenarioConfig {
+            scenario,
+            variant: Variant::Correct,
+            clients: scenario.default_clients(),
+            network: NetworkKind::Unordered,
+            crashes: scenario.default_crashes(),
+            failovers: 1,
+            retries: 0,
+        }
+    }
+
     /// The properties this scenario checks.
     pub fn properties(&self) -> Vec<PropertySpec> {
-        match self.scenario {
+        let properties = match self.scenario {
             Scenario::Replication => properties::replication_properties(),
-        }
+            Scenario::Failover => properties::failover_properties(),
+        };
+        // Contention needs two clients; with one, the property could only
+        // ever be reported unreached.
+        properties
+            .into_iter()
+            .filter(|property| self.clients >= 2 || property.name != properties::CABIN_CONTENDED)
+            .collect()
     }
 
     /// Builds the model to check.
@@ -123,6 +167,7 @@ impl ScenarioConfig {
             variant: self.variant,
             client_retries: self.retries,
             leader_resends: 0,
+            resend_fences: false,
             timeouts: Default::default(),
         };
         let placement = BucketPlacement {
@@ -137,11 +182,19 @@ impl ScenarioConfig {
         let mut model = BerthModel::new(control, Default::default())
             .actor(BerthActor::Controller(ControllerActor {
                 initial_map: map.clone(),
+                config: protocol.clone(),
+                failover: match self.scenario {
+                    Scenario::Replication => None,
+                    Scenario::Failover => Some(FailoverPolicy {
+                        epoch_limit: Some(Epoch(Epoch::FIRST.0 + u64::from(self.failovers))),
+                    }),
+                },
             }))
             .actors(layout::REGIONS.iter().map(|region| {
                 BerthActor::Replica(ReplicaActor {
                     initial_map: map.clone(),
                     region: (*region).to_owned(),
+                    controller: layout::id(layout::CONTROLLER),
                     config: protocol.clone(),
                 })
             }))
@@ -168,23 +221,44 @@ impl ScenarioConfig {
             })
             .max_crashes(self.crashes)
             .record_msg_in(properties::record_msg_in)
-            .within_boundary(within_boundary);
-        for property in self.properties() {
+            .within_boundary(match self.scenario {
+                Scenario::Replication => replica_crashes_only,
+                Scenario::Failover => servers_crash_only,
+            });
+        let properties = if model.cfg.witness.is_some() {
+            vec![properties::violated_while_leader_down_property()]
+        } else {
+            self.properties()
+        };
+        for property in properties {
             model = model.property(property.expectation, property.name, property.condition);
         }
         model
     }
 }
 
-/// Clients and the controller do not crash in these scenarios: a crash is
-/// about what a replica keeps on disk. A stopped run has no boundary left.
-fn within_boundary(control: &RunControl, state: &BerthState) -> bool {
+/// In `replication` only replicas crash: a crash is about what a replica
+/// keeps on disk. A stopped run has no boundary left.
+fn replica_crashes_only(control: &RunControl, state: &BerthState) -> bool {
     !control.is_stopped()
         && state
             .crashed
             .iter()
             .zip(&state.actor_states)
             .all(|(crashed, node)| !crashed || node.as_replica().is_some())
+}
+
+/// In `failover` replicas and the controller crash; clients do not (a
+/// client's crash only forgets a pending action, which nobody can observe).
+fn servers_crash_only(control: &RunControl, state: &BerthState) -> bool {
+    !control.is_stopped()
+        && state
+            .crashed
+            .iter()
+            .zip(&state.actor_states)
+            .all(|(crashed, node)| {
+                !crashed || node.as_replica().is_some() || node.as_controller().is_some()
+            })
 }
 
 /// A human name for actor `id` in `model`: its role and index, and a

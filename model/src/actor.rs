@@ -11,7 +11,7 @@ use crate::bucket::Command;
 use crate::client::{ClientActor, ClientState};
 use crate::controller::{ControllerActor, ControllerState};
 use crate::log::Entry;
-use crate::placement::PlacementMap;
+use crate::placement::{BucketPlacement, PlacementMap};
 use crate::replica::{ReplicaActor, ReplicaState, ReplicaStorage};
 use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
 use crate::variant::Variant;
@@ -24,7 +24,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// Every message of the protocol. Verb pairs: `Request`/`Reply`,
-/// `FetchMap`/`Map`, `Append`/`Appended`.
+/// `Query`/`Reply` or `NotDecided`, `FetchMap`/`Map`,
+/// `FetchPlacement`/`Placement`, `Append`/`Appended`, `Fence`/`Fenced`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg {
     /// Client → leader: perform `command` on `bucket`, routed at `epoch`.
@@ -47,6 +48,22 @@ pub enum Msg {
     /// the newest epoch this replica knows. The client refreshes its map and
     /// retries with the same token.
     Redirect {
+        bucket: Bucket,
+        epoch: Epoch,
+        token: Token,
+    },
+    /// Client → leader: what became of `token`? Answered with the recorded
+    /// `Reply` (at once, or when its entry commits) or with `NotDecided`.
+    Query {
+        bucket: Bucket,
+        epoch: Epoch,
+        token: Token,
+    },
+    /// Leader → client: the current leader has committed no outcome for
+    /// `token` and holds none pending, and everything it inherited is
+    /// committed, so no earlier attempt can still take effect. Resending the
+    /// action with the same token decides it now.
+    NotDecided {
         bucket: Bucket,
         epoch: Epoch,
         token: Token,
@@ -74,6 +91,26 @@ pub enum Msg {
     },
     /// Follower → leader: I promised `epoch`, newer than your append's.
     AppendRefused { bucket: Bucket, epoch: Epoch },
+    /// Replica → controller: I saw `bucket` at an epoch newer than my
+    /// placement; send me its placement.
+    FetchPlacement { bucket: Bucket },
+    /// Controller → replica: the placement of `bucket` (published only after
+    /// the controller made it durable).
+    Placement {
+        bucket: Bucket,
+        placement: BucketPlacement,
+    },
+    /// Controller → sync follower: promise `epoch` (never act for an older
+    /// one again) and report your durable log.
+    Fence { bucket: Bucket, epoch: Epoch },
+    /// Sync follower → controller: I promised `epoch`; my durable log ends
+    /// at `last_position` with an entry of `last_epoch`.
+    Fenced {
+        bucket: Bucket,
+        epoch: Epoch,
+        last_position: Position,
+        last_epoch: Epoch,
+    },
 }
 
 impl fmt::Display for Msg {
@@ -100,6 +137,16 @@ impl fmt::Display for Msg {
                 epoch,
                 token,
             } => write!(f, "Redirect {{ {bucket} {token}: replica knows {epoch} }}"),
+            Msg::Query {
+                bucket,
+                epoch,
+                token,
+            } => write!(f, "Query {{ {bucket}@{epoch} {token} }}"),
+            Msg::NotDecided {
+                bucket,
+                epoch,
+                token,
+            } => write!(f, "NotDecided {{ {bucket}@{epoch} {token} }}"),
             Msg::FetchMap => f.write_str("FetchMap"),
             Msg::Map(map) => write!(f, "Map {{ version {} }}", map.version),
             Msg::Append {
@@ -125,6 +172,20 @@ impl fmt::Display for Msg {
             Msg::AppendRefused { bucket, epoch } => {
                 write!(f, "AppendRefused {{ {bucket}: promised {epoch} }}")
             }
+            Msg::FetchPlacement { bucket } => write!(f, "FetchPlacement {{ {bucket} }}"),
+            Msg::Placement { bucket, placement } => {
+                write!(f, "Placement {{ {bucket}: {placement} }}")
+            }
+            Msg::Fence { bucket, epoch } => write!(f, "Fence {{ {bucket}: promise {epoch} }}"),
+            Msg::Fenced {
+                bucket,
+                epoch,
+                last_position,
+                last_epoch,
+            } => write!(
+                f,
+                "Fenced {{ {bucket}: promised {epoch}, log ends {last_position}/{last_epoch} }}"
+            ),
         }
     }
 }
@@ -136,6 +197,13 @@ pub enum Timer {
     ClientRetry,
     /// Leader: resend appends to followers that have not acknowledged.
     Replicate(Bucket),
+    /// Controller: the bucket's leader is suspected to have failed; fail
+    /// over. The checker fires it at any moment, so a false suspicion of a
+    /// live leader is explored like a real crash.
+    SuspectLeader(Bucket),
+    /// Controller: the bucket's sync follower is suspected to have failed;
+    /// reconfigure the commit quorum through a new epoch.
+    SuspectSyncFollower(Bucket),
 }
 
 impl fmt::Display for Timer {
@@ -143,6 +211,8 @@ impl fmt::Display for Timer {
         match self {
             Timer::ClientRetry => f.write_str("client retry"),
             Timer::Replicate(bucket) => write!(f, "replicate {bucket}"),
+            Timer::SuspectLeader(bucket) => write!(f, "suspect leader of {bucket}"),
+            Timer::SuspectSyncFollower(bucket) => write!(f, "suspect sync follower of {bucket}"),
         }
     }
 }
@@ -151,7 +221,7 @@ impl fmt::Display for Timer {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Storage {
     Replica(ReplicaStorage),
-    Controller(PlacementMap),
+    Controller(ControllerState),
 }
 
 /// Timer durations, used by the runtime; the checker ignores them.
@@ -159,6 +229,9 @@ pub enum Storage {
 pub struct Timeouts {
     pub client_retry: Range<Duration>,
     pub replicate: Range<Duration>,
+    /// How long the controller waits before suspecting a bucket's leader or
+    /// sync follower.
+    pub suspect: Range<Duration>,
 }
 
 impl Default for Timeouts {
@@ -166,6 +239,7 @@ impl Default for Timeouts {
         Timeouts {
             client_retry: Duration::from_millis(300)..Duration::from_millis(600),
             replicate: Duration::from_millis(100)..Duration::from_millis(200),
+            suspect: Duration::from_millis(1000)..Duration::from_millis(1500),
         }
     }
 }
@@ -182,6 +256,12 @@ pub struct ProtocolConfig {
     /// progress (0: no timer; the model relies on client retries). Every
     /// retry loop has a bound; in the model it keeps the state space finite.
     pub leader_resends: u8,
+    /// Whether the controller resends an unanswered fence each time its
+    /// suspicion timer fires again. The runtime does, because UDP loses
+    /// datagrams; the checker does not, because every resend is a new
+    /// message in its network and the fence is saved, so a restarted
+    /// controller resumes it rather than sending another.
+    pub resend_fences: bool,
     pub timeouts: Timeouts,
 }
 
@@ -226,7 +306,8 @@ enum Event<'a> {
 impl BerthActor {
     /// Runs one event on an owned copy of the state and keeps the copy only
     /// if something changed, so that ignored events stay no-ops for the
-    /// checker. A replica step that changed durable state saves it first.
+    /// checker. A replica or controller step that changed durable state
+    /// saves it first.
     fn step(&self, id: Id, state: &mut Cow<NodeState>, event: Event<'_>, o: &mut Out<Self>) {
         let mut next = (**state).clone();
         let mut sends = Out::new();
@@ -244,9 +325,13 @@ impl BerthActor {
                 }
             }
             (BerthActor::Controller(actor), NodeState::Controller(controller), event) => {
+                let before = controller.clone();
                 match event {
                     Event::Msg(src, msg) => actor.on_msg(id, controller, src, msg, &mut sends),
-                    Event::Timeout(_) => {}
+                    Event::Timeout(timer) => actor.on_timeout(id, controller, timer, &mut sends),
+                }
+                if *controller != before {
+                    o.save(Storage::Controller(controller.clone()));
                 }
             }
             (BerthActor::Client(actor), NodeState::Client(client), event) => match event {
@@ -284,7 +369,7 @@ impl Actor for BerthActor {
                     Some(Storage::Controller(map)) => Some(map),
                     _ => None,
                 };
-                NodeState::Controller(actor.on_start(map))
+                NodeState::Controller(actor.on_start(id, map, o))
             }
             BerthActor::Replica(actor) => {
                 let durable = match storage {

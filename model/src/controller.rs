@@ -1,30 +1,89 @@
-//! The controller: owns the placement map and serves it to routers.
+//! The controller: the one authority over the placement map.
 //!
-//! In the replication scenario the map is static; failover and cutover
-//! advance bucket epochs through the controller.
+//! It serves the map to routers and, when failover is enabled, changes a
+//! bucket's placement only by advancing its epoch, always in the same order:
+//! decide, make the new map durable, then publish it (seed 004, "Failover
+//! Uses The Same Authority Discipline"; DESIGN.md "Failover").
+//!
+//! - **Leader suspected** (`Timer::SuspectLeader`): fence the commit quorum
+//!   at epoch N+1 — every sync follower promises N+1, after which the old
+//!   leader can no longer commit — and wait for a sync follower's report of
+//!   its durable log. Promote it only if it holds the durable replayed
+//!   prefix: its log ends in an entry of epoch N (so it holds N's epoch-start
+//!   entry and everything the leader of N started with, plus every entry
+//!   committed at N, since commits wait for it), or N is the bucket's first
+//!   epoch. The old leader becomes its sync follower. Otherwise the failover
+//!   aborts: the old leader keeps the bucket at N+1 and writes wait for it.
+//! - **Sync follower suspected** (`Timer::SuspectSyncFollower`): reconfigure
+//!   through epoch N+1, the first async follower taking the sync role and
+//!   the suspected follower becoming async. The leader cannot commit at N+1
+//!   before the new sync follower holds the new epoch-start entry, so the
+//!   group never silently degrades to async-only commits; writes wait until
+//!   the new sync follower has caught up.
+//!
+//! A controller that crashed between saving and publishing does not
+//! announce again: a replica that meets a newer epoch than its own (in a
+//! routed request or an append) fetches the placement from the controller.
 
-use crate::actor::{BerthActor, Msg};
-use crate::placement::PlacementMap;
+use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
+use crate::placement::{BucketPlacement, PlacementMap};
+use crate::types::{Bucket, Epoch};
+use crate::variant::Variant;
+use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
+use std::collections::BTreeSet;
+
+/// When the controller may change placements.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FailoverPolicy {
+    /// The controller advances no bucket beyond this epoch. The checker sets
+    /// it to keep the state space finite; a real cluster has none.
+    pub epoch_limit: Option<Epoch>,
+}
 
 /// The controller process.
 #[derive(Clone, Debug)]
 pub struct ControllerActor {
     /// The map the controller starts with before it has saved one.
     pub initial_map: PlacementMap,
+    pub config: ProtocolConfig,
+    /// `None`: the map never changes.
+    pub failover: Option<FailoverPolicy>,
 }
 
-/// The controller's state.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A failover waiting for the fenced commit quorum's report.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fencing {
+    pub bucket: Bucket,
+    /// The epoch the sync followers are asked to promise.
+    pub epoch: Epoch,
+}
+
+/// The controller's state, all of it durable: the map, and the failover in
+/// progress, saved before its fence is sent so that a restarted controller
+/// resumes the same failover instead of starting another.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ControllerState {
     pub map: PlacementMap,
+    /// The failover in progress, if any (one at a time).
+    pub fencing: Option<Fencing>,
 }
 
 impl ControllerActor {
-    pub fn on_start(&self, storage: Option<&PlacementMap>) -> ControllerState {
-        ControllerState {
-            map: storage.unwrap_or(&self.initial_map).clone(),
+    pub fn on_start(
+        &self,
+        _id: Id,
+        storage: Option<&ControllerState>,
+        o: &mut Out<BerthActor>,
+    ) -> ControllerState {
+        let state = storage.cloned().unwrap_or_else(|| ControllerState {
+            map: self.initial_map.clone(),
+            fencing: None,
+        });
+        for index in 0..state.map.bucket_count() {
+            self.arm_suspicion(&state.map, Bucket(index), o);
         }
+        state
     }
 
     pub fn on_msg(
@@ -35,8 +94,222 @@ impl ControllerActor {
         msg: Msg,
         o: &mut Out<BerthActor>,
     ) {
-        if let Msg::FetchMap = msg {
-            o.send(src, Msg::Map(state.map.clone()));
+        match msg {
+            Msg::FetchMap => o.send(src, Msg::Map(state.map.clone())),
+            Msg::FetchPlacement { bucket } => {
+                if let Some(placement) = state.map.placement(bucket) {
+                    o.send(
+                        src,
+                        Msg::Placement {
+                            bucket,
+                            placement: placement.clone(),
+                        },
+                    );
+                }
+            }
+            Msg::Fenced {
+                bucket,
+                epoch,
+                last_epoch,
+                ..
+            } => self.on_fenced(state, src, bucket, epoch, last_epoch, o),
+            _ => {}
         }
     }
+
+    pub fn on_timeout(
+        &self,
+        _id: Id,
+        state: &mut ControllerState,
+        timer: &Timer,
+        o: &mut Out<BerthActor>,
+    ) {
+        let bucket = match timer {
+            Timer::SuspectLeader(bucket) | Timer::SuspectSyncFollower(bucket) => *bucket,
+            Timer::ClientRetry | Timer::Replicate(_) => return,
+        };
+        let Some(placement) = state.map.placement(bucket).cloned() else {
+            return;
+        };
+        if !self.may_advance(&placement) {
+            return; // the timer lapses: this bucket's epochs are spent
+        }
+        if let Some(fencing) = &state.fencing {
+            // One change at a time. A fence may have been lost: resend it
+            // if so configured (see `ProtocolConfig::resend_fences`).
+            if self.config.resend_fences && *timer == Timer::SuspectLeader(fencing.bucket) {
+                if let Some(placement) = state.map.placement(fencing.bucket) {
+                    for follower in &placement.sync_followers {
+                        o.send(
+                            *follower,
+                            Msg::Fence {
+                                bucket: fencing.bucket,
+                                epoch: fencing.epoch,
+                            },
+                        );
+                    }
+                }
+            }
+            o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+            return;
+        }
+        match timer {
+            Timer::SuspectLeader(_) => {
+                if placement.sync_followers.is_empty() {
+                    // Nobody else holds the committed prefix: wait for the
+                    // leader to return.
+                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+                    return;
+                }
+                let epoch = placement.epoch.next();
+                state.fencing = Some(Fencing { bucket, epoch });
+                for follower in &placement.sync_followers {
+                    o.send(*follower, Msg::Fence { bucket, epoch });
+                }
+            }
+            Timer::SuspectSyncFollower(_) => {
+                let (Some(suspect), Some(replacement)) = (
+                    placement.sync_followers.first().copied(),
+                    placement.async_followers.first().copied(),
+                ) else {
+                    // No sync follower to replace, or nobody to replace it
+                    // with: the group keeps its quorum and writes wait.
+                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+                    return;
+                };
+                let mut next = placement.clone();
+                next.epoch = placement.epoch.next();
+                next.sync_followers[0] = replacement;
+                next.async_followers.retain(|id| *id != replacement);
+                next.async_followers.push(suspect);
+                self.publish(state, bucket, next, o);
+            }
+            _ => unreachable!("only suspicion timers get here"),
+        }
+    }
+
+    /// A sync follower promised the fencing epoch and reported its log:
+    /// choose the new leader and publish.
+    fn on_fenced(
+        &self,
+        state: &mut ControllerState,
+        follower: Id,
+        bucket: Bucket,
+        epoch: Epoch,
+        last_epoch: Epoch,
+        o: &mut Out<BerthActor>,
+    ) {
+        if state.fencing != Some(Fencing { bucket, epoch }) {
+            return; // ignore_stale_fenced: not the failover in progress
+        }
+        let Some(placement) = state.map.placement(bucket).cloned() else {
+            return;
+        };
+        if placement.epoch.next() != epoch || !placement.sync_followers.contains(&follower) {
+            return; // compare-and-set on the epoch and the quorum
+        }
+        let mut next = placement.clone();
+        next.epoch = epoch;
+        if self.config.variant == Variant::PromoteLagging {
+            // The broken choice: the remote async follower, however far
+            // behind it is.
+            if let Some(remote) = placement.async_followers.first().copied() {
+                next.leader = remote;
+                next.async_followers.retain(|id| *id != remote);
+                next.async_followers.push(placement.leader);
+            }
+        } else if last_epoch == placement.epoch || placement.epoch == Epoch::FIRST {
+            // The follower holds the durable replayed prefix: promote it,
+            // and the old leader takes its place in the commit quorum.
+            next.leader = follower;
+            for id in &mut next.sync_followers {
+                if *id == follower {
+                    *id = placement.leader;
+                }
+            }
+        }
+        // Otherwise the follower lacks the epoch-start entry of N and may
+        // lack committed entries: the failover aborts, and the old leader
+        // keeps the bucket at the new epoch.
+        self.publish(state, bucket, next, o);
+    }
+
+    /// Changes `bucket` to `next` in the map (the step saves it before any
+    /// send), tells every replica of the old and the new placement, and
+    /// re-arms suspicion.
+    fn publish(
+        &self,
+        state: &mut ControllerState,
+        bucket: Bucket,
+        next: BucketPlacement,
+        o: &mut Out<BerthActor>,
+    ) {
+        let previous = state.map.buckets[bucket.0 as usize].clone();
+        let former: BTreeSet<Id> = members(&previous).collect();
+        state.map.buckets[bucket.0 as usize] = next;
+        state.map.version += 1;
+        state.fencing = None;
+        self.announce(&state.map, bucket, &former, o);
+        self.arm_suspicion(&state.map, bucket, o);
+    }
+
+    /// Sends `bucket`'s placement to its members and to `also`.
+    fn announce(
+        &self,
+        map: &PlacementMap,
+        bucket: Bucket,
+        also: &BTreeSet<Id>,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Some(placement) = map.placement(bucket) else {
+            return;
+        };
+        let mut recipients: BTreeSet<Id> = members(placement).collect();
+        recipients.extend(also.iter().copied());
+        for replica in recipients {
+            o.send(
+                replica,
+                Msg::Placement {
+                    bucket,
+                    placement: placement.clone(),
+                },
+            );
+        }
+    }
+
+    /// Sets both suspicion timers of `bucket`, or cancels them once the
+    /// bucket may not advance any more.
+    fn arm_suspicion(&self, map: &PlacementMap, bucket: Bucket, o: &mut Out<BerthActor>) {
+        let Some(placement) = map.placement(bucket) else {
+            return;
+        };
+        if self.failover.is_none() {
+            return;
+        }
+        for timer in [
+            Timer::SuspectLeader(bucket),
+            Timer::SuspectSyncFollower(bucket),
+        ] {
+            if self.may_advance(placement) {
+                o.set_timer(timer, self.config.timeouts.suspect.clone());
+            } else {
+                o.cancel_timer(timer);
+            }
+        }
+    }
+
+    /// Whether failover is enabled and `placement` may take another epoch.
+    fn may_advance(&self, placement: &BucketPlacement) -> bool {
+        match &self.failover {
+            None => false,
+            Some(policy) => policy
+                .epoch_limit
+                .is_none_or(|limit| placement.epoch < limit),
+        }
+    }
+}
+
+/// The leader and every follower of `placement`.
+fn members(placement: &BucketPlacement) -> impl Iterator<Item = Id> + '_ {
+    std::iter::once(placement.leader).chain(placement.followers())
 }

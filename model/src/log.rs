@@ -8,21 +8,68 @@
 //! may have been acknowledged to a client.
 
 use crate::bucket::Command;
-use crate::types::{Epoch, Position};
+use crate::types::{Epoch, Position, Token};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// What a log entry records.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Payload {
+    /// A client's business action.
+    Command(Command),
+    /// The first entry a leader appends at a new epoch, before anything
+    /// else. It commits what the leader inherited under the leader's own
+    /// epoch (an entry commits only when an entry of the current epoch
+    /// does), and a follower holding it provably holds the whole prefix the
+    /// leader started the epoch with: that is what makes it promotable.
+    EpochStart,
+}
 
 /// One log entry.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Entry {
     /// The epoch of the leader that appended the entry.
     pub epoch: Epoch,
-    pub command: Command,
+    pub payload: Payload,
+}
+
+impl Entry {
+    /// An entry recording `command` at `epoch`.
+    pub fn command(epoch: Epoch, command: Command) -> Self {
+        Entry {
+            epoch,
+            payload: Payload::Command(command),
+        }
+    }
+
+    /// The epoch-start entry of `epoch`.
+    pub fn epoch_start(epoch: Epoch) -> Self {
+        Entry {
+            epoch,
+            payload: Payload::EpochStart,
+        }
+    }
+
+    /// The business action the entry records, if it records one.
+    pub fn as_command(&self) -> Option<&Command> {
+        match &self.payload {
+            Payload::Command(command) => Some(command),
+            Payload::EpochStart => None,
+        }
+    }
+
+    /// The idempotency token of the entry's action, if it records one.
+    pub fn token(&self) -> Option<Token> {
+        self.as_command().map(|command| command.token)
+    }
 }
 
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.epoch, self.command)
+        match &self.payload {
+            Payload::Command(command) => write!(f, "{}:{}", self.epoch, command),
+            Payload::EpochStart => write!(f, "{}:epoch start", self.epoch),
+        }
     }
 }
 
@@ -68,6 +115,11 @@ impl Log {
     pub fn entries_after(&self, position: Position) -> &[Entry] {
         let start = (position.0 as usize).min(self.entries.len());
         &self.entries[start..]
+    }
+
+    /// The epoch of the last entry (`Epoch(0)` for an empty log).
+    pub fn last_epoch(&self) -> Epoch {
+        self.entries.last().map_or(Epoch(0), |entry| entry.epoch)
     }
 
     /// Entries with their positions, in order.
@@ -126,19 +178,19 @@ impl Log {
 mod tests {
     use super::*;
     use crate::bucket::Op;
-    use crate::types::{InventoryUnit, Token};
+    use crate::types::InventoryUnit;
     use proptest::prelude::*;
 
     fn entry(epoch: u64, seq: u32) -> Entry {
-        Entry {
-            epoch: Epoch(epoch),
-            command: Command {
+        Entry::command(
+            Epoch(epoch),
+            Command {
                 token: Token { client: epoch, seq },
                 op: Op::Hold {
                     unit: InventoryUnit::new("T", "C"),
                 },
             },
-        }
+        )
     }
 
     #[test]

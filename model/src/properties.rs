@@ -18,6 +18,8 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Acknowledgement {
     pub client: Id,
+    /// The replica that replied (the leader of `epoch`).
+    pub leader: Id,
     pub token: Token,
     pub unit: InventoryUnit,
     pub outcome: Outcome,
@@ -30,11 +32,12 @@ impl fmt::Display for Acknowledgement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "client {} was told {} {} → {} ({}@{} at {})",
+            "client {} was told {} {} → {} by replica {} ({}@{} at {})",
             usize::from(self.client),
             self.token,
             self.unit,
             self.outcome,
+            usize::from(self.leader),
             self.bucket,
             self.epoch,
             self.position
@@ -58,6 +61,10 @@ pub struct RunControl {
     /// between work batches of a thread, which a single-threaded BFS may
     /// never finish; this flag is how a timeout stops any run promptly.
     pub stop: Arc<AtomicBool>,
+    /// When set, the model checks only `VIOLATED_WHILE_LEADER_DOWN`: the
+    /// checker uses it to look for a counterexample of this violation in
+    /// which the leader has really crashed, not merely been suspected.
+    pub witness: Option<fn(&BerthState) -> Option<String>>,
 }
 
 impl RunControl {
@@ -90,6 +97,7 @@ pub fn record_msg_in(
     };
     let acknowledgement = Acknowledgement {
         client: envelope.dst,
+        leader: envelope.src,
         token: *token,
         unit: unit.clone(),
         outcome: *outcome,
@@ -112,6 +120,9 @@ pub const ONE_OUTCOME_PER_TOKEN: &str = "one outcome per token";
 pub const COMMIT_QUORUM_DURABLE: &str = "commit quorum durable";
 pub const BOOKING_CONFIRMED: &str = "booking confirmed";
 pub const CABIN_CONTENDED: &str = "cabin contended";
+pub const VIOLATED_WHILE_LEADER_DOWN: &str = "violated while the leader is down";
+pub const FAILOVER_COMPLETED: &str = "failover completed";
+pub const BOOKING_CONFIRMED_AFTER_FAILOVER: &str = "booking confirmed after failover";
 
 /// A property as the checker registers it.
 pub struct PropertySpec {
@@ -202,6 +213,87 @@ pub fn replication_properties() -> Vec<PropertySpec> {
     ]
 }
 
+/// The properties of the failover scenario: every property of replication
+/// (split ownership, lost bookings and double sales now across epochs and
+/// crashes), plus the failover's interesting states.
+pub fn failover_properties() -> Vec<PropertySpec> {
+    let mut properties = replication_properties();
+    properties.push(PropertySpec::sometimes(
+        FAILOVER_COMPLETED,
+        |model, state| failover_completed(model, state),
+        "the controller promoted a new leader, which committed what it inherited under its own epoch",
+    ));
+    properties.push(PropertySpec::sometimes(
+        BOOKING_CONFIRMED_AFTER_FAILOVER,
+        |model, state| booking_confirmed_after_failover(model, state),
+        "a promoted leader tells a client its booking is confirmed",
+    ));
+    properties
+}
+
+/// The property behind `RunControl::witness`: fails in a state that violates
+/// the witness's property while a replica that was leading when it crashed
+/// is still down.
+pub fn violated_while_leader_down_property() -> PropertySpec {
+    PropertySpec::always(
+        VIOLATED_WHILE_LEADER_DOWN,
+        |model, state| {
+            model
+                .cfg
+                .witness
+                .is_none_or(|violation| !leader_down(state) || violation(state).is_none())
+        },
+        |_| None,
+        "the witnessed violation happens while the leader is down",
+    )
+}
+
+/// Whether a replica that led a bucket when it crashed is still down (a
+/// crashed actor keeps the state it crashed with).
+fn leader_down(state: &BerthState) -> bool {
+    replicas(state).any(|(id, replica)| {
+        state.crashed[usize::from(id)]
+            && replica
+                .buckets
+                .values()
+                .any(|bucket| bucket.durable.is_leader(id))
+    })
+}
+
+/// The leader of `bucket` in the map the controller started with.
+fn initial_leader(model: &BerthModel, bucket: Bucket) -> Option<Id> {
+    model.actors.iter().find_map(|actor| match actor {
+        BerthActor::Controller(controller) => controller
+            .initial_map
+            .placement(bucket)
+            .map(|placement| placement.leader),
+        _ => None,
+    })
+}
+
+/// `failover completed`: the controller's map names a leader other than the
+/// initial one, and that leader has committed an entry of its own epoch.
+pub fn failover_completed(model: &BerthModel, state: &BerthState) -> bool {
+    let Some(map) = controller_map(state) else {
+        return false;
+    };
+    map.buckets.iter().enumerate().any(|(index, placement)| {
+        let bucket = Bucket(index as u32);
+        initial_leader(model, bucket) != Some(placement.leader)
+            && durable_bucket(state, placement.leader, bucket).is_some_and(|durable| {
+                durable.placement.epoch == placement.epoch
+                    && durable.log.epoch_at(durable.commit_position) == Some(placement.epoch)
+            })
+    })
+}
+
+/// `booking confirmed after failover`: a replica other than the bucket's
+/// initial leader told a client its booking is confirmed.
+pub fn booking_confirmed_after_failover(model: &BerthModel, state: &BerthState) -> bool {
+    confirmed(&state.history)
+        .any(|ack| initial_leader(model, ack.bucket).is_some_and(|initial| initial != ack.leader))
+}
+
 /// Every replica's id and state (crashed replicas keep their last state).
 fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &ReplicaState)> {
     state
@@ -270,7 +362,7 @@ pub fn split_ownership(state: &BerthState) -> Option<String> {
             let durable = &bucket_replica.durable;
             for (position, entry) in durable.log.iter().take(durable.commit_position.0 as usize) {
                 if let Some(ack) = acknowledged.get(&(*bucket, position)) {
-                    if ack.token != entry.command.token {
+                    if Some(ack.token) != entry.token() {
                         return Some(format!(
                             "replica {} committed {entry} at {bucket} {position}, but {ack}",
                             usize::from(id)
@@ -336,11 +428,13 @@ pub fn second_outcome(state: &BerthState) -> Option<String> {
         for (bucket, bucket_replica) in &replica.buckets {
             let mut seen = BTreeSet::new();
             for (position, entry) in bucket_replica.durable.log.iter() {
-                if !seen.insert(entry.command.token) {
+                let Some(token) = entry.token() else {
+                    continue;
+                };
+                if !seen.insert(token) {
                     return Some(format!(
-                        "replica {} logged {} a second time, at {bucket} {position}",
+                        "replica {} logged {token} a second time, at {bucket} {position}",
                         usize::from(id),
-                        entry.command.token
                     ));
                 }
             }
@@ -362,7 +456,7 @@ pub fn commit_quorum_gap(state: &BerthState) -> Option<String> {
         placement.sync_followers.iter().find_map(|follower| {
             let durable = durable_bucket(state, *follower, ack.bucket)
                 .and_then(|durable| durable.log.entry(ack.position))
-                .is_some_and(|entry| entry.command.token == ack.token);
+                .is_some_and(|entry| entry.token() == Some(ack.token));
             (!durable).then(|| {
                 format!(
                     "{ack}, but sync follower replica {} does not have it on disk",

@@ -43,6 +43,8 @@ pub struct ReplicaActor {
     pub initial_map: PlacementMap,
     /// A label for people: the region the replica runs in.
     pub region: String,
+    /// The controller: the only source of fences and placements.
+    pub controller: Id,
     pub config: ProtocolConfig,
 }
 
@@ -100,7 +102,9 @@ impl DurableBucket {
     pub fn state_through_last(&self) -> BucketState {
         let mut state = self.applied.clone();
         for (position, entry) in self.log.iter().skip(self.commit_position.0 as usize) {
-            state.apply(position, &entry.command);
+            if let Some(command) = entry.as_command() {
+                state.apply(position, command);
+            }
         }
         state
     }
@@ -110,7 +114,7 @@ impl DurableBucket {
         self.log
             .iter()
             .skip(self.commit_position.0 as usize)
-            .find(|(_, entry)| entry.command.token == *token)
+            .find(|(_, entry)| entry.token() == Some(*token))
             .map(|(position, _)| position)
     }
 
@@ -124,9 +128,32 @@ impl DurableBucket {
                 .log
                 .entry(next)
                 .expect("committed entries are in the log");
-            self.applied.apply(next, &entry.command);
+            if let Some(command) = entry.as_command() {
+                self.applied.apply(next, command);
+            }
             self.commit_position = next;
         }
+    }
+
+    /// A fresh replica of a bucket placed at `placement`: empty log.
+    pub fn empty(placement: BucketPlacement) -> Self {
+        DurableBucket {
+            promised_epoch: placement.epoch,
+            placement,
+            log: Log::default(),
+            commit_position: Position(0),
+            applied: BucketState::default(),
+        }
+    }
+
+    /// Whether everything this replica's log inherited from earlier epochs
+    /// is committed: its commit position reached an entry of the current
+    /// epoch (the epoch-start entry at the latest), or the bucket is at its
+    /// first epoch. Only then does the committed state hold every outcome
+    /// that was ever acknowledged.
+    pub fn inherited_committed(&self) -> bool {
+        self.placement.epoch == Epoch::FIRST
+            || self.log.epoch_at(self.commit_position) == Some(self.placement.epoch)
     }
 
     /// Whether `replica` leads this bucket now: it is the placement's leader
@@ -136,14 +163,20 @@ impl DurableBucket {
     }
 }
 
+impl LeaderState {
+    fn new(config: &ProtocolConfig) -> Self {
+        LeaderState {
+            retransmits_left: config.leader_resends,
+            ..LeaderState::default()
+        }
+    }
+}
+
 impl BucketReplica {
     fn new(durable: DurableBucket, config: &ProtocolConfig) -> Self {
         BucketReplica {
             durable,
-            leader: LeaderState {
-                retransmits_left: config.leader_resends,
-                ..LeaderState::default()
-            },
+            leader: LeaderState::new(config),
         }
     }
 
@@ -214,7 +247,10 @@ impl ReplicaState {
                 "{bucket}: idempotency table holds an uncommitted decision"
             );
             for (position, entry) in durable.log.iter().take(durable.commit_position.0 as usize) {
-                let recorded = durable.applied.recorded(&entry.command.token);
+                let Some(token) = entry.token() else {
+                    continue;
+                };
+                let recorded = durable.applied.recorded(&token);
                 assert!(
                     recorded.is_some_and(|recorded| recorded.position <= position),
                     "{bucket}: committed entry {entry} at {position} is missing from the idempotency table"
@@ -233,14 +269,7 @@ impl ReplicaActor {
                 .roles_of(id)
                 .map(|(bucket, _role)| {
                     let placement = self.initial_map.buckets[bucket.0 as usize].clone();
-                    let durable = DurableBucket {
-                        promised_epoch: placement.epoch,
-                        placement,
-                        log: Log::default(),
-                        commit_position: Position(0),
-                        applied: BucketState::default(),
-                    };
-                    (bucket, durable)
+                    (bucket, DurableBucket::empty(placement))
                 })
                 .collect(),
         };
@@ -286,6 +315,12 @@ impl ReplicaActor {
                             epoch: durable.promised_epoch,
                         },
                     );
+                    return;
+                }
+                if epoch > durable.placement.epoch {
+                    // A leader of an epoch this replica has not been told
+                    // about: ask the controller, the only authority.
+                    o.send(self.controller, Msg::FetchPlacement { bucket });
                     return;
                 }
                 if epoch != durable.placement.epoch || src != durable.placement.leader {
@@ -341,10 +376,29 @@ impl ReplicaActor {
                 // must never append at its old epoch again.
                 if epoch > replica.durable.promised_epoch {
                     replica.durable.promised_epoch = epoch;
-                    replica.leader = LeaderState::default();
+                    replica.leader = LeaderState::new(&self.config);
                 }
             }
-            Msg::Reply { .. } | Msg::Redirect { .. } | Msg::FetchMap | Msg::Map(_) => {}
+            Msg::Fence { bucket, epoch } if src == self.controller => {
+                self.on_fence(state, src, bucket, epoch, o)
+            }
+            Msg::Placement { bucket, placement } if src == self.controller => {
+                self.on_placement(id, state, bucket, placement, o)
+            }
+            Msg::Query {
+                bucket,
+                epoch,
+                token,
+            } => self.on_query(id, state, src, bucket, epoch, token, o),
+            Msg::Fence { .. }
+            | Msg::Placement { .. }
+            | Msg::Fenced { .. }
+            | Msg::FetchPlacement { .. }
+            | Msg::NotDecided { .. }
+            | Msg::Reply { .. }
+            | Msg::Redirect { .. }
+            | Msg::FetchMap
+            | Msg::Map(_) => {}
         }
     }
 
@@ -374,6 +428,150 @@ impl ReplicaActor {
         }
     }
 
+    /// The controller asks this sync follower to promise `epoch`: from now
+    /// on it refuses appends of older epochs, so the old leader can no
+    /// longer commit. It reports its durable log so that the controller can
+    /// tell whether it holds the committed prefix.
+    fn on_fence(
+        &self,
+        state: &mut ReplicaState,
+        controller: Id,
+        bucket: Bucket,
+        epoch: Epoch,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Some(replica) = state.buckets.get_mut(&bucket) else {
+            return;
+        };
+        let durable = &mut replica.durable;
+        if epoch <= durable.placement.epoch || epoch < durable.promised_epoch {
+            return; // ignore_stale_fence: that epoch is already settled
+        }
+        if epoch > durable.promised_epoch {
+            durable.promised_epoch = epoch;
+            replica.leader = LeaderState::new(&self.config);
+        }
+        o.send(
+            controller,
+            Msg::Fenced {
+                bucket,
+                epoch,
+                last_position: durable.log.last_position(),
+                last_epoch: durable.log.last_epoch(),
+            },
+        );
+    }
+
+    /// The controller published a placement. A newer epoch replaces this
+    /// replica's placement and promise; its volatile leader state is
+    /// dropped (clients retry by token). A replica that now leads appends
+    /// its epoch-start entry and sends every follower what it lacks; it
+    /// commits what it inherited once its sync followers hold that entry.
+    fn on_placement(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        bucket: Bucket,
+        placement: BucketPlacement,
+        o: &mut Out<BerthActor>,
+    ) {
+        let replica = match state.buckets.entry(bucket) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                if placement.role_of(id).is_none() {
+                    return; // ignore_placement_of_foreign_bucket
+                }
+                // A replica new to the bucket starts empty, one epoch behind,
+                // so that the placement below is adopted.
+                let mut fresh = DurableBucket::empty(placement.clone());
+                fresh.placement.epoch = Epoch(placement.epoch.0.saturating_sub(1));
+                fresh.promised_epoch = fresh.placement.epoch;
+                entry.insert(BucketReplica::new(fresh, &self.config))
+            }
+        };
+        let durable = &mut replica.durable;
+        if placement.epoch <= durable.placement.epoch || placement.epoch < durable.promised_epoch {
+            return; // ignore_older_placement
+        }
+        let epoch = placement.epoch;
+        durable.placement = placement;
+        durable.promised_epoch = epoch;
+        replica.leader = LeaderState::new(&self.config);
+        if !durable.is_leader(id) {
+            return;
+        }
+        durable.log.push(Entry::epoch_start(epoch));
+        if self.config.leader_resends > 0 {
+            o.set_timer(
+                Timer::Replicate(bucket),
+                self.config.timeouts.replicate.clone(),
+            );
+        }
+        self.send_appends(bucket, replica, FollowerSet::All, o);
+        self.commit_and_reply(bucket, replica, o);
+    }
+
+    /// A client asks what became of `token`. The leader answers with the
+    /// recorded outcome, or when the token's pending entry commits, or —
+    /// once everything it inherited is committed — `NotDecided`: no earlier
+    /// attempt can take effect any more, because only this leader commits.
+    #[allow(clippy::too_many_arguments)]
+    fn on_query(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        client: Id,
+        bucket: Bucket,
+        epoch: Epoch,
+        token: Token,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Some(replica) = state.buckets.get_mut(&bucket) else {
+            o.send(
+                client,
+                Msg::Redirect {
+                    bucket,
+                    epoch: Epoch(0),
+                    token,
+                },
+            );
+            return;
+        };
+        let durable = &replica.durable;
+        if !durable.is_leader(id) || epoch != durable.placement.epoch {
+            o.send(
+                client,
+                Msg::Redirect {
+                    bucket,
+                    epoch: durable.promised_epoch,
+                    token,
+                },
+            );
+            return;
+        }
+        if let Some(reply) = recorded_reply(bucket, durable, token) {
+            o.send(client, reply);
+        } else if let Some(position) = durable.uncommitted_position(&token) {
+            replica.leader.waiters.insert(Waiter {
+                position,
+                client,
+                token,
+            });
+            self.send_appends(bucket, replica, FollowerSet::Sync, o);
+        } else if durable.inherited_committed() {
+            o.send(
+                client,
+                Msg::NotDecided {
+                    bucket,
+                    epoch,
+                    token,
+                },
+            );
+        }
+        // Otherwise an inherited entry may still decide the token once the
+        // epoch-start entry commits: the client asks again.
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_request(
         &self,
@@ -397,6 +595,11 @@ impl ReplicaActor {
             return;
         };
         let durable = &mut replica.durable;
+        if epoch > durable.placement.epoch {
+            // The client's map is newer than this replica's placement: learn
+            // it from the controller; the client retries.
+            o.send(self.controller, Msg::FetchPlacement { bucket });
+        }
         if !durable.is_leader(id) || epoch != durable.placement.epoch {
             o.send(
                 client,
@@ -409,19 +612,9 @@ impl ReplicaActor {
             return;
         }
         let token = command.token;
-        if let Some(recorded) = durable.applied.recorded(&token) {
+        if let Some(reply) = recorded_reply(bucket, durable, token) {
             // A retry of a committed action: the recorded outcome, no new effect.
-            o.send(
-                client,
-                Msg::Reply {
-                    bucket,
-                    epoch: durable.placement.epoch,
-                    position: recorded.position,
-                    token,
-                    unit: command.op.unit().clone(),
-                    outcome: recorded.outcome,
-                },
-            );
+            o.send(client, reply);
             return;
         }
         let position = match durable.uncommitted_position(&token) {
@@ -432,10 +625,9 @@ impl ReplicaActor {
                 position
             }
             None => {
-                let position = durable.log.push(Entry {
-                    epoch: durable.placement.epoch,
-                    command,
-                });
+                let position = durable
+                    .log
+                    .push(Entry::command(durable.placement.epoch, command));
                 if self.config.leader_resends > 0 {
                     o.set_timer(
                         Timer::Replicate(bucket),
@@ -519,27 +711,29 @@ impl ReplicaActor {
             .collect();
         for waiter in committed {
             replica.leader.waiters.remove(&waiter);
-            let recorded = durable
-                .applied
-                .recorded(&waiter.token)
+            let reply = recorded_reply(bucket, durable, waiter.token)
                 .expect("a committed waiter's token is recorded");
-            let entry = durable
-                .log
-                .entry(recorded.position)
-                .expect("committed entry");
-            o.send(
-                waiter.client,
-                Msg::Reply {
-                    bucket,
-                    epoch: durable.placement.epoch,
-                    position: recorded.position,
-                    token: waiter.token,
-                    unit: entry.command.op.unit().clone(),
-                    outcome: recorded.outcome,
-                },
-            );
+            o.send(waiter.client, reply);
         }
     }
+}
+
+/// The `Reply` telling the recorded outcome of `token`, if it is committed.
+fn recorded_reply(bucket: Bucket, durable: &DurableBucket, token: Token) -> Option<Msg> {
+    let recorded = durable.applied.recorded(&token)?;
+    let command = durable
+        .log
+        .entry(recorded.position)
+        .and_then(Entry::as_command)
+        .expect("a recorded token's entry is in the log");
+    Some(Msg::Reply {
+        bucket,
+        epoch: durable.placement.epoch,
+        position: recorded.position,
+        token,
+        unit: command.op.unit().clone(),
+        outcome: recorded.outcome,
+    })
 }
 
 #[cfg(test)]
@@ -576,6 +770,7 @@ mod tests {
         BerthActor::Replica(ReplicaActor {
             initial_map: map(),
             region: "madrid-a".into(),
+            controller: Id::from(0),
             config: ProtocolConfig::default(),
         })
     }

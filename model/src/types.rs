@@ -10,6 +10,19 @@ use std::fmt;
 )]
 pub struct Epoch(pub u64);
 
+impl Epoch {
+    /// The epoch a bucket is born with. Nothing was committed before it, so
+    /// at this epoch every sync follower trivially holds the committed
+    /// prefix of earlier epochs; at every later epoch the leader's
+    /// epoch-start entry is the proof.
+    pub const FIRST: Epoch = Epoch(1);
+
+    /// The epoch after this one.
+    pub fn next(self) -> Epoch {
+        Epoch(self.0 + 1)
+    }
+}
+
 impl fmt::Display for Epoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "e{}", self.0)

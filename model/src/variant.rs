@@ -17,17 +17,23 @@ pub enum Variant {
     /// durable. Seed 000, Part 2: "The leader commits only after a
     /// same-region follower acknowledges the write" — this variant does not.
     AsyncAck,
+    /// Failover promotes the remote async follower, which may lag behind
+    /// the commit position. Seed 000, Part 3: "promote only a replica that
+    /// holds the durable replayed prefix"; DESIGN.md: "promote only from the
+    /// set whose acks were counted" — this variant does not.
+    PromoteLagging,
 }
 
 impl Variant {
     /// Every variant, the correct design first.
-    pub const ALL: [Variant; 2] = [Variant::Correct, Variant::AsyncAck];
+    pub const ALL: [Variant; 3] = [Variant::Correct, Variant::AsyncAck, Variant::PromoteLagging];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Correct => "correct",
             Variant::AsyncAck => "async-ack",
+            Variant::PromoteLagging => "promote-lagging",
         }
     }
 
@@ -36,6 +42,7 @@ impl Variant {
         match self {
             Variant::Correct => "commit after every sync follower is durable; epochs fence",
             Variant::AsyncAck => "leader acknowledges before the sync follower is durable",
+            Variant::PromoteLagging => "failover promotes the remote async follower",
         }
     }
 }
