@@ -220,12 +220,12 @@ pub fn failover_properties() -> Vec<PropertySpec> {
     let mut properties = replication_properties();
     properties.push(PropertySpec::sometimes(
         FAILOVER_COMPLETED,
-        |model, state| failover_completed(model, state),
+        failover_completed,
         "the controller promoted a new leader, which committed what it inherited under its own epoch",
     ));
     properties.push(PropertySpec::sometimes(
         BOOKING_CONFIRMED_AFTER_FAILOVER,
-        |model, state| booking_confirmed_after_failover(model, state),
+        booking_confirmed_after_failover,
         "a promoted leader tells a client its booking is confirmed",
     ));
     properties
