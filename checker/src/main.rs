@@ -74,9 +74,12 @@ struct CheckArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// Stop soon after the first violated property instead of exploring on to find every violated property.
-    #[arg(long)]
+    /// Stop soon after the first violated property. By default the correct design is explored exhaustively, and a broken variant until the property it must break is violated.
+    #[arg(long, conflicts_with = "explore_all")]
     first_violation: bool,
+    /// Explore every reachable state even after violations, to list every property a variant breaks.
+    #[arg(long)]
+    explore_all: bool,
 }
 
 fn parse_variant(text: &str) -> Result<Variant, String> {
@@ -124,8 +127,10 @@ fn check(args: &CheckArgs) -> Result<Verdict> {
         seed: args.seed,
         stop_at: if args.first_violation {
             StopAt::FirstViolation
-        } else {
+        } else if args.explore_all || scenario.variant.expected_violations().is_empty() {
             StopAt::Never
+        } else {
+            StopAt::AnyOf(scenario.variant.expected_violations().to_vec())
         },
     };
     eprintln!(
@@ -182,7 +187,7 @@ fn print_report(report: &RunReport) {
             berth_checker::StopReason::Timeout => "NOT exhaustive: the timeout cut the run short",
             berth_checker::StopReason::DepthBound => "NOT exhaustive: the depth bound was reached",
             berth_checker::StopReason::Discovery =>
-                "stopped soon after the first violation (other always-properties not refuted)",
+                "stopped soon after the violation it looked for (other always-properties not refuted; --explore-all lists every violation)",
             berth_checker::StopReason::Simulation => "NOT exhaustive: random simulation",
         }
     );

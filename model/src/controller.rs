@@ -313,3 +313,191 @@ impl ControllerActor {
 fn members(placement: &BucketPlacement) -> impl Iterator<Item = Id> + '_ {
     std::iter::once(placement.leader).chain(placement.followers())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Engine tests of the controller's failover decisions.
+
+    use super::*;
+    use crate::actor::{NodeState, Storage};
+    use crate::types::{GroupId, Position};
+    use stateright::actor::{Actor, Command as Cmd};
+    use std::borrow::Cow;
+
+    const CONTROLLER: usize = 0;
+    const LEADER: usize = 1;
+    const SYNC: usize = 2;
+    const ASYNC: usize = 3;
+
+    type Commands = Vec<Cmd<Msg, Timer, (), Storage>>;
+
+    fn placement(epoch: u64, leader: usize, sync: usize, remote: usize) -> BucketPlacement {
+        BucketPlacement {
+            epoch: Epoch(epoch),
+            group: GroupId(1),
+            leader: Id::from(leader),
+            sync_followers: vec![Id::from(sync)],
+            async_followers: vec![Id::from(remote)],
+        }
+    }
+
+    fn controller(start_epoch: u64, variant: Variant) -> (BerthActor, NodeState) {
+        let actor = BerthActor::Controller(ControllerActor {
+            initial_map: PlacementMap::uniform(1, placement(start_epoch, LEADER, SYNC, ASYNC)),
+            config: ProtocolConfig {
+                variant,
+                ..ProtocolConfig::default()
+            },
+            failover: Some(FailoverPolicy { epoch_limit: None }),
+        });
+        let state = actor.on_start(Id::from(CONTROLLER), &None, &mut Out::new());
+        (actor, state)
+    }
+
+    fn fire(actor: &BerthActor, state: &mut NodeState, timer: Timer) -> Commands {
+        let mut cow = Cow::Borrowed(&*state);
+        let mut out = Out::new();
+        actor.on_timeout(Id::from(CONTROLLER), &mut cow, &timer, &mut out);
+        *state = cow.into_owned();
+        out.into_iter().collect()
+    }
+
+    fn deliver(actor: &BerthActor, state: &mut NodeState, src: usize, msg: Msg) -> Commands {
+        let mut cow = Cow::Borrowed(&*state);
+        let mut out = Out::new();
+        actor.on_msg(Id::from(CONTROLLER), &mut cow, Id::from(src), msg, &mut out);
+        *state = cow.into_owned();
+        out.into_iter().collect()
+    }
+
+    fn fenced(epoch: u64, last_epoch: u64) -> Msg {
+        Msg::Fenced {
+            bucket: Bucket(0),
+            epoch: Epoch(epoch),
+            last_position: Position(3),
+            last_epoch: Epoch(last_epoch),
+        }
+    }
+
+    fn current(state: &NodeState) -> &BucketPlacement {
+        &state.as_controller().unwrap().map.buckets[0]
+    }
+
+    /// Runs a leader failover of a bucket at `epoch` whose sync follower
+    /// reports a log ending in an entry of `last_epoch`; returns the
+    /// commands of the decision and the controller state.
+    fn failover(epoch: u64, last_epoch: u64, variant: Variant) -> (Commands, NodeState) {
+        let (actor, mut state) = controller(epoch, variant);
+        let commands = fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+        assert!(
+            matches!(commands[0], Cmd::Save(_)),
+            "the fence is saved first"
+        );
+        assert!(commands.iter().any(|c| matches!(
+            c,
+            Cmd::Send(to, Msg::Fence { epoch: e, .. }) if *to == Id::from(SYNC) && e.0 == epoch + 1
+        )));
+        let commands = deliver(&actor, &mut state, SYNC, fenced(epoch + 1, last_epoch));
+        (commands, state)
+    }
+
+    /// Goal: a fenced sync follower that holds the epoch's entries is
+    /// promoted, the old leader takes its sync role, the map is saved before
+    /// anyone hears of it, and every member is told.
+    #[test]
+    fn promotes_the_fenced_sync_follower_holding_the_prefix() {
+        let (commands, state) = failover(3, 3, Variant::Correct);
+        assert_eq!(current(&state), &placement(4, SYNC, LEADER, ASYNC));
+        assert!(matches!(commands[0], Cmd::Save(_)), "{commands:?}");
+        let told: Vec<usize> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::Send(to, Msg::Placement { .. }) => Some(usize::from(*to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, [LEADER, SYNC, ASYNC]);
+        assert_eq!(state.as_controller().unwrap().map.version, 2);
+    }
+
+    /// Goal: at the bucket's first epoch nothing precedes the log, so the
+    /// sync follower is promotable even with an empty log.
+    #[test]
+    fn first_epoch_sync_follower_is_promotable() {
+        let (_, state) = failover(1, 0, Variant::Correct);
+        assert_eq!(current(&state).leader, Id::from(SYNC));
+    }
+
+    /// Goal: a sync follower without the current epoch's entries (it joined
+    /// the quorum and has not caught up) is never promoted: the failover
+    /// aborts and the old leader keeps the bucket at the new epoch.
+    #[test]
+    fn lagging_sync_follower_is_not_promoted() {
+        let (_, state) = failover(3, 2, Variant::Correct);
+        assert_eq!(current(&state), &placement(4, LEADER, SYNC, ASYNC));
+    }
+
+    /// Goal: the `promote-lagging` variant promotes the async follower
+    /// regardless — the deviation the checker refutes.
+    #[test]
+    fn promote_lagging_variant_promotes_the_async_follower() {
+        let (_, state) = failover(3, 3, Variant::PromoteLagging);
+        assert_eq!(current(&state).leader, Id::from(ASYNC));
+    }
+
+    /// Goal: a stale report (another epoch, or from a replica outside the
+    /// quorum) changes nothing: map changes are compare-and-set.
+    #[test]
+    fn stale_fenced_reports_are_ignored() {
+        let (actor, mut state) = controller(3, Variant::Correct);
+        fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+        let before = state.clone();
+        assert!(deliver(&actor, &mut state, SYNC, fenced(5, 3)).is_empty());
+        assert!(deliver(&actor, &mut state, ASYNC, fenced(4, 3)).is_empty());
+        assert_eq!(state, before);
+    }
+
+    /// Goal: a suspected sync follower is replaced through a new epoch by the
+    /// async follower; the leader stays.
+    #[test]
+    fn suspected_sync_follower_is_replaced_through_a_new_epoch() {
+        let (actor, mut state) = controller(1, Variant::Correct);
+        let commands = fire(&actor, &mut state, Timer::SuspectSyncFollower(Bucket(0)));
+        assert!(matches!(commands[0], Cmd::Save(_)));
+        assert_eq!(current(&state), &placement(2, LEADER, ASYNC, SYNC));
+    }
+
+    /// Goal: the epoch limit stops further changes, and a restarted
+    /// controller resumes its saved failover rather than starting another.
+    #[test]
+    fn epoch_limit_and_restart() {
+        let actor = BerthActor::Controller(ControllerActor {
+            initial_map: PlacementMap::uniform(1, placement(2, LEADER, SYNC, ASYNC)),
+            config: ProtocolConfig::default(),
+            failover: Some(FailoverPolicy {
+                epoch_limit: Some(Epoch(2)),
+            }),
+        });
+        let mut state = actor.on_start(Id::from(CONTROLLER), &None, &mut Out::new());
+        let before = state.clone();
+        let commands = fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+        assert!(commands.is_empty());
+        assert_eq!(state, before);
+
+        let (actor, mut state) = controller(1, Variant::Correct);
+        let commands = fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+        let Cmd::Save(saved) = &commands[0] else {
+            panic!("{commands:?}")
+        };
+        let mut restarted =
+            actor.on_start(Id::from(CONTROLLER), &Some(saved.clone()), &mut Out::new());
+        assert_eq!(restarted, state);
+        let commands = fire(&actor, &mut restarted, Timer::SuspectLeader(Bucket(0)));
+        assert!(
+            commands.iter().all(|c| !matches!(c, Cmd::Send(..))),
+            "no second fence: {commands:?}"
+        );
+        deliver(&actor, &mut restarted, SYNC, fenced(2, 0));
+        assert_eq!(current(&restarted).leader, Id::from(SYNC));
+    }
+}

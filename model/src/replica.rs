@@ -912,3 +912,306 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod failover_tests {
+    //! Engine tests of the failover path at one replica: fence, adopt a
+    //! newer placement, truncate only what was never acknowledged, answer
+    //! token queries.
+
+    use super::*;
+    use crate::actor::{NodeState, Storage};
+    use crate::bucket::Op;
+    use crate::types::{GroupId, InventoryUnit};
+    use stateright::actor::{Actor, Command as Cmd};
+    use std::borrow::Cow;
+
+    const CONTROLLER: usize = 0;
+    const LEADER: usize = 1;
+    const SYNC: usize = 2;
+    const ASYNC: usize = 3;
+    const CLIENT: usize = 4;
+
+    type Commands = Vec<Cmd<Msg, Timer, (), Storage>>;
+
+    fn placement(epoch: u64, leader: usize, sync: usize, remote: usize) -> BucketPlacement {
+        BucketPlacement {
+            epoch: Epoch(epoch),
+            group: GroupId(1),
+            leader: Id::from(leader),
+            sync_followers: vec![Id::from(sync)],
+            async_followers: vec![Id::from(remote)],
+        }
+    }
+
+    fn replica() -> BerthActor {
+        BerthActor::Replica(ReplicaActor {
+            initial_map: PlacementMap::uniform(1, placement(1, LEADER, SYNC, ASYNC)),
+            region: "madrid".into(),
+            controller: Id::from(CONTROLLER),
+            config: ProtocolConfig::default(),
+        })
+    }
+
+    fn start(id: usize) -> NodeState {
+        replica().on_start(Id::from(id), &None, &mut Out::new())
+    }
+
+    fn deliver(state: &mut NodeState, id: usize, src: usize, msg: Msg) -> Commands {
+        let mut cow = Cow::Borrowed(&*state);
+        let mut out = Out::new();
+        replica().on_msg(Id::from(id), &mut cow, Id::from(src), msg, &mut out);
+        *state = cow.into_owned();
+        out.into_iter().collect()
+    }
+
+    fn durable(state: &NodeState) -> &DurableBucket {
+        &state.as_replica().unwrap().buckets[&Bucket(0)].durable
+    }
+
+    fn command(seq: u32) -> Command {
+        Command {
+            token: Token { client: 4, seq },
+            op: Op::Hold {
+                unit: InventoryUnit::new("BCN-JFK-2026-07-14", format!("C{seq}")),
+            },
+        }
+    }
+
+    fn request(epoch: u64, seq: u32) -> Msg {
+        Msg::Request {
+            bucket: Bucket(0),
+            epoch: Epoch(epoch),
+            command: command(seq),
+        }
+    }
+
+    fn append(epoch: u64, prev: u64, prev_epoch: u64, entries: Vec<Entry>, commit: u64) -> Msg {
+        Msg::Append {
+            bucket: Bucket(0),
+            epoch: Epoch(epoch),
+            prev_position: Position(prev),
+            prev_epoch: Epoch(prev_epoch),
+            entries,
+            commit_position: Position(commit),
+        }
+    }
+
+    fn appended(epoch: u64, position: u64) -> Msg {
+        Msg::Appended {
+            bucket: Bucket(0),
+            epoch: Epoch(epoch),
+            position: Position(position),
+        }
+    }
+
+    fn sent(commands: &Commands) -> Vec<&Msg> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::Send(_, msg) => Some(msg),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Goal: a fenced sync follower promises the new epoch durably, reports
+    /// its log, and from then on refuses the old leader's appends.
+    #[test]
+    fn fence_promises_reports_and_refuses_the_old_epoch() {
+        let mut follower = start(SYNC);
+        let entry = Entry::command(Epoch(1), command(0));
+        deliver(&mut follower, SYNC, LEADER, append(1, 0, 0, vec![entry], 0));
+        let fence = Msg::Fence {
+            bucket: Bucket(0),
+            epoch: Epoch(2),
+        };
+        let commands = deliver(&mut follower, SYNC, CONTROLLER, fence.clone());
+        assert!(matches!(commands[0], Cmd::Save(_)), "{commands:?}");
+        assert_eq!(
+            sent(&commands),
+            [&Msg::Fenced {
+                bucket: Bucket(0),
+                epoch: Epoch(2),
+                last_position: Position(1),
+                last_epoch: Epoch(1),
+            }]
+        );
+        assert_eq!(durable(&follower).promised_epoch, Epoch(2));
+
+        let late = Entry::command(Epoch(1), command(1));
+        let commands = deliver(&mut follower, SYNC, LEADER, append(1, 1, 1, vec![late], 1));
+        assert_eq!(
+            sent(&commands),
+            [&Msg::AppendRefused {
+                bucket: Bucket(0),
+                epoch: Epoch(2),
+            }]
+        );
+        assert_eq!(durable(&follower).log.last_position(), Position(1));
+
+        // Only the controller fences.
+        let before = follower.clone();
+        let forged = Msg::Fence {
+            bucket: Bucket(0),
+            epoch: Epoch(3),
+        };
+        assert!(deliver(&mut follower, SYNC, CLIENT, forged).is_empty());
+        assert_eq!(follower, before);
+    }
+
+    /// Goal: a replica promoted by a newer placement appends its
+    /// epoch-start entry, sends followers the whole log, commits what it
+    /// inherited only once its sync follower holds the epoch-start entry,
+    /// and answers a client waiting on an inherited entry with the outcome
+    /// that entry decides.
+    #[test]
+    fn promoted_leader_commits_inherited_entries_under_its_epoch() {
+        let mut new_leader = start(SYNC);
+        let inherited = Entry::command(Epoch(1), command(0));
+        deliver(
+            &mut new_leader,
+            SYNC,
+            LEADER,
+            append(1, 0, 0, vec![inherited], 0),
+        );
+        assert_eq!(durable(&new_leader).commit_position, Position(0));
+
+        let promoted = Msg::Placement {
+            bucket: Bucket(0),
+            placement: placement(2, SYNC, LEADER, ASYNC),
+        };
+        let commands = deliver(&mut new_leader, SYNC, CONTROLLER, promoted);
+        assert!(matches!(commands[0], Cmd::Save(_)));
+        let log = &durable(&new_leader).log;
+        assert_eq!(log.last_position(), Position(2));
+        assert_eq!(log.entry(Position(2)), Some(&Entry::epoch_start(Epoch(2))));
+        let appends: Vec<_> = sent(&commands)
+            .into_iter()
+            .filter(|msg| matches!(msg, Msg::Append { prev_position: Position(0), entries, .. } if entries.len() == 2))
+            .collect();
+        assert_eq!(appends.len(), 2, "both followers get the whole log");
+
+        // The client's retry of the inherited token waits for the commit.
+        let commands = deliver(&mut new_leader, SYNC, CLIENT, request(2, 0));
+        assert!(
+            sent(&commands)
+                .iter()
+                .all(|m| !matches!(m, Msg::Reply { .. })),
+            "{commands:?}"
+        );
+        // The old leader, now sync follower, acknowledges the inherited entry
+        // only: nothing commits, because it is not of epoch 2.
+        let commands = deliver(&mut new_leader, SYNC, LEADER, appended(2, 1));
+        assert!(sent(&commands).is_empty(), "{commands:?}");
+        assert_eq!(durable(&new_leader).commit_position, Position(0));
+        // Through the epoch-start entry: both commit, the client is answered.
+        let commands = deliver(&mut new_leader, SYNC, LEADER, appended(2, 2));
+        assert_eq!(durable(&new_leader).commit_position, Position(2));
+        assert!(matches!(
+            sent(&commands).as_slice(),
+            [Msg::Reply {
+                position: Position(1),
+                outcome: crate::Outcome::Held,
+                ..
+            }]
+        ));
+    }
+
+    /// Goal: the old leader, told of the newer epoch, becomes a follower and
+    /// replaces its never-acknowledged suffix with the new leader's log,
+    /// keeping everything it had committed.
+    #[test]
+    fn old_leader_truncates_only_unacknowledged_entries() {
+        let mut old = start(LEADER);
+        deliver(&mut old, LEADER, CLIENT, request(1, 0));
+        deliver(&mut old, LEADER, SYNC, appended(1, 1));
+        assert_eq!(durable(&old).commit_position, Position(1));
+        deliver(&mut old, LEADER, CLIENT, request(1, 1)); // never acknowledged
+        assert_eq!(durable(&old).log.last_position(), Position(2));
+
+        let demoted = Msg::Placement {
+            bucket: Bucket(0),
+            placement: placement(2, SYNC, LEADER, ASYNC),
+        };
+        deliver(&mut old, LEADER, CONTROLLER, demoted);
+        assert!(!durable(&old).is_leader(Id::from(LEADER)));
+        let committed = durable(&old).log.entry(Position(1)).cloned().unwrap();
+
+        // The new leader's log: the committed entry, then its epoch start.
+        let new_log = vec![committed.clone(), Entry::epoch_start(Epoch(2))];
+        let commands = deliver(&mut old, LEADER, SYNC, append(2, 0, 0, new_log, 0));
+        assert_eq!(sent(&commands), [&appended(2, 2)]);
+        let log = &durable(&old).log;
+        assert_eq!(log.entry(Position(1)), Some(&committed));
+        assert_eq!(log.entry(Position(2)), Some(&Entry::epoch_start(Epoch(2))));
+
+        // A log that contradicts the committed entry is refused outright.
+        let mut other = start(LEADER);
+        deliver(&mut other, LEADER, CLIENT, request(1, 0));
+        deliver(&mut other, LEADER, SYNC, appended(1, 1));
+        let demoted = Msg::Placement {
+            bucket: Bucket(0),
+            placement: placement(2, SYNC, LEADER, ASYNC),
+        };
+        deliver(&mut other, LEADER, CONTROLLER, demoted);
+        let before = other.clone();
+        let contradicting = vec![Entry::epoch_start(Epoch(2))];
+        let commands = deliver(&mut other, LEADER, SYNC, append(2, 0, 0, contradicting, 0));
+        assert!(sent(&commands).is_empty());
+        assert_eq!(other, before);
+    }
+
+    /// Goal: a replica that meets an epoch newer than its placement asks
+    /// the controller for the placement instead of trusting the sender.
+    #[test]
+    fn newer_epoch_in_an_append_fetches_the_placement() {
+        let mut old = start(LEADER);
+        let entries = vec![Entry::epoch_start(Epoch(2))];
+        let commands = deliver(&mut old, LEADER, SYNC, append(2, 0, 0, entries, 0));
+        assert_eq!(
+            sent(&commands),
+            [&Msg::FetchPlacement { bucket: Bucket(0) }]
+        );
+        assert_eq!(durable(&old).log.last_position(), Position(0));
+    }
+
+    /// Goal: a token query gets the recorded outcome, waits for a pending
+    /// entry, and gets `NotDecided` for a token nobody logged.
+    #[test]
+    fn token_query_answers_recorded_pending_and_unknown() {
+        let mut leader = start(LEADER);
+        let query = |seq| Msg::Query {
+            bucket: Bucket(0),
+            epoch: Epoch(1),
+            token: Token { client: 4, seq },
+        };
+        deliver(&mut leader, LEADER, CLIENT, request(1, 0));
+        let commands = deliver(&mut leader, LEADER, CLIENT, query(0));
+        assert!(
+            sent(&commands)
+                .iter()
+                .all(|m| !matches!(m, Msg::Reply { .. })),
+            "pending: no answer yet"
+        );
+        let commands = deliver(&mut leader, LEADER, SYNC, appended(1, 1));
+        let replies = sent(&commands)
+            .into_iter()
+            .filter(|m| matches!(m, Msg::Reply { .. }))
+            .count();
+        assert_eq!(replies, 1, "one waiter per client and token");
+        let commands = deliver(&mut leader, LEADER, CLIENT, query(0));
+        assert!(matches!(
+            sent(&commands).as_slice(),
+            [Msg::Reply {
+                outcome: crate::Outcome::Held,
+                ..
+            }]
+        ));
+        let commands = deliver(&mut leader, LEADER, CLIENT, query(9));
+        assert!(matches!(
+            sent(&commands).as_slice(),
+            [Msg::NotDecided { .. }]
+        ));
+    }
+}

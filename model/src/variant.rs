@@ -37,6 +37,16 @@ impl Variant {
         }
     }
 
+    /// The always-properties this variant must break (DESIGN.md's table);
+    /// none for the correct design.
+    pub fn expected_violations(self) -> &'static [&'static str] {
+        use crate::properties::NO_LOST_CONFIRMED_BOOKING;
+        match self {
+            Variant::Correct => &[],
+            Variant::AsyncAck | Variant::PromoteLagging => &[NO_LOST_CONFIRMED_BOOKING],
+        }
+    }
+
     /// The design the variant stands for, in one line.
     pub fn design(self) -> &'static str {
         match self {
