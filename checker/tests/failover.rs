@@ -16,8 +16,8 @@ fn failover(variant: Variant) -> ScenarioConfig {
 
 /// Goal: `berth-check check --scenario failover` — one crash at a time of any
 /// replica or the controller, suspicion at any moment — holds every
-/// always-property exhaustively and reaches `failover completed` and
-/// `booking confirmed after failover`. The state count is pinned: a change
+/// always-property exhaustively and reaches `failover completed`, `sync
+/// follower replaced` and `booking confirmed after failover`. The state count is pinned: a change
 /// of the state space must be explained in the commit that makes it.
 #[test]
 fn failover_with_one_crash_holds() {
@@ -43,6 +43,7 @@ fn failover_with_one_crash_holds() {
     }
     for name in [
         properties::FAILOVER_COMPLETED,
+        properties::SYNC_FOLLOWER_REPLACED,
         properties::BOOKING_CONFIRMED_AFTER_FAILOVER,
     ] {
         assert_eq!(

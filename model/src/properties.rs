@@ -4,7 +4,7 @@
 
 use crate::actor::{BerthActor, Msg, Storage};
 use crate::bucket::{BucketState, Outcome};
-use crate::placement::PlacementMap;
+use crate::placement::{BucketPlacement, PlacementMap};
 use crate::replica::{DurableBucket, ReplicaState};
 use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id};
@@ -123,6 +123,7 @@ pub const CABIN_CONTENDED: &str = "cabin contended";
 pub const VIOLATED_WHILE_LEADER_DOWN: &str = "violated while the leader is down";
 pub const FAILOVER_COMPLETED: &str = "failover completed";
 pub const BOOKING_CONFIRMED_AFTER_FAILOVER: &str = "booking confirmed after failover";
+pub const SYNC_FOLLOWER_REPLACED: &str = "sync follower replaced";
 
 /// A property as the checker registers it.
 pub struct PropertySpec {
@@ -224,6 +225,11 @@ pub fn failover_properties() -> Vec<PropertySpec> {
         "the controller promoted a new leader, which committed what it inherited under its own epoch",
     ));
     properties.push(PropertySpec::sometimes(
+        SYNC_FOLLOWER_REPLACED,
+        sync_follower_replaced,
+        "a remote follower took the sync role through a new epoch and the leader committed with it",
+    ));
+    properties.push(PropertySpec::sometimes(
         BOOKING_CONFIRMED_AFTER_FAILOVER,
         booking_confirmed_after_failover,
         "a promoted leader tells a client its booking is confirmed",
@@ -260,14 +266,47 @@ fn leader_down(state: &BerthState) -> bool {
     })
 }
 
+/// The placement of `bucket` in the map the controller started with.
+fn initial_placement(model: &BerthModel, bucket: Bucket) -> Option<&BucketPlacement> {
+    model.actors.iter().find_map(|actor| match actor {
+        BerthActor::Controller(controller) => controller.initial_map.placement(bucket),
+        _ => None,
+    })
+}
+
 /// The leader of `bucket` in the map the controller started with.
 fn initial_leader(model: &BerthModel, bucket: Bucket) -> Option<Id> {
-    model.actors.iter().find_map(|actor| match actor {
-        BerthActor::Controller(controller) => controller
-            .initial_map
-            .placement(bucket)
-            .map(|placement| placement.leader),
-        _ => None,
+    initial_placement(model, bucket).map(|placement| placement.leader)
+}
+
+/// Whether the leader `placement` names has committed an entry of the
+/// placement's epoch: the new commit quorum works.
+fn committed_at_current_epoch(
+    state: &BerthState,
+    bucket: Bucket,
+    placement: &BucketPlacement,
+) -> bool {
+    durable_bucket(state, placement.leader, bucket).is_some_and(|durable| {
+        durable.placement.epoch == placement.epoch
+            && durable.log.epoch_at(durable.commit_position) == Some(placement.epoch)
+    })
+}
+
+/// `sync follower replaced`: a replica that started as an async follower is
+/// a sync follower in the controller's map, and the leader has committed an
+/// entry of that epoch (which needed the new sync follower's copy).
+pub fn sync_follower_replaced(model: &BerthModel, state: &BerthState) -> bool {
+    let Some(map) = controller_map(state) else {
+        return false;
+    };
+    map.buckets.iter().enumerate().any(|(index, placement)| {
+        let bucket = Bucket(index as u32);
+        initial_placement(model, bucket).is_some_and(|initial| {
+            placement
+                .sync_followers
+                .iter()
+                .any(|id| initial.async_followers.contains(id))
+        }) && committed_at_current_epoch(state, bucket, placement)
     })
 }
 
@@ -280,10 +319,7 @@ pub fn failover_completed(model: &BerthModel, state: &BerthState) -> bool {
     map.buckets.iter().enumerate().any(|(index, placement)| {
         let bucket = Bucket(index as u32);
         initial_leader(model, bucket) != Some(placement.leader)
-            && durable_bucket(state, placement.leader, bucket).is_some_and(|durable| {
-                durable.placement.epoch == placement.epoch
-                    && durable.log.epoch_at(durable.commit_position) == Some(placement.epoch)
-            })
+            && committed_at_current_epoch(state, bucket, placement)
     })
 }
 

@@ -73,6 +73,50 @@ fn broken_commit_rule_exits_one_with_a_trace() {
     assert!(text.contains("what broke:"), "{text}");
 }
 
+/// Goal: issue 3's acceptance for the broken failover designs: exit 1,
+/// naming `no lost confirmed booking`, with a trace that shows the crash of
+/// the leader.
+#[test]
+fn broken_failover_designs_lose_a_confirmed_booking() {
+    for variant in ["promote-lagging", "async-ack"] {
+        let output = berth_check(&["check", "--scenario", "failover", "--variant", variant]);
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{variant}: {text}");
+        let violation = text
+            .split("VIOLATION of `no lost confirmed booking`")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{variant}: no lost-booking violation:\n{text}"));
+        assert!(
+            violation.contains("suspect leader of b0 timer fires"),
+            "{variant}: {violation}"
+        );
+        assert!(
+            violation.contains("with the leader really down")
+                && violation.contains("crash replica 1 (madrid-a)"),
+            "{variant}: {violation}"
+        );
+    }
+}
+
+/// Goal: the failover scenario's defaults (one client, one crash) are
+/// announced, so a reader knows what was checked.
+#[test]
+fn failover_scenario_announces_its_defaults() {
+    let output = berth_check(&[
+        "check",
+        "--scenario",
+        "failover",
+        "--variant",
+        "promote-lagging",
+        "--first-violation",
+    ]);
+    let text = stderr(&output);
+    assert!(
+        text.contains("scenario failover (variant promote-lagging, 1 clients, unordered network, 1 crashes, 0 retries, 1 failovers)"),
+        "{text}"
+    );
+}
+
 /// Goal: a timeout that cuts the run short has its own exit code.
 #[test]
 fn timeout_exits_three() {
@@ -94,6 +138,18 @@ fn bad_flags_are_rejected_clearly() {
     assert!(stderr(&output).contains("async-ack"));
     let output = berth_check(&["check", "--clients", "0"]);
     assert_eq!(output.status.code(), Some(2));
+    let output = berth_check(&["check", "--first-violation", "--explore-all"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("cannot be used with"),
+        "{}",
+        stderr(&output)
+    );
+    let output = berth_check(&["check", "--scenario", "failover", "--failovers", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = berth_check(&["check", "--scenario", "meteor-strike"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("failover"), "{}", stderr(&output));
     let output = berth_check(&["check", "--network", "carrier-pigeon"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
