@@ -319,27 +319,10 @@ mod tests {
     //! Engine tests of the controller's failover decisions.
 
     use super::*;
-    use crate::actor::{NodeState, Storage};
-    use crate::types::{GroupId, Position};
+    use crate::actor::NodeState;
+    use crate::test_support::{self, placement, Commands, ASYNC, CONTROLLER, LEADER, SYNC};
+    use crate::types::Position;
     use stateright::actor::{Actor, Command as Cmd};
-    use std::borrow::Cow;
-
-    const CONTROLLER: usize = 0;
-    const LEADER: usize = 1;
-    const SYNC: usize = 2;
-    const ASYNC: usize = 3;
-
-    type Commands = Vec<Cmd<Msg, Timer, (), Storage>>;
-
-    fn placement(epoch: u64, leader: usize, sync: usize, remote: usize) -> BucketPlacement {
-        BucketPlacement {
-            epoch: Epoch(epoch),
-            group: GroupId(1),
-            leader: Id::from(leader),
-            sync_followers: vec![Id::from(sync)],
-            async_followers: vec![Id::from(remote)],
-        }
-    }
 
     fn controller(start_epoch: u64, variant: Variant) -> (BerthActor, NodeState) {
         let actor = BerthActor::Controller(ControllerActor {
@@ -350,24 +333,16 @@ mod tests {
             },
             failover: Some(FailoverPolicy { epoch_limit: None }),
         });
-        let state = actor.on_start(Id::from(CONTROLLER), &None, &mut Out::new());
+        let state = test_support::start(&actor, CONTROLLER);
         (actor, state)
     }
 
     fn fire(actor: &BerthActor, state: &mut NodeState, timer: Timer) -> Commands {
-        let mut cow = Cow::Borrowed(&*state);
-        let mut out = Out::new();
-        actor.on_timeout(Id::from(CONTROLLER), &mut cow, &timer, &mut out);
-        *state = cow.into_owned();
-        out.into_iter().collect()
+        test_support::fire(actor, state, CONTROLLER, timer)
     }
 
     fn deliver(actor: &BerthActor, state: &mut NodeState, src: usize, msg: Msg) -> Commands {
-        let mut cow = Cow::Borrowed(&*state);
-        let mut out = Out::new();
-        actor.on_msg(Id::from(CONTROLLER), &mut cow, Id::from(src), msg, &mut out);
-        *state = cow.into_owned();
-        out.into_iter().collect()
+        test_support::deliver(actor, state, CONTROLLER, src, msg)
     }
 
     fn fenced(epoch: u64, last_epoch: u64) -> Msg {

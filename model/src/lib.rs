@@ -32,6 +32,8 @@ pub mod log;
 pub mod placement;
 pub mod properties;
 pub mod replica;
+#[cfg(test)]
+mod test_support;
 pub mod types;
 pub mod variant;
 

@@ -511,6 +511,46 @@ impl ReplicaActor {
         self.commit_and_reply(bucket, replica, o);
     }
 
+    /// `bucket` if this replica leads it at the client's `epoch`. Otherwise
+    /// the client is redirected with the newest epoch this replica knows
+    /// (and refreshes its map and retries with the same token); an epoch
+    /// newer than this replica's placement makes it ask the controller.
+    #[allow(clippy::too_many_arguments)]
+    fn leading<'a>(
+        &self,
+        id: Id,
+        state: &'a mut ReplicaState,
+        client: Id,
+        bucket: Bucket,
+        epoch: Epoch,
+        token: Token,
+        o: &mut Out<BerthActor>,
+    ) -> Option<&'a mut BucketReplica> {
+        let known = match state.buckets.get_mut(&bucket) {
+            Some(replica)
+                if replica.durable.is_leader(id) && epoch == replica.durable.placement.epoch =>
+            {
+                return Some(replica);
+            }
+            Some(replica) => {
+                if epoch > replica.durable.placement.epoch {
+                    o.send(self.controller, Msg::FetchPlacement { bucket });
+                }
+                replica.durable.promised_epoch
+            }
+            None => Epoch(0),
+        };
+        o.send(
+            client,
+            Msg::Redirect {
+                bucket,
+                epoch: known,
+                token,
+            },
+        );
+        None
+    }
+
     /// A client asks what became of `token`. The leader answers with the
     /// recorded outcome, or when the token's pending entry commits, or —
     /// once everything it inherited is committed — `NotDecided`: no earlier
@@ -526,29 +566,10 @@ impl ReplicaActor {
         token: Token,
         o: &mut Out<BerthActor>,
     ) {
-        let Some(replica) = state.buckets.get_mut(&bucket) else {
-            o.send(
-                client,
-                Msg::Redirect {
-                    bucket,
-                    epoch: Epoch(0),
-                    token,
-                },
-            );
+        let Some(replica) = self.leading(id, state, client, bucket, epoch, token, o) else {
             return;
         };
         let durable = &replica.durable;
-        if !durable.is_leader(id) || epoch != durable.placement.epoch {
-            o.send(
-                client,
-                Msg::Redirect {
-                    bucket,
-                    epoch: durable.promised_epoch,
-                    token,
-                },
-            );
-            return;
-        }
         if let Some(reply) = recorded_reply(bucket, durable, token) {
             o.send(client, reply);
         } else if let Some(position) = durable.uncommitted_position(&token) {
@@ -583,35 +604,11 @@ impl ReplicaActor {
         command: Command,
         o: &mut Out<BerthActor>,
     ) {
-        let Some(replica) = state.buckets.get_mut(&bucket) else {
-            o.send(
-                client,
-                Msg::Redirect {
-                    bucket,
-                    epoch: Epoch(0),
-                    token: command.token,
-                },
-            );
+        let token = command.token;
+        let Some(replica) = self.leading(id, state, client, bucket, epoch, token, o) else {
             return;
         };
         let durable = &mut replica.durable;
-        if epoch > durable.placement.epoch {
-            // The client's map is newer than this replica's placement: learn
-            // it from the controller; the client retries.
-            o.send(self.controller, Msg::FetchPlacement { bucket });
-        }
-        if !durable.is_leader(id) || epoch != durable.placement.epoch {
-            o.send(
-                client,
-                Msg::Redirect {
-                    bucket,
-                    epoch: durable.promised_epoch,
-                    token: command.token,
-                },
-            );
-            return;
-        }
-        let token = command.token;
         if let Some(reply) = recorded_reply(bucket, durable, token) {
             // A retry of a committed action: the recorded outcome, no new effect.
             o.send(client, reply);
@@ -742,35 +739,17 @@ mod tests {
     //! `Actor` trait and compare the commands it emitted.
 
     use super::*;
-    use crate::actor::Storage;
+    use crate::actor::{NodeState, Storage};
     use crate::bucket::Op;
-    use crate::types::{GroupId, InventoryUnit};
-    use stateright::actor::{Actor, Command as Cmd};
-    use std::borrow::Cow;
-
-    const LEADER: usize = 1;
-    const SYNC: usize = 2;
-    const ASYNC: usize = 3;
-    const CLIENT: usize = 4;
-
-    fn map() -> PlacementMap {
-        PlacementMap::uniform(
-            1,
-            BucketPlacement {
-                epoch: Epoch(1),
-                group: GroupId(1),
-                leader: Id::from(LEADER),
-                sync_followers: vec![Id::from(SYNC)],
-                async_followers: vec![Id::from(ASYNC)],
-            },
-        )
-    }
+    use crate::test_support::{self, placement, sent, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
+    use crate::types::InventoryUnit;
+    use stateright::actor::Command as Cmd;
 
     fn replica() -> BerthActor {
         BerthActor::Replica(ReplicaActor {
-            initial_map: map(),
+            initial_map: PlacementMap::uniform(1, placement(1, LEADER, SYNC, ASYNC)),
             region: "madrid-a".into(),
-            controller: Id::from(0),
+            controller: Id::from(CONTROLLER),
             config: ProtocolConfig::default(),
         })
     }
@@ -790,21 +769,12 @@ mod tests {
 
     /// Delivers `msg` from `src` to the replica with id `id`; returns the
     /// emitted commands.
-    fn deliver(
-        state: &mut crate::actor::NodeState,
-        id: usize,
-        src: usize,
-        msg: Msg,
-    ) -> Vec<Cmd<Msg, Timer, (), Storage>> {
-        let mut cow = Cow::Borrowed(&*state);
-        let mut out = Out::new();
-        replica().on_msg(Id::from(id), &mut cow, Id::from(src), msg, &mut out);
-        *state = cow.into_owned();
-        out.into_iter().collect()
+    fn deliver(state: &mut NodeState, id: usize, src: usize, msg: Msg) -> test_support::Commands {
+        test_support::deliver(&replica(), state, id, src, msg)
     }
 
-    fn start(id: usize) -> crate::actor::NodeState {
-        replica().on_start(Id::from(id), &None, &mut Out::new())
+    fn start(id: usize) -> NodeState {
+        test_support::start(&replica(), id)
     }
 
     fn replies(commands: &[Cmd<Msg, Timer, (), Storage>]) -> usize {
@@ -911,59 +881,9 @@ mod tests {
             "{commands:?}"
         );
     }
-}
 
-#[cfg(test)]
-mod failover_tests {
-    //! Engine tests of the failover path at one replica: fence, adopt a
-    //! newer placement, truncate only what was never acknowledged, answer
-    //! token queries.
-
-    use super::*;
-    use crate::actor::{NodeState, Storage};
-    use crate::bucket::Op;
-    use crate::types::{GroupId, InventoryUnit};
-    use stateright::actor::{Actor, Command as Cmd};
-    use std::borrow::Cow;
-
-    const CONTROLLER: usize = 0;
-    const LEADER: usize = 1;
-    const SYNC: usize = 2;
-    const ASYNC: usize = 3;
-    const CLIENT: usize = 4;
-
-    type Commands = Vec<Cmd<Msg, Timer, (), Storage>>;
-
-    fn placement(epoch: u64, leader: usize, sync: usize, remote: usize) -> BucketPlacement {
-        BucketPlacement {
-            epoch: Epoch(epoch),
-            group: GroupId(1),
-            leader: Id::from(leader),
-            sync_followers: vec![Id::from(sync)],
-            async_followers: vec![Id::from(remote)],
-        }
-    }
-
-    fn replica() -> BerthActor {
-        BerthActor::Replica(ReplicaActor {
-            initial_map: PlacementMap::uniform(1, placement(1, LEADER, SYNC, ASYNC)),
-            region: "madrid".into(),
-            controller: Id::from(CONTROLLER),
-            config: ProtocolConfig::default(),
-        })
-    }
-
-    fn start(id: usize) -> NodeState {
-        replica().on_start(Id::from(id), &None, &mut Out::new())
-    }
-
-    fn deliver(state: &mut NodeState, id: usize, src: usize, msg: Msg) -> Commands {
-        let mut cow = Cow::Borrowed(&*state);
-        let mut out = Out::new();
-        replica().on_msg(Id::from(id), &mut cow, Id::from(src), msg, &mut out);
-        *state = cow.into_owned();
-        out.into_iter().collect()
-    }
+    // The failover path at one replica: fence, adopt a newer placement,
+    // truncate only what was never acknowledged, answer token queries.
 
     fn durable(state: &NodeState) -> &DurableBucket {
         &state.as_replica().unwrap().buckets[&Bucket(0)].durable
@@ -1003,16 +923,6 @@ mod failover_tests {
             epoch: Epoch(epoch),
             position: Position(position),
         }
-    }
-
-    fn sent(commands: &Commands) -> Vec<&Msg> {
-        commands
-            .iter()
-            .filter_map(|c| match c {
-                Cmd::Send(_, msg) => Some(msg),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Goal: a fenced sync follower promises the new epoch durably, reports
