@@ -102,10 +102,13 @@ pub enum UnitStatus {
     Booked { hold: Token, booking: Token },
 }
 
-/// An outcome together with the log position of the entry that decided it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// An outcome together with the unit it is about and the log position of
+/// the entry that decided it: enough to answer a retry even after the entry
+/// itself was compacted into a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Recorded {
     pub outcome: Outcome,
+    pub unit: InventoryUnit,
     pub position: Position,
 }
 
@@ -120,7 +123,7 @@ pub struct BucketState {
 impl BucketState {
     /// The recorded outcome of `token`, if it was ever decided.
     pub fn recorded(&self, token: &Token) -> Option<Recorded> {
-        self.outcomes.get(token).copied()
+        self.outcomes.get(token).cloned()
     }
 
     /// The outcome `command` would have if applied now, without applying it.
@@ -175,8 +178,14 @@ impl BucketState {
             }
             _ => {}
         }
-        self.outcomes
-            .insert(command.token, Recorded { outcome, position });
+        self.outcomes.insert(
+            command.token,
+            Recorded {
+                outcome,
+                unit: command.op.unit().clone(),
+                position,
+            },
+        );
         outcome
     }
 

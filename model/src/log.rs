@@ -83,51 +83,89 @@ pub enum AppendError {
     WouldTruncateCommitted { position: Position },
 }
 
-/// A bucket log. Entry `i` of `entries` is at position `i + 1`.
+/// A bucket log. It may start after a snapshot: then the entries through
+/// `start` are not kept (they are committed, and their effect is in the
+/// snapshot's bucket state), and entry `i` of `entries` is at position
+/// `start + i + 1`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Log {
+    /// The position the kept entries follow (0: the log is whole).
+    start: Position,
+    /// The epoch of the entry at `start`.
+    start_epoch: Epoch,
     entries: Vec<Entry>,
 }
 
 impl Log {
+    /// An empty log that continues a snapshot taken at `position`, whose
+    /// entry had `epoch`.
+    pub fn after_snapshot(position: Position, epoch: Epoch) -> Self {
+        Log {
+            start: position,
+            start_epoch: epoch,
+            entries: Vec::new(),
+        }
+    }
+
+    /// The position the kept entries follow (0 unless the log starts after
+    /// a snapshot).
+    pub fn start(&self) -> Position {
+        self.start
+    }
+
     /// The position of the last entry (0 for an empty log).
     pub fn last_position(&self) -> Position {
-        Position(self.entries.len() as u64)
+        Position(self.start.0 + self.entries.len() as u64)
     }
 
-    /// The entry at `position`, if present.
+    /// The entry at `position`, if the log keeps it.
     pub fn entry(&self, position: Position) -> Option<&Entry> {
-        if position.0 == 0 {
+        if position <= self.start {
             return None;
         }
-        self.entries.get(position.0 as usize - 1)
+        self.entries.get((position.0 - self.start.0) as usize - 1)
     }
 
-    /// The epoch of the entry at `position`; `Epoch(0)` for position 0.
+    /// The epoch of the entry at `position`: `Epoch(0)` for position 0,
+    /// `None` past the end or before the snapshot.
     pub fn epoch_at(&self, position: Position) -> Option<Epoch> {
-        if position.0 == 0 {
-            return Some(Epoch(0));
+        if position == self.start {
+            return Some(self.start_epoch);
         }
         self.entry(position).map(|entry| entry.epoch)
     }
 
-    /// The entries after `position`, in order.
+    /// The entries after `position`, in order (from the start of the kept
+    /// entries if `position` is before it).
     pub fn entries_after(&self, position: Position) -> &[Entry] {
-        let start = (position.0 as usize).min(self.entries.len());
-        &self.entries[start..]
+        let skip = (position.0.saturating_sub(self.start.0) as usize).min(self.entries.len());
+        &self.entries[skip..]
     }
 
     /// The epoch of the last entry (`Epoch(0)` for an empty log).
     pub fn last_epoch(&self) -> Epoch {
-        self.entries.last().map_or(Epoch(0), |entry| entry.epoch)
+        self.entries
+            .last()
+            .map_or(self.start_epoch, |entry| entry.epoch)
     }
 
-    /// Entries with their positions, in order.
+    /// Kept entries with their positions, in order.
     pub fn iter(&self) -> impl Iterator<Item = (Position, &Entry)> {
+        let start = self.start.0;
         self.entries
             .iter()
             .enumerate()
-            .map(|(index, entry)| (Position(index as u64 + 1), entry))
+            .map(move |(index, entry)| (Position(start + index as u64 + 1), entry))
+    }
+
+    /// Kept entries after `position`, with their positions.
+    pub fn iter_after(&self, position: Position) -> impl Iterator<Item = (Position, &Entry)> {
+        self.iter().filter(move |(at, _)| *at > position)
+    }
+
+    /// Kept entries through `position`, with their positions.
+    pub fn iter_through(&self, position: Position) -> impl Iterator<Item = (Position, &Entry)> {
+        self.iter().take_while(move |(at, _)| *at <= position)
     }
 
     /// Appends a new entry at the end (the leader's path).
@@ -138,14 +176,28 @@ impl Log {
 
     /// Appends `entries` after `prev_position` (the follower's path), whose
     /// entry must carry `prev_epoch`. Returns the position through which this
-    /// log now matches the sender's.
+    /// log now matches the sender's. Entries at or before this log's
+    /// snapshot are committed here and taken as the same entries.
     pub fn append_after(
         &mut self,
-        prev_position: Position,
-        prev_epoch: Epoch,
-        entries: &[Entry],
+        mut prev_position: Position,
+        mut prev_epoch: Epoch,
+        mut entries: &[Entry],
         committed: Position,
     ) -> Result<Position, AppendError> {
+        let matched = Position(prev_position.0 + entries.len() as u64);
+        if prev_position < self.start {
+            let covered = (self.start.0 - prev_position.0) as usize;
+            if covered >= entries.len() {
+                return Ok(matched);
+            }
+            if entries[covered - 1].epoch != self.start_epoch {
+                return Err(AppendError::PrefixMismatch);
+            }
+            prev_position = self.start;
+            prev_epoch = self.start_epoch;
+            entries = &entries[covered..];
+        }
         if self.epoch_at(prev_position) != Some(prev_epoch) {
             return Err(AppendError::PrefixMismatch);
         }
@@ -166,11 +218,11 @@ impl Log {
             }
         }
         if first_new < entries.len() {
-            let keep = prev_position.0 as usize + first_new;
+            let keep = (prev_position.0 - self.start.0) as usize + first_new;
             self.entries.truncate(keep);
             self.entries.extend_from_slice(&entries[first_new..]);
         }
-        Ok(Position(prev_position.0 + entries.len() as u64))
+        Ok(matched)
     }
 }
 
@@ -226,6 +278,51 @@ mod tests {
         let result = log.append_after(Position(1), Epoch(1), &[entry(1, 1)], Position(0));
         assert_eq!(result, Err(AppendError::PrefixMismatch));
         assert_eq!(log.last_position(), Position(0));
+    }
+
+    /// Goal: a log that starts after a snapshot numbers its entries from
+    /// the snapshot on, takes entries at or before the snapshot as the same
+    /// committed entries, and refuses a sender whose entry at the snapshot
+    /// has another epoch.
+    #[test]
+    fn log_after_snapshot_continues_its_positions() {
+        let mut whole = Log::default();
+        for seq in 0..4 {
+            whole.push(entry(1, seq));
+        }
+        let mut log = Log::after_snapshot(Position(2), Epoch(1));
+        assert_eq!(log.last_position(), Position(2));
+        assert_eq!(log.epoch_at(Position(2)), Some(Epoch(1)));
+        assert_eq!(log.epoch_at(Position(1)), None);
+        assert_eq!(log.entry(Position(2)), None);
+        // The sender starts from the beginning: entries 1 and 2 are covered.
+        let all = whole.entries_after(Position(0));
+        assert_eq!(
+            log.append_after(Position(0), Epoch(0), all, Position(2)),
+            Ok(Position(4))
+        );
+        assert_eq!(log.entry(Position(3)), whole.entry(Position(3)));
+        assert_eq!(
+            log.entries_after(Position(1)),
+            whole.entries_after(Position(2))
+        );
+        assert_eq!(
+            log.iter().map(|(position, _)| position).collect::<Vec<_>>(),
+            [Position(3), Position(4)]
+        );
+        // Wholly covered by the snapshot: nothing to do.
+        assert_eq!(
+            log.append_after(Position(0), Epoch(0), &all[..1], Position(4)),
+            Ok(Position(1))
+        );
+        // Another history at the snapshot position.
+        let mut other = Log::after_snapshot(Position(2), Epoch(1));
+        let foreign = [entry(1, 0), entry(2, 1), entry(2, 2)];
+        assert_eq!(
+            other.append_after(Position(0), Epoch(0), &foreign, Position(2)),
+            Err(AppendError::PrefixMismatch)
+        );
+        assert_eq!(other, Log::after_snapshot(Position(2), Epoch(1)));
     }
 
     proptest! {

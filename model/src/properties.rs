@@ -396,7 +396,7 @@ pub fn split_ownership(state: &BerthState) -> Option<String> {
     for (id, replica) in replicas(state) {
         for (bucket, bucket_replica) in &replica.buckets {
             let durable = &bucket_replica.durable;
-            for (position, entry) in durable.log.iter().take(durable.commit_position.0 as usize) {
+            for (position, entry) in durable.log.iter_through(durable.commit_position) {
                 if let Some(ack) = acknowledged.get(&(*bucket, position)) {
                     if Some(ack.token) != entry.token() {
                         return Some(format!(
@@ -491,8 +491,7 @@ pub fn commit_quorum_gap(state: &BerthState) -> Option<String> {
         }
         placement.sync_followers.iter().find_map(|follower| {
             let durable = durable_bucket(state, *follower, ack.bucket)
-                .and_then(|durable| durable.log.entry(ack.position))
-                .is_some_and(|entry| entry.token() == Some(ack.token));
+                .is_some_and(|durable| durable.holds(ack.position, ack.token));
             (!durable).then(|| {
                 format!(
                     "{ack}, but sync follower replica {} does not have it on disk",

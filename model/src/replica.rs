@@ -101,7 +101,7 @@ impl DurableBucket {
     /// what the leader decides new commands against.
     pub fn state_through_last(&self) -> BucketState {
         let mut state = self.applied.clone();
-        for (position, entry) in self.log.iter().skip(self.commit_position.0 as usize) {
+        for (position, entry) in self.log.iter_after(self.commit_position) {
             if let Some(command) = entry.as_command() {
                 state.apply(position, command);
             }
@@ -109,11 +109,25 @@ impl DurableBucket {
         state
     }
 
+    /// Whether this replica durably holds the entry deciding `token` at
+    /// `position`: in its log, or compacted into its snapshot.
+    pub fn holds(&self, position: Position, token: Token) -> bool {
+        match self.log.entry(position) {
+            Some(entry) => entry.token() == Some(token),
+            None => {
+                position <= self.log.start()
+                    && self
+                        .applied
+                        .recorded(&token)
+                        .is_some_and(|recorded| recorded.position == position)
+            }
+        }
+    }
+
     /// The position of the uncommitted entry deciding `token`, if any.
     pub fn uncommitted_position(&self, token: &Token) -> Option<Position> {
         self.log
-            .iter()
-            .skip(self.commit_position.0 as usize)
+            .iter_after(self.commit_position)
             .find(|(_, entry)| entry.token() == Some(*token))
             .map(|(position, _)| position)
     }
@@ -246,7 +260,7 @@ impl ReplicaState {
                     .all(|recorded| recorded.position <= durable.commit_position),
                 "{bucket}: idempotency table holds an uncommitted decision"
             );
-            for (position, entry) in durable.log.iter().take(durable.commit_position.0 as usize) {
+            for (position, entry) in durable.log.iter_through(durable.commit_position) {
                 let Some(token) = entry.token() else {
                     continue;
                 };
@@ -718,17 +732,12 @@ impl ReplicaActor {
 /// The `Reply` telling the recorded outcome of `token`, if it is committed.
 fn recorded_reply(bucket: Bucket, durable: &DurableBucket, token: Token) -> Option<Msg> {
     let recorded = durable.applied.recorded(&token)?;
-    let command = durable
-        .log
-        .entry(recorded.position)
-        .and_then(Entry::as_command)
-        .expect("a recorded token's entry is in the log");
     Some(Msg::Reply {
         bucket,
         epoch: durable.placement.epoch,
         position: recorded.position,
         token,
-        unit: command.op.unit().clone(),
+        unit: recorded.unit,
         outcome: recorded.outcome,
     })
 }
