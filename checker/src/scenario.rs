@@ -3,11 +3,11 @@
 
 use berth_model::actor::ProtocolConfig;
 use berth_model::controller::FailoverPolicy;
-use berth_model::placement::{BucketPlacement, PlacementMap};
+use berth_model::placement::PlacementMap;
 use berth_model::properties::{self, BerthModel, BerthState, PropertySpec, RunControl};
 use berth_model::Epoch;
 use berth_model::{
-    BerthActor, ClientActor, ControllerActor, GroupId, InventoryUnit, ReplicaActor, Variant,
+    BerthActor, Bucket, ClientActor, ControllerActor, InventoryUnit, ReplicaActor, Variant,
 };
 use serde::Serialize;
 use stateright::actor::{Id, LossyNetwork, Network};
@@ -25,6 +25,14 @@ pub enum Scenario {
     /// at epoch N+1, promote only the durable prefix, publish; or replace a
     /// suspected sync follower through a new epoch.
     Failover,
+    /// Two replica groups (leader and sync follower each); the controller
+    /// moves the bucket live from the first to the second (snapshot, delta,
+    /// barrier, epoch N+1) while a client books.
+    Cutover,
+    /// Replication, failover and cutover together: the first group has an
+    /// async follower too, the controller may fail over and moves the
+    /// bucket, and servers crash.
+    All,
 }
 
 /// How the simulated network treats messages.
@@ -46,6 +54,8 @@ impl fmt::Display for Scenario {
         f.write_str(match self {
             Scenario::Replication => "replication",
             Scenario::Failover => "failover",
+            Scenario::Cutover => "cutover",
+            Scenario::All => "all",
         })
     }
 }
@@ -93,7 +103,7 @@ impl Scenario {
     pub fn default_clients(self) -> usize {
         match self {
             Scenario::Replication => 2,
-            Scenario::Failover => 1,
+            Scenario::Failover | Scenario::Cutover | Scenario::All => 1,
         }
     }
 
@@ -101,8 +111,8 @@ impl Scenario {
     /// otherwise.
     pub fn default_crashes(self) -> usize {
         match self {
-            Scenario::Replication => 0,
-            Scenario::Failover => 1,
+            Scenario::Replication | Scenario::Cutover => 0,
+            Scenario::Failover | Scenario::All => 1,
         }
     }
 }
@@ -112,15 +122,55 @@ pub fn contended_unit() -> InventoryUnit {
     InventoryUnit::new("BCN-JFK-2026-07-14", "C14")
 }
 
-/// The actor ids of the replication scenario's layout.
+/// The actors of each scenario: the controller is actor 0, then the
+/// replicas, then the clients.
 pub mod layout {
+    use super::Scenario;
+    use berth_model::placement::GroupLayout;
+    use berth_model::GroupId;
     use stateright::actor::Id;
 
     pub const CONTROLLER: usize = 0;
-    /// Leader, sync follower (same region), async follower (remote).
-    pub const REPLICAS: [usize; 3] = [1, 2, 3];
-    pub const REGIONS: [&str; 3] = ["madrid-a", "madrid-b", "newyork-a"];
-    pub const FIRST_CLIENT: usize = 4;
+
+    /// Who runs where in one scenario.
+    pub struct Layout {
+        /// The region of replica `i + 1`.
+        pub regions: Vec<&'static str>,
+        /// The replica groups; the bucket starts on the first.
+        pub groups: Vec<GroupLayout>,
+        pub first_client: usize,
+    }
+
+    impl Layout {
+        pub fn of(scenario: Scenario) -> Layout {
+            let group = |id, leader, sync: &[usize], remote: &[usize]| GroupLayout {
+                group: GroupId(id),
+                leader: Id::from(leader),
+                sync_followers: sync.iter().copied().map(Id::from).collect(),
+                async_followers: remote.iter().copied().map(Id::from).collect(),
+            };
+            match scenario {
+                // Leader, sync follower (same region), async follower (remote).
+                Scenario::Replication | Scenario::Failover => Layout {
+                    regions: vec!["madrid-a", "madrid-b", "newyork-a"],
+                    groups: vec![group(1, 1, &[2], &[3])],
+                    first_client: 4,
+                },
+                // Two groups of leader and sync follower; the async
+                // followers are left out to keep the state space small.
+                Scenario::Cutover => Layout {
+                    regions: vec!["madrid-a", "madrid-b", "paris-a", "paris-b"],
+                    groups: vec![group(1, 1, &[2], &[]), group(2, 3, &[4], &[])],
+                    first_client: 5,
+                },
+                Scenario::All => Layout {
+                    regions: vec!["madrid-a", "madrid-b", "newyork-a", "paris-a", "paris-b"],
+                    groups: vec![group(1, 1, &[2], &[3]), group(2, 4, &[5], &[])],
+                    first_client: 6,
+                },
+            }
+        }
+    }
 
     pub fn id(index: usize) -> Id {
         Id::from(index)
@@ -147,6 +197,8 @@ impl ScenarioConfig {
         let properties = match self.scenario {
             Scenario::Replication => properties::replication_properties(),
             Scenario::Failover => properties::failover_properties(),
+            Scenario::Cutover => properties::cutover_properties(),
+            Scenario::All => properties::all_properties(),
         };
         // Contention needs two clients; with one, the property could only
         // ever be reported unreached.
@@ -170,27 +222,26 @@ impl ScenarioConfig {
             resend_fences: false,
             timeouts: Default::default(),
         };
-        let placement = BucketPlacement {
-            epoch: Epoch(1),
-            group: GroupId(1),
-            leader: layout::id(layout::REPLICAS[0]),
-            sync_followers: vec![layout::id(layout::REPLICAS[1])],
-            async_followers: vec![layout::id(layout::REPLICAS[2])],
-        };
-        let map = PlacementMap::uniform(1, placement);
+        let layout = layout::Layout::of(self.scenario);
+        let map = PlacementMap::uniform(1, layout.groups[0].placement_at(Epoch::FIRST));
+        let fails_over = matches!(self.scenario, Scenario::Failover | Scenario::All);
+        let moves = matches!(self.scenario, Scenario::Cutover | Scenario::All);
 
         let mut model = BerthModel::new(control, Default::default())
             .actor(BerthActor::Controller(ControllerActor {
                 initial_map: map.clone(),
                 config: protocol.clone(),
-                failover: match self.scenario {
-                    Scenario::Replication => None,
-                    Scenario::Failover => Some(FailoverPolicy {
-                        epoch_limit: Some(Epoch(Epoch::FIRST.0 + u64::from(self.failovers))),
-                    }),
+                failover: fails_over.then(|| FailoverPolicy {
+                    epoch_limit: Some(Epoch(Epoch::FIRST.0 + u64::from(self.failovers))),
+                }),
+                groups: layout.groups.clone(),
+                planned_moves: if moves {
+                    vec![(Bucket(0), layout.groups[1].group)]
+                } else {
+                    Vec::new()
                 },
             }))
-            .actors(layout::REGIONS.iter().map(|region| {
+            .actors(layout.regions.iter().map(|region| {
                 BerthActor::Replica(ReplicaActor {
                     initial_map: map.clone(),
                     region: (*region).to_owned(),
@@ -200,7 +251,7 @@ impl ScenarioConfig {
             }))
             .actors((0..self.clients).map(|offset| {
                 BerthActor::Client(ClientActor {
-                    client: (layout::FIRST_CLIENT + offset) as u64,
+                    client: (layout.first_client + offset) as u64,
                     controller: layout::id(layout::CONTROLLER),
                     units: vec![contended_unit()],
                     initial_map: map.clone(),
@@ -223,7 +274,7 @@ impl ScenarioConfig {
             .record_msg_in(properties::record_msg_in)
             .within_boundary(match self.scenario {
                 Scenario::Replication => replica_crashes_only,
-                Scenario::Failover => servers_crash_only,
+                Scenario::Failover | Scenario::Cutover | Scenario::All => servers_crash_only,
             });
         let properties = if model.cfg.witness.is_some() {
             vec![properties::violated_while_leader_down_property()]

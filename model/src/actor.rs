@@ -7,13 +7,13 @@
 //! emits `Save` *before* any `Send` of the same step; the runtime must make
 //! the save durable before it sends.
 
-use crate::bucket::Command;
+use crate::bucket::{BucketState, Command};
 use crate::client::{ClientActor, ClientState};
 use crate::controller::{ControllerActor, ControllerState};
 use crate::log::Entry;
 use crate::placement::{BucketPlacement, PlacementMap};
 use crate::replica::{ReplicaActor, ReplicaState, ReplicaStorage};
-use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
+use crate::types::{Bucket, Epoch, GroupId, InventoryUnit, Position, Token};
 use crate::variant::Variant;
 use crate::Outcome;
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,36 @@ pub enum Msg {
     /// Controller → sync follower: promise `epoch` (never act for an older
     /// one again) and report your durable log.
     Fence { bucket: Bucket, epoch: Epoch },
+    /// Operator → controller: move `bucket` to `group` (live cutover).
+    MoveBucket { bucket: Bucket, group: GroupId },
+    /// Controller → the bucket's leader at `epoch`: stream the bucket to
+    /// the members of `destination` (its placement once moved), then seal it
+    /// with a barrier.
+    MoveOut {
+        bucket: Bucket,
+        epoch: Epoch,
+        destination: BucketPlacement,
+    },
+    /// Leader → a replica that lacks the prefix of its log: install the
+    /// bucket state at `position` (whose entry has `position_epoch`), then
+    /// append `entries`. `placement` is the sender's placement at `epoch`.
+    Snapshot {
+        bucket: Bucket,
+        epoch: Epoch,
+        placement: BucketPlacement,
+        position: Position,
+        position_epoch: Epoch,
+        state: BucketState,
+        entries: Vec<Entry>,
+        commit_position: Position,
+    },
+    /// Source leader → controller: the barrier at `barrier` is committed in
+    /// the source group and durable on every member of the destination.
+    MovedOut {
+        bucket: Bucket,
+        epoch: Epoch,
+        barrier: Position,
+    },
     /// Sync follower → controller: I promised `epoch`; my durable log ends
     /// at `last_position` with an entry of `last_epoch`.
     Fenced {
@@ -173,6 +203,33 @@ impl fmt::Display for Msg {
                 write!(f, "AppendRefused {{ {bucket}: promised {epoch} }}")
             }
             Msg::FetchPlacement { bucket } => write!(f, "FetchPlacement {{ {bucket} }}"),
+            Msg::MoveBucket { bucket, group } => write!(f, "MoveBucket {{ {bucket} to {group} }}"),
+            Msg::MoveOut {
+                bucket,
+                epoch,
+                destination,
+            } => write!(f, "MoveOut {{ {bucket}@{epoch} to {destination} }}"),
+            Msg::Snapshot {
+                bucket,
+                epoch,
+                position,
+                position_epoch,
+                entries,
+                commit_position,
+                ..
+            } => {
+                let entries: Vec<String> = entries.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "Snapshot {{ {bucket}@{epoch} state at {position}/{position_epoch} then [{}] commit {commit_position} }}",
+                    entries.join(", ")
+                )
+            }
+            Msg::MovedOut {
+                bucket,
+                epoch,
+                barrier,
+            } => write!(f, "MovedOut {{ {bucket}@{epoch} barrier at {barrier} }}"),
             Msg::Placement { bucket, placement } => {
                 write!(f, "Placement {{ {bucket}: {placement} }}")
             }
@@ -204,6 +261,9 @@ pub enum Timer {
     /// Controller: the bucket's sync follower is suspected to have failed;
     /// reconfigure the commit quorum through a new epoch.
     SuspectSyncFollower(Bucket),
+    /// Controller: the operator's planned move of the bucket is due (the
+    /// checker's stand-in for `MoveBucket`).
+    PlannedMove(Bucket),
 }
 
 impl fmt::Display for Timer {
@@ -213,6 +273,7 @@ impl fmt::Display for Timer {
             Timer::Replicate(bucket) => write!(f, "replicate {bucket}"),
             Timer::SuspectLeader(bucket) => write!(f, "suspect leader of {bucket}"),
             Timer::SuspectSyncFollower(bucket) => write!(f, "suspect sync follower of {bucket}"),
+            Timer::PlannedMove(bucket) => write!(f, "planned move of {bucket}"),
         }
     }
 }

@@ -113,7 +113,7 @@ pub struct Recorded {
 }
 
 /// Everything a bucket knows: unit statuses and the idempotency table.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BucketState {
     pub units: BTreeMap<InventoryUnit, UnitStatus>,
     /// The idempotency table: every decided token and its outcome.

@@ -26,8 +26,8 @@
 //! routed request or an append) fetches the placement from the controller.
 
 use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
-use crate::placement::{BucketPlacement, PlacementMap};
-use crate::types::{Bucket, Epoch};
+use crate::placement::{BucketPlacement, GroupLayout, PlacementMap};
+use crate::types::{Bucket, Epoch, GroupId};
 use crate::variant::Variant;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
@@ -47,8 +47,22 @@ pub struct ControllerActor {
     /// The map the controller starts with before it has saved one.
     pub initial_map: PlacementMap,
     pub config: ProtocolConfig,
-    /// `None`: the map never changes.
+    /// `None`: no failover.
     pub failover: Option<FailoverPolicy>,
+    /// The replica groups buckets may move to.
+    pub groups: Vec<GroupLayout>,
+    /// Moves the operator planned: each fires once, on `Timer::PlannedMove`
+    /// (the checker's stand-in for a `MoveBucket` request).
+    pub planned_moves: Vec<(Bucket, GroupId)>,
+}
+
+/// A live move (cutover) waiting for the source's barrier.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Moving {
+    pub bucket: Bucket,
+    /// The source's epoch; the destination takes over at the next one.
+    pub epoch: Epoch,
+    pub destination: BucketPlacement,
 }
 
 /// A failover waiting for the fenced commit quorum's report.
@@ -65,8 +79,10 @@ pub struct Fencing {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ControllerState {
     pub map: PlacementMap,
-    /// The failover in progress, if any (one at a time).
+    /// The failover in progress, if any (one change at a time).
     pub fencing: Option<Fencing>,
+    /// The move in progress, if any (one change at a time).
+    pub moving: Option<Moving>,
 }
 
 impl ControllerActor {
@@ -79,7 +95,16 @@ impl ControllerActor {
         let state = storage.cloned().unwrap_or_else(|| ControllerState {
             map: self.initial_map.clone(),
             fencing: None,
+            moving: None,
         });
+        if storage.is_none() {
+            for (bucket, _) in &self.planned_moves {
+                o.set_timer(
+                    Timer::PlannedMove(*bucket),
+                    self.config.timeouts.suspect.clone(),
+                );
+            }
+        }
         for index in 0..state.map.bucket_count() {
             self.arm_suspicion(&state.map, Bucket(index), o);
         }
@@ -113,8 +138,68 @@ impl ControllerActor {
                 last_epoch,
                 ..
             } => self.on_fenced(state, src, bucket, epoch, last_epoch, o),
+            Msg::MoveBucket { bucket, group } => self.start_move(state, bucket, group, o),
+            Msg::MovedOut {
+                bucket,
+                epoch,
+                barrier: _,
+            } => {
+                let Some(moving) = state.moving.clone() else {
+                    return; // ignore_moved_out_of_aborted_move
+                };
+                let current = state.map.placement(bucket).map(|p| p.epoch);
+                if moving.bucket != bucket || moving.epoch != epoch || current != Some(epoch) {
+                    return; // compare-and-set on the epoch
+                }
+                if src != state.map.buckets[bucket.0 as usize].leader {
+                    return;
+                }
+                self.publish(state, bucket, moving.destination, o);
+            }
             _ => {}
         }
+    }
+
+    /// Starts moving `bucket` to `group`: the destination placement is
+    /// saved, then the source leader is asked to stream the bucket and seal
+    /// it with a barrier. The map changes only once the barrier is
+    /// everywhere it must be (`MovedOut`).
+    fn start_move(
+        &self,
+        state: &mut ControllerState,
+        bucket: Bucket,
+        group: GroupId,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Some(placement) = state.map.placement(bucket).cloned() else {
+            return;
+        };
+        let Some(layout) = self.groups.iter().find(|layout| layout.group == group) else {
+            return; // ignore_move_to_unknown_group
+        };
+        if placement.group == group || state.fencing.is_some() || state.moving.is_some() {
+            return; // already there, or another change is in progress
+        }
+        let destination = layout.placement_at(placement.epoch.next());
+        o.send(
+            placement.leader,
+            Msg::MoveOut {
+                bucket,
+                epoch: placement.epoch,
+                destination: destination.clone(),
+            },
+        );
+        if self.config.variant == Variant::EarlySwitch {
+            // The broken hand-off: routing switches now, before the
+            // destination holds anything.
+            self.publish(state, bucket, destination, o);
+            return;
+        }
+        state.moving = Some(Moving {
+            bucket,
+            epoch: placement.epoch,
+            destination,
+        });
     }
 
     pub fn on_timeout(
@@ -126,6 +211,19 @@ impl ControllerActor {
     ) {
         let bucket = match timer {
             Timer::SuspectLeader(bucket) | Timer::SuspectSyncFollower(bucket) => *bucket,
+            Timer::PlannedMove(bucket) => {
+                if state.fencing.is_some() {
+                    // One change at a time: plan again later.
+                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+                    return;
+                }
+                for (planned, group) in &self.planned_moves {
+                    if planned == bucket {
+                        self.start_move(state, *bucket, *group, o);
+                    }
+                }
+                return;
+            }
             Timer::ClientRetry | Timer::Replicate(_) => return,
         };
         let Some(placement) = state.map.placement(bucket).cloned() else {
@@ -133,6 +231,21 @@ impl ControllerActor {
         };
         if !self.may_advance(&placement) {
             return; // the timer lapses: this bucket's epochs are spent
+        }
+        if *timer == Timer::SuspectLeader(bucket)
+            && state
+                .moving
+                .as_ref()
+                .is_some_and(|moving| moving.bucket == bucket)
+        {
+            // The source leader is suspected mid-move: abort the move (its
+            // `MovedOut` will be ignored; the destination never became
+            // owner) and fail over below.
+            state.moving = None;
+        }
+        if state.moving.is_some() {
+            o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+            return;
         }
         if let Some(fencing) = &state.fencing {
             // One change at a time. A fence may have been lost: resend it
@@ -249,6 +362,7 @@ impl ControllerActor {
         state.map.buckets[bucket.0 as usize] = next;
         state.map.version += 1;
         state.fencing = None;
+        state.moving = None;
         self.announce(&state.map, bucket, &former, o);
         self.arm_suspicion(&state.map, bucket, o);
     }

@@ -23,6 +23,11 @@ pub enum Payload {
     /// does), and a follower holding it provably holds the whole prefix the
     /// leader started the epoch with: that is what makes it promotable.
     EpochStart,
+    /// The final entry of a bucket's owner before it hands the bucket to
+    /// another group (cutover): nothing follows it at its epoch, so once it
+    /// is committed the old commit quorum can no longer commit, and the
+    /// destination must hold it before it may write.
+    Barrier,
 }
 
 /// One log entry.
@@ -42,6 +47,14 @@ impl Entry {
         }
     }
 
+    /// The barrier entry of `epoch`.
+    pub fn barrier(epoch: Epoch) -> Self {
+        Entry {
+            epoch,
+            payload: Payload::Barrier,
+        }
+    }
+
     /// The epoch-start entry of `epoch`.
     pub fn epoch_start(epoch: Epoch) -> Self {
         Entry {
@@ -54,7 +67,7 @@ impl Entry {
     pub fn as_command(&self) -> Option<&Command> {
         match &self.payload {
             Payload::Command(command) => Some(command),
-            Payload::EpochStart => None,
+            Payload::EpochStart | Payload::Barrier => None,
         }
     }
 
@@ -69,6 +82,7 @@ impl fmt::Display for Entry {
         match &self.payload {
             Payload::Command(command) => write!(f, "{}:{}", self.epoch, command),
             Payload::EpochStart => write!(f, "{}:epoch start", self.epoch),
+            Payload::Barrier => write!(f, "{}:barrier", self.epoch),
         }
     }
 }
@@ -140,6 +154,11 @@ impl Log {
     pub fn entries_after(&self, position: Position) -> &[Entry] {
         let skip = (position.0.saturating_sub(self.start.0) as usize).min(self.entries.len());
         &self.entries[skip..]
+    }
+
+    /// The last kept entry, if any.
+    pub fn last_entry(&self) -> Option<&Entry> {
+        self.entries.last()
     }
 
     /// The epoch of the last entry (`Epoch(0)` for an empty log).

@@ -46,6 +46,11 @@ impl BucketPlacement {
         }
     }
 
+    /// The leader and every follower.
+    pub fn members(&self) -> impl Iterator<Item = Id> + '_ {
+        std::iter::once(self.leader).chain(self.followers())
+    }
+
     /// Every follower, sync first.
     pub fn followers(&self) -> impl Iterator<Item = Id> + '_ {
         self.sync_followers
@@ -72,6 +77,28 @@ impl fmt::Display for BucketPlacement {
             ids(&self.sync_followers),
             ids(&self.async_followers)
         )
+    }
+}
+
+/// A replica group: who takes which role for the buckets placed on it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupLayout {
+    pub group: GroupId,
+    pub leader: Id,
+    pub sync_followers: Vec<Id>,
+    pub async_followers: Vec<Id>,
+}
+
+impl GroupLayout {
+    /// The placement of a bucket on this group at `epoch`.
+    pub fn placement_at(&self, epoch: Epoch) -> BucketPlacement {
+        BucketPlacement {
+            epoch,
+            group: self.group,
+            leader: self.leader,
+            sync_followers: self.sync_followers.clone(),
+            async_followers: self.async_followers.clone(),
+        }
     }
 }
 

@@ -50,6 +50,9 @@ impl fmt::Display for Acknowledgement {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct History {
     pub acknowledgements: BTreeSet<Acknowledgement>,
+    /// Tokens whose request a replica redirected because it knew a newer
+    /// epoch than the bucket's first: a stale router was told to refresh.
+    pub redirected: BTreeSet<Token>,
 }
 
 /// Control of a model-checking run, outside the protocol: the actors never
@@ -84,6 +87,14 @@ pub fn record_msg_in(
     history: &History,
     envelope: Envelope<&Msg>,
 ) -> Option<History> {
+    if let Msg::Redirect { epoch, token, .. } = envelope.msg {
+        if *epoch <= Epoch::FIRST || history.redirected.contains(token) {
+            return None;
+        }
+        let mut next = history.clone();
+        next.redirected.insert(*token);
+        return Some(next);
+    }
     let Msg::Reply {
         bucket,
         epoch,
@@ -124,6 +135,9 @@ pub const VIOLATED_WHILE_LEADER_DOWN: &str = "violated while the leader is down"
 pub const FAILOVER_COMPLETED: &str = "failover completed";
 pub const BOOKING_CONFIRMED_AFTER_FAILOVER: &str = "booking confirmed after failover";
 pub const SYNC_FOLLOWER_REPLACED: &str = "sync follower replaced";
+pub const CUTOVER_COMPLETED: &str = "cutover completed";
+pub const BOOKING_CONFIRMED_BY_NEW_OWNER: &str = "booking confirmed by new owner";
+pub const STALE_ROUTER_REDIRECTED: &str = "stale router redirected";
 
 /// A property as the checker registers it.
 pub struct PropertySpec {
@@ -263,6 +277,76 @@ fn leader_down(state: &BerthState) -> bool {
                 .buckets
                 .values()
                 .any(|bucket| bucket.durable.is_leader(id))
+    })
+}
+
+/// The properties of the cutover scenario: every property of replication,
+/// now across a move, plus the move's interesting states.
+pub fn cutover_properties() -> Vec<PropertySpec> {
+    let mut properties = replication_properties();
+    properties.extend(cutover_sometimes());
+    properties
+}
+
+/// Replication, failover and cutover together.
+pub fn all_properties() -> Vec<PropertySpec> {
+    let mut properties = failover_properties();
+    properties.extend(cutover_sometimes());
+    properties
+}
+
+fn cutover_sometimes() -> Vec<PropertySpec> {
+    vec![
+        PropertySpec::sometimes(
+            CUTOVER_COMPLETED,
+            cutover_completed,
+            "the bucket moved to another group, whose leader committed under the new epoch",
+        ),
+        PropertySpec::sometimes(
+            BOOKING_CONFIRMED_BY_NEW_OWNER,
+            booking_confirmed_by_new_owner,
+            "a replica of the destination group tells a client its booking is confirmed",
+        ),
+        PropertySpec::sometimes(
+            STALE_ROUTER_REDIRECTED,
+            stale_router_redirected,
+            "a client routed with the old epoch is redirected, refreshes, and is answered by the new owner with the same token",
+        ),
+    ]
+}
+
+/// Whether `replica` was a member of `bucket`'s initial placement.
+fn initial_member(model: &BerthModel, bucket: Bucket, replica: Id) -> bool {
+    initial_placement(model, bucket).is_some_and(|initial| initial.role_of(replica).is_some())
+}
+
+/// `cutover completed`: the controller's map places a bucket on another
+/// group than it started on, and that group's leader has committed an entry
+/// of the new epoch.
+pub fn cutover_completed(model: &BerthModel, state: &BerthState) -> bool {
+    let Some(map) = controller_map(state) else {
+        return false;
+    };
+    map.buckets.iter().enumerate().any(|(index, placement)| {
+        let bucket = Bucket(index as u32);
+        initial_placement(model, bucket).is_some_and(|initial| initial.group != placement.group)
+            && committed_at_current_epoch(state, bucket, placement)
+    })
+}
+
+/// `booking confirmed by new owner`: a replica outside the bucket's initial
+/// placement told a client its booking is confirmed.
+pub fn booking_confirmed_by_new_owner(model: &BerthModel, state: &BerthState) -> bool {
+    confirmed(&state.history).any(|ack| !initial_member(model, ack.bucket, ack.leader))
+}
+
+/// `stale router redirected`: a token was redirected by a replica that knew
+/// a newer epoch, and later answered by a replica outside the initial
+/// placement.
+pub fn stale_router_redirected(model: &BerthModel, state: &BerthState) -> bool {
+    state.history.acknowledgements.iter().any(|ack| {
+        state.history.redirected.contains(&ack.token)
+            && !initial_member(model, ack.bucket, ack.leader)
     })
 }
 

@@ -20,7 +20,7 @@
 
 use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
 use crate::bucket::{BucketState, Command};
-use crate::log::{Entry, Log};
+use crate::log::{Entry, Log, Payload};
 use crate::placement::{BucketPlacement, PlacementMap};
 use crate::types::{Bucket, Epoch, Position, Token};
 use crate::variant::Variant;
@@ -34,6 +34,18 @@ enum FollowerSet {
     All,
     /// Only the commit quorum.
     Sync,
+}
+
+/// The contents of a `Msg::Snapshot`.
+struct Snapshot {
+    bucket: Bucket,
+    epoch: Epoch,
+    placement: BucketPlacement,
+    position: Position,
+    position_epoch: Epoch,
+    state: BucketState,
+    entries: Vec<Entry>,
+    commit_position: Position,
 }
 
 /// A replica process.
@@ -60,6 +72,10 @@ pub struct DurableBucket {
     pub commit_position: Position,
     /// The bucket state at `commit_position`, idempotency table included.
     pub applied: BucketState,
+    /// While this replica, as leader, moves the bucket out (cutover): the
+    /// destination placement, whose members it streams the bucket to.
+    /// Saved, so that a restarted leader keeps streaming.
+    pub moving_to: Option<BucketPlacement>,
 }
 
 /// A replica's durable state: its buckets.
@@ -157,7 +173,26 @@ impl DurableBucket {
             log: Log::default(),
             commit_position: Position(0),
             applied: BucketState::default(),
+            moving_to: None,
         }
+    }
+
+    /// Whether the bucket is sealed at this replica's epoch: its log ends
+    /// with a barrier of the current epoch, after which nothing may be
+    /// appended at that epoch.
+    pub fn sealed(&self) -> bool {
+        self.log.last_entry().is_some_and(|entry| {
+            entry.payload == Payload::Barrier && entry.epoch == self.placement.epoch
+        })
+    }
+
+    /// The destination members a moving leader streams to.
+    pub fn learners(&self) -> Vec<Id> {
+        self.moving_to
+            .iter()
+            .flat_map(|destination| destination.members())
+            .filter(|id| self.placement.role_of(*id).is_none())
+            .collect()
     }
 
     /// Whether everything this replica's log inherited from earlier epochs
@@ -371,16 +406,24 @@ impl ReplicaActor {
                 if !replica.durable.is_leader(id) || epoch != replica.durable.placement.epoch {
                     return; // ignore_stale_appended
                 }
-                if replica.durable.placement.role_of(src).is_none() {
+                if replica.durable.placement.role_of(src).is_none()
+                    && !replica.durable.learners().contains(&src)
+                {
                     return; // ignore_appended_from_stranger
                 }
-                let matched = replica.leader.match_positions.entry(src).or_default();
-                if position <= *matched {
+                if replica
+                    .leader
+                    .match_positions
+                    .get(&src)
+                    .is_some_and(|matched| position <= *matched)
+                {
                     return; // ignore_duplicate_appended
                 }
-                *matched = position;
+                let was_moved_out = Self::moved_out(replica);
+                replica.leader.match_positions.insert(src, position);
                 replica.leader.retransmits_left = self.config.leader_resends;
                 self.commit_and_reply(bucket, replica, o);
+                self.advance_move(bucket, replica, was_moved_out, o);
             }
             Msg::AppendRefused { bucket, epoch } => {
                 let Some(replica) = state.buckets.get_mut(&bucket) else {
@@ -404,7 +447,42 @@ impl ReplicaActor {
                 epoch,
                 token,
             } => self.on_query(id, state, src, bucket, epoch, token, o),
-            Msg::Fence { .. }
+            Msg::MoveOut {
+                bucket,
+                epoch,
+                destination,
+            } if src == self.controller => {
+                self.on_move_out(id, state, bucket, epoch, destination, o)
+            }
+            Msg::Snapshot {
+                bucket,
+                epoch,
+                placement,
+                position,
+                position_epoch,
+                state: snapshot,
+                entries,
+                commit_position,
+            } => self.on_snapshot(
+                id,
+                state,
+                src,
+                Snapshot {
+                    bucket,
+                    epoch,
+                    placement,
+                    position,
+                    position_epoch,
+                    state: snapshot,
+                    entries,
+                    commit_position,
+                },
+                o,
+            ),
+            Msg::MoveOut { .. }
+            | Msg::MoveBucket { .. }
+            | Msg::MovedOut { .. }
+            | Msg::Fence { .. }
             | Msg::Placement { .. }
             | Msg::Fenced { .. }
             | Msg::FetchPlacement { .. }
@@ -510,6 +588,7 @@ impl ReplicaActor {
         let epoch = placement.epoch;
         durable.placement = placement;
         durable.promised_epoch = epoch;
+        durable.moving_to = None;
         replica.leader = LeaderState::new(&self.config);
         if !durable.is_leader(id) {
             return;
@@ -523,6 +602,126 @@ impl ReplicaActor {
         }
         self.send_appends(bucket, replica, FollowerSet::All, o);
         self.commit_and_reply(bucket, replica, o);
+    }
+
+    /// The controller asks this leader to move `bucket` out to
+    /// `destination`: stream it there (a snapshot, then the log), and seal
+    /// it with a barrier once the destination has caught up.
+    fn on_move_out(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        bucket: Bucket,
+        epoch: Epoch,
+        destination: BucketPlacement,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Some(replica) = state.buckets.get_mut(&bucket) else {
+            return;
+        };
+        let durable = &mut replica.durable;
+        if !durable.is_leader(id)
+            || durable.placement.epoch != epoch
+            || durable.moving_to.is_some()
+            || durable.sealed()
+        {
+            return; // ignore_stale_move_out: not this epoch's leader, or already moving
+        }
+        durable.moving_to = Some(destination);
+        self.send_appends(bucket, replica, FollowerSet::All, o);
+        self.advance_move(bucket, replica, false, o);
+    }
+
+    /// A leader sent the bucket from a snapshot: a destination of a move
+    /// (a learner, not a member of the sender's placement) installs it and
+    /// follows the sender's log; a member behind the leader's snapshot does
+    /// the same at its own placement's epoch.
+    fn on_snapshot(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        src: Id,
+        snapshot: Snapshot,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Snapshot {
+            bucket,
+            epoch,
+            placement,
+            position,
+            position_epoch,
+            state: bucket_state,
+            entries,
+            commit_position,
+        } = snapshot;
+        if placement.epoch != epoch || placement.leader != src {
+            return; // ignore_inconsistent_snapshot
+        }
+        let member = placement.role_of(id).is_some();
+        match state.buckets.get(&bucket).map(|replica| &replica.durable) {
+            Some(durable) if epoch < durable.promised_epoch => {
+                if member {
+                    o.send(
+                        src,
+                        Msg::AppendRefused {
+                            bucket,
+                            epoch: durable.promised_epoch,
+                        },
+                    );
+                }
+                return;
+            }
+            Some(durable) if member => {
+                if epoch > durable.placement.epoch {
+                    o.send(self.controller, Msg::FetchPlacement { bucket });
+                    return;
+                }
+                if epoch != durable.placement.epoch || src != durable.placement.leader {
+                    return;
+                }
+            }
+            Some(durable) => {
+                if durable.placement.epoch == epoch && durable.placement != placement {
+                    return; // ignore_snapshot_of_another_history
+                }
+            }
+            None if member => {
+                o.send(self.controller, Msg::FetchPlacement { bucket });
+                return;
+            }
+            None => {}
+        }
+        let replica = state.buckets.entry(bucket).or_insert_with(|| {
+            BucketReplica::new(DurableBucket::empty(placement.clone()), &self.config)
+        });
+        let durable = &mut replica.durable;
+        if !member {
+            durable.placement = placement;
+            durable.promised_epoch = epoch;
+        }
+        let has_prefix = durable.commit_position >= position
+            || durable.log.epoch_at(position) == Some(position_epoch);
+        if !has_prefix {
+            durable.log = Log::after_snapshot(position, position_epoch);
+            durable.applied = bucket_state;
+            durable.commit_position = position;
+        }
+        let Ok(matched) =
+            durable
+                .log
+                .append_after(position, position_epoch, &entries, durable.commit_position)
+        else {
+            return; // ignore_snapshot_out_of_order
+        };
+        durable.commit_through(commit_position.min(matched));
+        o.send(
+            src,
+            Msg::Appended {
+                bucket,
+                epoch,
+                position: matched,
+            },
+        );
     }
 
     /// `bucket` if this replica leads it at the client's `epoch`. Otherwise
@@ -542,7 +741,9 @@ impl ReplicaActor {
     ) -> Option<&'a mut BucketReplica> {
         let known = match state.buckets.get_mut(&bucket) {
             Some(replica)
-                if replica.durable.is_leader(id) && epoch == replica.durable.placement.epoch =>
+                if replica.durable.is_leader(id)
+                    && epoch == replica.durable.placement.epoch
+                    && !replica.durable.sealed() =>
             {
                 return Some(replica);
             }
@@ -669,23 +870,41 @@ impl ReplicaActor {
         let durable = &replica.durable;
         let last = durable.log.last_position();
         let mut lagging = false;
-        let followers: Vec<Id> = match set {
+        let mut followers: Vec<Id> = match set {
             FollowerSet::All => durable.placement.followers().collect(),
             FollowerSet::Sync => durable.placement.sync_followers.clone(),
         };
+        let learners = durable.learners();
+        if set == FollowerSet::All {
+            followers.extend(learners.iter().copied());
+        }
         for follower in followers {
-            let matched = replica
-                .leader
-                .match_positions
-                .get(&follower)
-                .copied()
-                .unwrap_or_default();
-            if matched >= last {
+            let matched = replica.leader.match_positions.get(&follower).copied();
+            if matched.is_some_and(|matched| matched >= last) {
                 continue;
             }
             lagging = true;
-            o.send(
-                follower,
+            let matched = matched.unwrap_or_default();
+            let unknown_learner = learners.contains(&follower)
+                && !replica.leader.match_positions.contains_key(&follower);
+            let message = if unknown_learner || matched < durable.log.start() {
+                // A destination of a move starts from a snapshot; so does a
+                // follower behind this leader's own snapshot.
+                let position = durable.commit_position;
+                Msg::Snapshot {
+                    bucket,
+                    epoch: durable.placement.epoch,
+                    placement: durable.placement.clone(),
+                    position,
+                    position_epoch: durable
+                        .log
+                        .epoch_at(position)
+                        .expect("the commit position is in the log or its snapshot"),
+                    state: durable.applied.clone(),
+                    entries: durable.log.entries_after(position).to_vec(),
+                    commit_position: position,
+                }
+            } else {
                 Msg::Append {
                     bucket,
                     epoch: durable.placement.epoch,
@@ -696,10 +915,69 @@ impl ReplicaActor {
                         .expect("matched entries exist"),
                     entries: durable.log.entries_after(matched).to_vec(),
                     commit_position: durable.commit_position,
+                }
+            };
+            o.send(follower, message);
+        }
+        lagging
+    }
+
+    /// Whether a moving leader's barrier is committed in its own group and
+    /// durable on every destination member: the move may be published.
+    fn moved_out(replica: &BucketReplica) -> bool {
+        let durable = &replica.durable;
+        let barrier = durable.log.last_position();
+        durable.sealed()
+            && durable.commit_position >= barrier
+            && durable.learners().iter().all(|learner| {
+                replica
+                    .leader
+                    .match_positions
+                    .get(learner)
+                    .is_some_and(|matched| *matched >= barrier)
+            })
+    }
+
+    /// Drives a move out after the leader learned of progress: once every
+    /// destination member has caught up, seal the bucket with the barrier;
+    /// once the barrier is everywhere it must be, tell the controller.
+    fn advance_move(
+        &self,
+        bucket: Bucket,
+        replica: &mut BucketReplica,
+        was_moved_out: bool,
+        o: &mut Out<BerthActor>,
+    ) {
+        let durable = &replica.durable;
+        if durable.moving_to.is_none() {
+            return;
+        }
+        if !durable.sealed() {
+            let last = durable.log.last_position();
+            let caught_up = durable.learners().iter().all(|learner| {
+                replica
+                    .leader
+                    .match_positions
+                    .get(learner)
+                    .is_some_and(|matched| *matched >= last)
+            });
+            if caught_up {
+                let epoch = durable.placement.epoch;
+                replica.durable.log.push(Entry::barrier(epoch));
+                self.send_appends(bucket, replica, FollowerSet::All, o);
+                self.commit_and_reply(bucket, replica, o);
+            }
+        }
+        if !was_moved_out && Self::moved_out(replica) {
+            o.send(
+                self.controller,
+                Msg::MovedOut {
+                    bucket,
+                    epoch: replica.durable.placement.epoch,
+                    barrier: replica.durable.log.last_position(),
                 },
             );
         }
-        lagging
     }
 
     /// Commits what the sync followers hold and answers the clients whose

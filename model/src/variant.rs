@@ -22,11 +22,27 @@ pub enum Variant {
     /// holds the durable replayed prefix"; DESIGN.md: "promote only from the
     /// set whose acks were counted" — this variant does not.
     PromoteLagging,
+    /// Routing switches to the destination of a move before it applied
+    /// through the source's barrier. Seed 004, "Worked Trace": "being
+    /// caught up is necessary but not sufficient ... It makes sure
+    /// timeline-12 applies that entry. Then the controller commits a new
+    /// map" — this variant commits the map first.
+    EarlySwitch,
+    /// Replicas accept writes and appends whatever epoch they carry. Seed
+    /// 004: "Storage and replicas reject a write that claims the old epoch
+    /// after the handoff" — these do not.
+    UncheckedEpoch,
 }
 
 impl Variant {
     /// Every variant, the correct design first.
-    pub const ALL: [Variant; 3] = [Variant::Correct, Variant::AsyncAck, Variant::PromoteLagging];
+    pub const ALL: [Variant; 5] = [
+        Variant::Correct,
+        Variant::AsyncAck,
+        Variant::PromoteLagging,
+        Variant::EarlySwitch,
+        Variant::UncheckedEpoch,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -34,16 +50,21 @@ impl Variant {
             Variant::Correct => "correct",
             Variant::AsyncAck => "async-ack",
             Variant::PromoteLagging => "promote-lagging",
+            Variant::EarlySwitch => "early-switch",
+            Variant::UncheckedEpoch => "unchecked-epoch",
         }
     }
 
     /// The always-properties this variant must break (DESIGN.md's table);
     /// none for the correct design.
     pub fn expected_violations(self) -> &'static [&'static str] {
-        use crate::properties::NO_LOST_CONFIRMED_BOOKING;
+        use crate::properties::{NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP};
         match self {
             Variant::Correct => &[],
-            Variant::AsyncAck | Variant::PromoteLagging => &[NO_LOST_CONFIRMED_BOOKING],
+            Variant::AsyncAck | Variant::PromoteLagging | Variant::EarlySwitch => {
+                &[NO_LOST_CONFIRMED_BOOKING]
+            }
+            Variant::UncheckedEpoch => &[NO_SPLIT_OWNERSHIP],
         }
     }
 
@@ -53,6 +74,12 @@ impl Variant {
             Variant::Correct => "commit after every sync follower is durable; epochs fence",
             Variant::AsyncAck => "leader acknowledges before the sync follower is durable",
             Variant::PromoteLagging => "failover promotes the remote async follower",
+            Variant::EarlySwitch => {
+                "routing switches before the destination applied through the barrier"
+            }
+            Variant::UncheckedEpoch => {
+                "replicas accept writes and appends whatever epoch they carry"
+            }
         }
     }
 }
