@@ -446,6 +446,8 @@ mod tests {
                 ..ProtocolConfig::default()
             },
             failover: Some(FailoverPolicy { epoch_limit: None }),
+            groups: Vec::new(),
+            planned_moves: Vec::new(),
         });
         let state = test_support::start(&actor, CONTROLLER);
         (actor, state)
@@ -566,6 +568,8 @@ mod tests {
             failover: Some(FailoverPolicy {
                 epoch_limit: Some(Epoch(2)),
             }),
+            groups: Vec::new(),
+            planned_moves: Vec::new(),
         });
         let mut state = actor.on_start(Id::from(CONTROLLER), &None, &mut Out::new());
         let before = state.clone();

@@ -680,11 +680,12 @@ impl ReplicaActor {
                     return;
                 }
             }
-            Some(durable) => {
-                if durable.placement.epoch == epoch && durable.placement != placement {
-                    return; // ignore_snapshot_of_another_history
-                }
+            Some(durable)
+                if durable.placement.epoch == epoch && durable.placement != placement =>
+            {
+                return; // ignore_snapshot_of_another_history
             }
+            Some(_) => {}
             None if member => {
                 o.send(self.controller, Msg::FetchPlacement { bucket });
                 return;
