@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Per-bucket ownership number. Every change of leader or of group advances
 /// it; every routed write and every replication message carries it.
@@ -73,17 +74,21 @@ impl fmt::Display for GroupId {
 }
 
 /// The thing sold exactly once: a cabin on one trip instance.
+///
+/// The names are shared (`Arc<str>`): a unit is copied into every message,
+/// log entry and idempotency record that mentions it, and the checker keeps
+/// millions of states.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct InventoryUnit {
-    pub trip: String,
-    pub cabin: String,
+    pub trip: Arc<str>,
+    pub cabin: Arc<str>,
 }
 
 impl InventoryUnit {
-    pub fn new(trip: impl Into<String>, cabin: impl Into<String>) -> Self {
+    pub fn new(trip: impl AsRef<str>, cabin: impl AsRef<str>) -> Self {
         InventoryUnit {
-            trip: trip.into(),
-            cabin: cabin.into(),
+            trip: Arc::from(trip.as_ref()),
+            cabin: Arc::from(cabin.as_ref()),
         }
     }
 }
