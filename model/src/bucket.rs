@@ -282,7 +282,7 @@ mod tests {
                 .enumerate()
                 .filter(|(index, (command, outcome))| {
                     !commands[..*index].iter().any(|earlier| earlier.token == command.token)
-                        && command.op.unit().cabin == cabin
+                        && &*command.op.unit().cabin == cabin
                         && **outcome == Outcome::Confirmed
                 })
                 .map(|(_, pair)| pair)

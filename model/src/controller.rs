@@ -593,4 +593,112 @@ mod tests {
         deliver(&actor, &mut restarted, SYNC, fenced(2, 0));
         assert_eq!(current(&restarted).leader, Id::from(SYNC));
     }
+
+    const DEST_LEADER: usize = 5;
+    const DEST_SYNC: usize = 6;
+
+    fn mover(variant: Variant) -> (BerthActor, NodeState) {
+        let actor = BerthActor::Controller(ControllerActor {
+            initial_map: PlacementMap::uniform(1, placement(1, LEADER, SYNC, ASYNC)),
+            config: ProtocolConfig {
+                variant,
+                ..ProtocolConfig::default()
+            },
+            failover: Some(FailoverPolicy { epoch_limit: None }),
+            groups: vec![GroupLayout {
+                group: GroupId(2),
+                leader: Id::from(DEST_LEADER),
+                sync_followers: vec![Id::from(DEST_SYNC)],
+                async_followers: vec![],
+            }],
+            planned_moves: vec![],
+        });
+        let state = test_support::start(&actor, CONTROLLER);
+        (actor, state)
+    }
+
+    fn move_request() -> Msg {
+        Msg::MoveBucket {
+            bucket: Bucket(0),
+            group: GroupId(2),
+        }
+    }
+
+    fn moved_out(epoch: u64) -> Msg {
+        Msg::MovedOut {
+            bucket: Bucket(0),
+            epoch: Epoch(epoch),
+            barrier: Position(4),
+        }
+    }
+
+    /// Goal: a move is saved and the source asked to move out; the map
+    /// changes only on the source's `MovedOut` for that epoch, saved before
+    /// it is published to the old and new members.
+    #[test]
+    fn move_publishes_only_after_the_barrier() {
+        let (actor, mut state) = mover(Variant::Correct);
+        let commands = deliver(&actor, &mut state, 99, move_request());
+        assert!(matches!(commands[0], Cmd::Save(_)));
+        assert!(commands.iter().any(|c| matches!(
+            c,
+            Cmd::Send(to, Msg::MoveOut { epoch: Epoch(1), .. }) if *to == Id::from(LEADER)
+        )));
+        assert_eq!(current(&state).group, GroupId(1), "routing unchanged");
+
+        // A report from another epoch or another replica changes nothing.
+        let before = state.clone();
+        assert!(deliver(&actor, &mut state, LEADER, moved_out(2)).is_empty());
+        assert!(deliver(&actor, &mut state, SYNC, moved_out(1)).is_empty());
+        assert_eq!(state, before);
+
+        let commands = deliver(&actor, &mut state, LEADER, moved_out(1));
+        assert!(matches!(commands[0], Cmd::Save(_)));
+        assert_eq!(
+            current(&state),
+            &BucketPlacement {
+                epoch: Epoch(2),
+                group: GroupId(2),
+                leader: Id::from(DEST_LEADER),
+                sync_followers: vec![Id::from(DEST_SYNC)],
+                async_followers: vec![],
+            }
+        );
+        let told: BTreeSet<usize> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::Send(to, Msg::Placement { .. }) => Some(usize::from(*to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            told,
+            BTreeSet::from([LEADER, SYNC, ASYNC, DEST_LEADER, DEST_SYNC])
+        );
+        assert!(state.as_controller().unwrap().moving.is_none());
+    }
+
+    /// Goal: suspecting the source leader mid-move aborts the move and
+    /// fences; a late `MovedOut` is then ignored.
+    #[test]
+    fn suspected_source_aborts_the_move() {
+        let (actor, mut state) = mover(Variant::Correct);
+        deliver(&actor, &mut state, 99, move_request());
+        fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+        let controller = state.as_controller().unwrap();
+        assert!(controller.moving.is_none());
+        assert!(controller.fencing.is_some());
+        let before = state.clone();
+        assert!(deliver(&actor, &mut state, LEADER, moved_out(1)).is_empty());
+        assert_eq!(state, before);
+    }
+
+    /// Goal: the `early-switch` variant publishes the destination at once,
+    /// before any barrier — the deviation the checker refutes.
+    #[test]
+    fn early_switch_variant_publishes_at_once() {
+        let (actor, mut state) = mover(Variant::EarlySwitch);
+        deliver(&actor, &mut state, 99, move_request());
+        assert_eq!(current(&state).leader, Id::from(DEST_LEADER));
+    }
 }

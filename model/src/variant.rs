@@ -28,9 +28,11 @@ pub enum Variant {
     /// timeline-12 applies that entry. Then the controller commits a new
     /// map" — this variant commits the map first.
     EarlySwitch,
-    /// Replicas accept writes and appends whatever epoch they carry. Seed
-    /// 004: "Storage and replicas reject a write that claims the old epoch
-    /// after the handoff" — these do not.
+    /// Replicas accept writes and appends whatever epoch they carry: a
+    /// follower takes appends from any epoch, and a leader takes writes
+    /// routed at any epoch, even after it sealed its epoch with a barrier.
+    /// Seed 004: "Storage and replicas reject a write that claims the old
+    /// epoch after the handoff" — these do not.
     UncheckedEpoch,
 }
 
