@@ -5,8 +5,9 @@ use crate::trace::format_trace;
 use berth_model::properties::{self, BerthModel, BerthState, RunControl};
 use serde::Serialize;
 use stateright::actor::ActorModelAction;
-use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
+use stateright::{Checker, Chooser, Expectation, HasDiscoveries, Model, Path};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// One step of the model.
 pub type BerthAction = ActorModelAction<berth_model::Msg, berth_model::Timer, ()>;
@@ -253,6 +254,60 @@ fn shortest_crash_witness(
     })
 }
 
+/// A uniform chooser for random walks that picks only actions with an
+/// effect. Stateright's simulation records the index of an ignored action
+/// (a message the actor ignores) as if it were a step, so a path through
+/// one cannot be rebuilt; choosing only effective actions avoids that.
+#[derive(Clone)]
+struct EffectiveChooser {
+    model: Arc<BerthModel>,
+}
+
+/// The chooser's random state: SplitMix64, reproducible for a seed.
+struct ChooserState(u64);
+
+impl ChooserState {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % bound as u64) as usize
+    }
+}
+
+impl Chooser<BerthModel> for EffectiveChooser {
+    type State = ChooserState;
+
+    fn new_state(&self, seed: u64) -> ChooserState {
+        ChooserState(seed)
+    }
+
+    fn choose_initial_state(&self, state: &mut ChooserState, initial: &[BerthState]) -> usize {
+        state.below(initial.len())
+    }
+
+    fn choose_action(
+        &self,
+        state: &mut ChooserState,
+        current: &BerthState,
+        actions: &[BerthAction],
+    ) -> usize {
+        let effective: Vec<usize> = (0..actions.len())
+            .filter(|index| {
+                self.model
+                    .next_state(current, actions[*index].clone())
+                    .is_some()
+            })
+            .collect();
+        if effective.is_empty() {
+            state.below(actions.len())
+        } else {
+            effective[state.below(effective.len())]
+        }
+    }
+}
+
 /// Runs `scenario` with `options`, calling `progress` about once a second.
 pub fn run(
     scenario: &ScenarioConfig,
@@ -261,6 +316,9 @@ pub fn run(
 ) -> RunReport {
     let control = RunControl::default();
     let model = scenario.build_with(control.clone());
+    let chooser = EffectiveChooser {
+        model: Arc::new(model.clone()),
+    };
     let specs = scenario.properties();
     let mut builder = model.checker().threads(options.threads.max(1));
     let timeout = match (options.strategy, options.timeout) {
@@ -319,9 +377,7 @@ pub fn run(
         match options.strategy {
             Strategy::Bfs => drive!(builder.spawn_bfs()),
             Strategy::Dfs => drive!(builder.spawn_dfs()),
-            Strategy::Simulation => {
-                drive!(builder.spawn_simulation(options.seed, UniformChooser))
-            }
+            Strategy::Simulation => drive!(builder.spawn_simulation(options.seed, chooser)),
         };
     let model: BerthModel = model;
     let mut discoveries = discoveries;

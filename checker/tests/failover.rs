@@ -119,3 +119,31 @@ fn async_ack_is_refuted_by_no_lost_confirmed_booking() {
         "the leader confirmed with no follower's acknowledgement: {trace:#?}"
     );
 }
+
+/// Goal: random simulation finds the same lost booking and prints its
+/// counterexample. (Stateright's simulation cannot rebuild a path through
+/// an ignored action; `run` chooses only effective actions, which this
+/// test depends on.)
+#[test]
+fn simulation_finds_the_lost_booking_and_rebuilds_its_trace() {
+    let report = run(
+        &failover(Variant::PromoteLagging),
+        &RunOptions {
+            strategy: berth_checker::Strategy::Simulation,
+            timeout: Some(std::time::Duration::from_secs(20)),
+            stop_at: StopAt::AnyOf(vec![properties::NO_LOST_CONFIRMED_BOOKING]),
+            seed: 7,
+            ..RunOptions::default()
+        },
+        |_| {},
+    );
+    let property = report
+        .property(properties::NO_LOST_CONFIRMED_BOOKING)
+        .unwrap();
+    assert_eq!(property.status, PropertyStatus::Violated);
+    let trace = property.trace.as_ref().unwrap();
+    assert!(
+        trace.iter().any(|step| step.contains("Fenced")),
+        "{trace:#?}"
+    );
+}

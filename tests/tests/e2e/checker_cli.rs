@@ -98,6 +98,51 @@ fn broken_failover_designs_lose_a_confirmed_booking() {
     }
 }
 
+/// Goal: issue 4's acceptance for the broken hand-offs: exit 1, naming the
+/// property DESIGN.md says each breaks.
+#[test]
+fn broken_cutover_designs_are_refuted() {
+    for (variant, property) in [
+        ("early-switch", "no lost confirmed booking"),
+        ("unchecked-epoch", "no split ownership"),
+    ] {
+        let output = berth_check(&["check", "--scenario", "cutover", "--variant", variant]);
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{variant}: {text}");
+        assert!(
+            text.contains(&format!("VIOLATION of `{property}`")),
+            "{variant}: {text}"
+        );
+        assert!(text.contains("planned move of b0"), "{variant}: {text}");
+    }
+}
+
+/// Goal: the `all` scenario runs as a bounded random simulation, says it is
+/// not exhaustive (exit 3), and reaches the sometimes-properties of
+/// failover and cutover alike.
+#[test]
+fn all_scenario_simulates() {
+    let output = berth_check(&[
+        "check",
+        "--scenario",
+        "all",
+        "--strategy",
+        "simulation",
+        "--timeout",
+        "10",
+    ]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    assert!(text.contains("NOT exhaustive: random simulation"), "{text}");
+    for name in ["failover completed", "cutover completed"] {
+        assert!(
+            text.lines()
+                .any(|line| line.contains("reached") && line.ends_with(name)),
+            "{name}: {text}"
+        );
+    }
+}
+
 /// Goal: the failover scenario's defaults (one client, one crash) are
 /// announced, so a reader knows what was checked.
 #[test]
