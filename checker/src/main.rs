@@ -1,7 +1,7 @@
 //! `berth-check`: model-check the berth protocol.
 
 use anyhow::Result;
-use berth_checker::run::{Progress, RunReport, StopAt};
+use berth_checker::run::{Progress, PropertyStatus, RunReport, StopAt};
 use berth_checker::{run, NetworkKind, RunOptions, Scenario, ScenarioConfig, Strategy, Verdict};
 use berth_model::Variant;
 use clap::{Args, Parser, Subcommand};
@@ -232,4 +232,20 @@ fn print_report(report: &RunReport) {
             Verdict::Incomplete => "INCOMPLETE (no violation found in the states explored)",
         }
     );
+    let variant = report.scenario.variant;
+    let exposed = variant.expected_violations().iter().any(|name| {
+        report
+            .property(name)
+            .is_some_and(|p| p.status == PropertyStatus::Violated)
+    });
+    if variant != Variant::Correct && !exposed {
+        let scenario = Scenario::exposing(variant);
+        if scenario != report.scenario.scenario {
+            println!(
+                "note: scenario {} cannot expose variant {variant}; it breaks `{}` in --scenario {scenario}",
+                report.scenario.scenario,
+                variant.expected_violations().join("` / `"),
+            );
+        }
+    }
 }

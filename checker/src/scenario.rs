@@ -99,6 +99,16 @@ impl Default for ScenarioConfig {
 }
 
 impl Scenario {
+    /// The smallest scenario in which `variant` breaks the property
+    /// DESIGN.md says it must break.
+    pub fn exposing(variant: Variant) -> Scenario {
+        match variant {
+            Variant::Correct => Scenario::Replication,
+            Variant::AsyncAck | Variant::PromoteLagging => Scenario::Failover,
+            Variant::EarlySwitch | Variant::UncheckedEpoch => Scenario::Cutover,
+        }
+    }
+
     /// The number of clients the scenario runs unless told otherwise.
     pub fn default_clients(self) -> usize {
         match self {

@@ -117,6 +117,18 @@ fn broken_cutover_designs_are_refuted() {
     }
 }
 
+/// Goal: a broken variant run on a scenario that cannot expose it says
+/// where it breaks instead of leaving the reader with a bare PASS.
+#[test]
+fn unexposed_variant_points_to_its_scenario() {
+    let output = berth_check(&["check", "--variant", "early-switch"]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("it breaks `no lost confirmed booking` in --scenario cutover"),
+        "{text}"
+    );
+}
+
 /// Goal: the `all` scenario runs as a bounded random simulation, says it is
 /// not exhaustive (exit 3), and reaches the sometimes-properties of
 /// failover and cutover alike.
