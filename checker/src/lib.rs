@@ -2,9 +2,11 @@
 //!
 //! Builds the `berth-model` actors into Stateright `ActorModel`s
 //! ([`scenario`]), explores them exhaustively or by simulation ([`run`]),
-//! and prints counterexamples as numbered steps ([`trace`]). The
+//! prints counterexamples as numbered steps ([`trace`]), and runs the
+//! gallery of broken designs ([`gallery`]). The
 //! `berth-check` binary is thin glue over this library.
 
+pub mod gallery;
 pub mod run;
 pub mod scenario;
 pub mod trace;

@@ -25,6 +25,18 @@ struct Cli {
 enum Command {
     /// Check one scenario against every property.
     Check(CheckArgs),
+    /// Refute every broken design on the smallest scenario that exposes it, then pass the correct design on the same scenarios.
+    Gallery(GalleryArgs),
+}
+
+#[derive(Args, Debug)]
+struct GalleryArgs {
+    /// Worker threads for each run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -114,7 +126,64 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Gallery(args) => gallery(&args),
     }
+}
+
+fn gallery(args: &GalleryArgs) -> ExitCode {
+    let report = berth_checker::gallery::gallery(usize::from(args.threads), |line| {
+        eprintln!("  … {line}");
+    });
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("berth-check: cannot encode the report: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!(
+            "{:<16} {:<70} {:<27} {:<8} {:>5} {:>9} {:>7}",
+            "variant", "design", "expected property", "refuted", "steps", "states", "seconds"
+        );
+        for row in &report.variants {
+            println!(
+                "{:<16} {:<70} {:<27} {:<8} {:>5} {:>9} {:>7.2}",
+                row.variant.name(),
+                row.design,
+                row.expected.join(" / "),
+                if row.refuted { "yes" } else { "NO" },
+                row.trace_length.map_or("-".to_owned(), |n| n.to_string()),
+                row.unique_states,
+                row.seconds
+            );
+        }
+        println!();
+        println!(
+            "{:<60} {:<7} {:>9} {:>7}",
+            "correct design on", "result", "states", "seconds"
+        );
+        for row in &report.correct {
+            println!(
+                "{:<60} {:<7} {:>9} {:>7.2}",
+                row.scenario,
+                if row.passes { "PASS" } else { "FAIL" },
+                row.unique_states,
+                row.seconds
+            );
+        }
+        println!();
+        println!(
+            "gallery: {}",
+            if report.passes() {
+                "PASS (every broken design refuted, the correct design holds)"
+            } else {
+                "FAIL"
+            }
+        );
+    }
+    ExitCode::from(if report.passes() { 0 } else { 1 })
 }
 
 fn check(args: &CheckArgs) -> Result<Verdict> {
@@ -239,12 +308,13 @@ fn print_report(report: &RunReport) {
             .is_some_and(|p| p.status == PropertyStatus::Violated)
     });
     if variant != Variant::Correct && !exposed {
-        let scenario = Scenario::exposing(variant);
-        if scenario != report.scenario.scenario {
+        let exposing = ScenarioConfig::exposing(variant);
+        if exposing.flags() != report.scenario.flags() {
             println!(
-                "note: scenario {} cannot expose variant {variant}; it breaks `{}` in --scenario {scenario}",
-                report.scenario.scenario,
+                "note: {} cannot expose variant {variant}; it breaks `{}` with {}",
+                report.scenario.flags(),
                 variant.expected_violations().join("` / `"),
+                exposing.flags(),
             );
         }
     }

@@ -99,16 +99,6 @@ impl Default for ScenarioConfig {
 }
 
 impl Scenario {
-    /// The smallest scenario in which `variant` breaks the property
-    /// DESIGN.md says it must break.
-    pub fn exposing(variant: Variant) -> Scenario {
-        match variant {
-            Variant::Correct => Scenario::Replication,
-            Variant::AsyncAck | Variant::PromoteLagging => Scenario::Failover,
-            Variant::EarlySwitch | Variant::UncheckedEpoch => Scenario::Cutover,
-        }
-    }
-
     /// The number of clients the scenario runs unless told otherwise.
     pub fn default_clients(self) -> usize {
         match self {
@@ -188,6 +178,50 @@ pub mod layout {
 }
 
 impl ScenarioConfig {
+    /// The smallest scenario in which `variant` breaks the property
+    /// DESIGN.md says it must break (with the correct design: the default).
+    pub fn exposing(variant: Variant) -> ScenarioConfig {
+        let (scenario, network) = match variant {
+            Variant::Correct => (Scenario::Replication, NetworkKind::Unordered),
+            Variant::AsyncAck | Variant::PromoteLagging => {
+                (Scenario::Failover, NetworkKind::Unordered)
+            }
+            Variant::EarlySwitch | Variant::UncheckedEpoch => {
+                (Scenario::Cutover, NetworkKind::Unordered)
+            }
+            // A duplicated request is what a retry looks like to the leader.
+            Variant::NoIdempotency => (Scenario::Replication, NetworkKind::UnorderedDuplicating),
+        };
+        ScenarioConfig {
+            variant,
+            network,
+            ..ScenarioConfig::new(scenario)
+        }
+    }
+
+    /// The `berth-check check` flags that select this configuration's
+    /// scenario and faults (those that differ from the defaults).
+    pub fn flags(&self) -> String {
+        let defaults = ScenarioConfig::new(self.scenario);
+        let mut flags = vec![format!("--scenario {}", self.scenario)];
+        if self.network != defaults.network {
+            flags.push(format!("--network {}", self.network));
+        }
+        if self.clients != defaults.clients {
+            flags.push(format!("--clients {}", self.clients));
+        }
+        if self.crashes != defaults.crashes {
+            flags.push(format!("--crashes {}", self.crashes));
+        }
+        if self.retries != defaults.retries {
+            flags.push(format!("--retries {}", self.retries));
+        }
+        if self.failovers != defaults.failovers {
+            flags.push(format!("--failovers {}", self.failovers));
+        }
+        flags.join(" ")
+    }
+
     /// `scenario` with its defaults: the correct design, an unordered
     /// network, no client retries.
     pub fn new(scenario: Scenario) -> Self {

@@ -826,12 +826,14 @@ impl ReplicaActor {
             return;
         };
         let durable = &mut replica.durable;
-        if let Some(reply) = recorded_reply(bucket, durable, token) {
+        let idempotent = self.config.variant != Variant::NoIdempotency;
+        if let Some(reply) = recorded_reply(bucket, durable, token).filter(|_| idempotent) {
             // A retry of a committed action: the recorded outcome, no new effect.
             o.send(client, reply);
             return;
         }
-        let position = match durable.uncommitted_position(&token) {
+        let pending = durable.uncommitted_position(&token).filter(|_| idempotent);
+        let position = match pending {
             Some(position) => {
                 // A retry of an action still waiting for its quorum: an
                 // append may have been lost, so resend to the commit quorum.

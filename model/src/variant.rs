@@ -34,16 +34,23 @@ pub enum Variant {
     /// Seed 004: "Storage and replicas reject a write that claims the old
     /// epoch after the handoff" — these do not.
     UncheckedEpoch,
+    /// The leader treats every request as a new action: it neither answers
+    /// a decided token from the idempotency table nor waits on its pending
+    /// entry, so a retry (or a duplicated datagram) is logged again. Seed
+    /// 000, Part 3: "the idempotency token ... is part of the storage
+    /// contract"; DESIGN.md: "retries that re-apply (TiDB auto-retry)".
+    NoIdempotency,
 }
 
 impl Variant {
     /// Every variant, the correct design first.
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Correct,
         Variant::AsyncAck,
         Variant::PromoteLagging,
         Variant::EarlySwitch,
         Variant::UncheckedEpoch,
+        Variant::NoIdempotency,
     ];
 
     /// The name used on the command line.
@@ -54,19 +61,23 @@ impl Variant {
             Variant::PromoteLagging => "promote-lagging",
             Variant::EarlySwitch => "early-switch",
             Variant::UncheckedEpoch => "unchecked-epoch",
+            Variant::NoIdempotency => "no-idempotency",
         }
     }
 
     /// The always-properties this variant must break (DESIGN.md's table);
     /// none for the correct design.
     pub fn expected_violations(self) -> &'static [&'static str] {
-        use crate::properties::{NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP};
+        use crate::properties::{
+            NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP, ONE_OUTCOME_PER_TOKEN,
+        };
         match self {
             Variant::Correct => &[],
             Variant::AsyncAck | Variant::PromoteLagging | Variant::EarlySwitch => {
                 &[NO_LOST_CONFIRMED_BOOKING]
             }
             Variant::UncheckedEpoch => &[NO_SPLIT_OWNERSHIP],
+            Variant::NoIdempotency => &[ONE_OUTCOME_PER_TOKEN],
         }
     }
 
@@ -82,6 +93,7 @@ impl Variant {
             Variant::UncheckedEpoch => {
                 "replicas accept writes and appends whatever epoch they carry"
             }
+            Variant::NoIdempotency => "retries after a timeout are new actions",
         }
     }
 }

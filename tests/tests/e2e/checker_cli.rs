@@ -124,7 +124,7 @@ fn unexposed_variant_points_to_its_scenario() {
     let output = berth_check(&["check", "--variant", "early-switch"]);
     let text = stdout(&output);
     assert!(
-        text.contains("it breaks `no lost confirmed booking` in --scenario cutover"),
+        text.contains("it breaks `no lost confirmed booking` with --scenario cutover"),
         "{text}"
     );
 }
@@ -213,5 +213,50 @@ fn bad_flags_are_rejected_clearly() {
         stderr(&output).contains("possible values"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// Goal: `berth-check gallery` refutes every broken design that exists by
+/// the property DESIGN.md names, and the correct design passes the same
+/// scenarios; exit 0 says both.
+#[test]
+fn gallery_refutes_every_variant_and_passes_the_correct_design() {
+    let output = berth_check(&["gallery", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&output)).expect("stdout is one JSON object");
+    let rows = report["variants"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|row| row["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "AsyncAck",
+            "PromoteLagging",
+            "EarlySwitch",
+            "UncheckedEpoch",
+            "NoIdempotency"
+        ]
+    );
+    for row in rows {
+        assert_eq!(row["refuted"], true, "{row}");
+        let expected = row["expected"][0].as_str().unwrap();
+        assert!(
+            row["violated"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|name| name == expected),
+            "{row}"
+        );
+        assert!(row["trace_length"].as_u64().unwrap() >= 2, "{row}");
+    }
+    let correct = report["correct"].as_array().unwrap();
+    assert_eq!(correct.len(), 3);
+    assert!(
+        correct.iter().all(|row| row["passes"] == true),
+        "{correct:?}"
     );
 }
