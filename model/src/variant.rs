@@ -9,6 +9,7 @@ use std::fmt;
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[serde(rename_all = "kebab-case")]
 pub enum Variant {
     /// The protocol of DESIGN.md.
     #[default]

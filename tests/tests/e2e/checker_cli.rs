@@ -233,11 +233,11 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
     assert_eq!(
         names,
         [
-            "AsyncAck",
-            "PromoteLagging",
-            "EarlySwitch",
-            "UncheckedEpoch",
-            "NoIdempotency"
+            "async-ack",
+            "promote-lagging",
+            "early-switch",
+            "unchecked-epoch",
+            "no-idempotency"
         ]
     );
     for row in rows {
