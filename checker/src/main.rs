@@ -1,10 +1,11 @@
 //! `berth-check`: model-check the berth protocol.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use berth_checker::run::{Progress, PropertyStatus, RunReport, StopAt};
 use berth_checker::{run, NetworkKind, RunOptions, Scenario, ScenarioConfig, Strategy, Verdict};
 use berth_model::Variant;
 use clap::{Args, Parser, Subcommand};
+use stateright::Model;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -27,6 +28,17 @@ enum Command {
     Check(CheckArgs),
     /// Refute every broken design on the smallest scenario that exposes it, then pass the correct design on the same scenarios.
     Gallery(GalleryArgs),
+    /// Serve Stateright's web Explorer for a scenario; for a broken variant, print the URL that opens its counterexample.
+    Explore(ExploreArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExploreArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Where to serve the Explorer (a loopback address keeps it private).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: std::net::SocketAddr,
 }
 
 #[derive(Args, Debug)]
@@ -127,7 +139,71 @@ fn main() -> ExitCode {
             }
         },
         Command::Gallery(args) => gallery(&args),
+        Command::Explore(args) => match explore(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("berth-check: {error:#}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Finds the variant's counterexample (if it has one), prints the URLs, then
+/// serves the Explorer until the process is stopped.
+fn explore(args: &ExploreArgs) -> Result<()> {
+    let scenario = args.scenario.config();
+    // Stateright's server panics if it cannot bind: check first, so that a
+    // taken or foreign address is a clear error.
+    std::net::TcpListener::bind(args.addr)
+        .with_context(|| format!("cannot serve the Explorer on {}", args.addr))?;
+    let base = format!("http://{}/", args.addr);
+    let expected = scenario.variant.expected_violations();
+    let mut lines = vec![format!(
+        "Explorer for {} (variant {}): {base}",
+        scenario.flags(),
+        scenario.variant
+    )];
+    if !expected.is_empty() {
+        let report = run(
+            &scenario,
+            &RunOptions {
+                stop_at: StopAt::AnyOf(expected.to_vec()),
+                ..RunOptions::default()
+            },
+            |_| {},
+        );
+        let found = expected.iter().find_map(|name| {
+            report
+                .property(name)
+                .filter(|p| p.status == PropertyStatus::Violated)
+        });
+        match found.and_then(|p| p.path.as_ref().map(|path| (p, path))) {
+            Some((property, path)) => {
+                lines.push(format!(
+                    "counterexample of `{}` ({} steps): {base}#/steps/{path}",
+                    property.name,
+                    property.trace.as_ref().map_or(0, Vec::len)
+                ));
+                if let Some(explanation) = &property.explanation {
+                    lines.push(format!("  what broke: {explanation}"));
+                }
+            }
+            None => lines.push(format!(
+                "no counterexample of `{}` in {}: {}",
+                expected.join("` / `"),
+                scenario.flags(),
+                "the variant is exposed elsewhere"
+            )),
+        }
+    }
+    for line in lines {
+        println!("{line}");
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    scenario.build().checker().serve(args.addr);
+    Ok(())
 }
 
 fn gallery(args: &GalleryArgs) -> ExitCode {

@@ -26,7 +26,10 @@ use std::time::Duration;
 /// Every message of the protocol. Verb pairs: `Request`/`Reply`,
 /// `Query`/`Reply` or `NotDecided`, `FetchMap`/`Map`,
 /// `FetchPlacement`/`Placement`, `Append`/`Appended`, `Fence`/`Fenced`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// `Debug` prints the same compact form as `Display`, because the Explorer
+/// and assertion messages show messages through `Debug`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg {
     /// Client → leader: perform `command` on `bucket`, routed at `epoch`.
     Request {
@@ -244,6 +247,12 @@ impl fmt::Display for Msg {
                 "Fenced {{ {bucket}: promised {epoch}, log ends {last_position}/{last_epoch} }}"
             ),
         }
+    }
+}
+
+impl fmt::Debug for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

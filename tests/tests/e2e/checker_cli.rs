@@ -1,6 +1,10 @@
 //! `berth-check` as a user runs it: exit codes, text and JSON reports.
 
-use crate::util::{berth_check, stderr, stdout};
+use crate::util::{berth_check, berth_check_within, binary, stderr, stdout};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const ALWAYS: [&str; 4] = [
     "no split ownership",
@@ -221,7 +225,7 @@ fn bad_flags_are_rejected_clearly() {
 /// scenarios; exit 0 says both.
 #[test]
 fn gallery_refutes_every_variant_and_passes_the_correct_design() {
-    let output = berth_check(&["gallery", "--json"]);
+    let output = berth_check_within(&["gallery", "--json"], Duration::from_secs(900));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let report: serde_json::Value =
         serde_json::from_str(&stdout(&output)).expect("stdout is one JSON object");
@@ -258,5 +262,93 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
     assert!(
         correct.iter().all(|row| row["passes"] == true),
         "{correct:?}"
+    );
+}
+
+/// One HTTP/1.0 GET against the Explorer; returns status line and body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the Explorer");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// Goal: `berth-check explore --variant promote-lagging` serves the
+/// Explorer on loopback, prints the URL of the counterexample, and that
+/// path replays in the Explorer's API; the status names the model.
+#[test]
+fn explore_serves_the_counterexample() {
+    let addr = "127.0.0.1:39317";
+    let mut child = Command::new(binary("berth-check"))
+        .args([
+            "explore",
+            "--scenario",
+            "failover",
+            "--variant",
+            "promote-lagging",
+            "--addr",
+            addr,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn berth-check explore");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("explore printed the counterexample URL")
+            .unwrap();
+        printed.push(line.clone());
+        if let Some(url) = line
+            .split(": ")
+            .nth(1)
+            .filter(|_| line.starts_with("counterexample of `no lost confirmed booking`"))
+        {
+            break url.to_owned();
+        }
+    };
+    assert!(
+        printed[0].contains(&format!("http://{addr}/")),
+        "{printed:?}"
+    );
+    let steps = url
+        .split("#/steps")
+        .nth(1)
+        .expect("the URL opens a path of steps")
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, page) = http_get(addr, "/");
+    assert!(status.contains("200"), "{status}");
+    assert!(page.contains("<html"), "{page}");
+    let (_, model) = http_get(addr, "/.status");
+    assert!(model.contains("no lost confirmed booking"), "{model}");
+    let (status, states) = http_get(addr, &format!("/.states{steps}"));
+    assert!(status.contains("200"), "{status}: {states}");
+    assert!(states.contains("Placement"), "{states}");
+    child.kill().ok();
+    child.wait().ok();
+}
+
+/// Goal: an address the Explorer cannot take is a clear usage error.
+#[test]
+fn explore_refuses_an_address_it_cannot_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = berth_check(&["explore", "--addr", &addr]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("cannot serve the Explorer"),
+        "{}",
+        stderr(&output)
     );
 }

@@ -51,10 +51,12 @@ pub fn run_bounded(command: &mut Command, limit: Duration) -> Output {
 
 /// `berth-check` with `args`, bounded to two minutes.
 pub fn berth_check(args: &[&str]) -> Output {
-    run_bounded(
-        Command::new(binary("berth-check")).args(args),
-        Duration::from_secs(120),
-    )
+    berth_check_within(args, Duration::from_secs(120))
+}
+
+/// `berth-check` with `args`, bounded to `limit`.
+pub fn berth_check_within(args: &[&str], limit: Duration) -> Output {
+    run_bounded(Command::new(binary("berth-check")).args(args), limit)
 }
 
 pub fn stdout(output: &Output) -> String {
