@@ -221,14 +221,18 @@ fn gallery(args: &GalleryArgs) -> ExitCode {
     } else {
         println!(
             "{:<16} {:<70} {:<27} {:<8} {:>5} {:>9} {:>7}",
-            "variant", "design", "expected property", "refuted", "steps", "states", "seconds"
+            "variant", "design", "refuted by", "refuted", "steps", "states", "seconds"
         );
         for row in &report.variants {
             println!(
                 "{:<16} {:<70} {:<27} {:<8} {:>5} {:>9} {:>7.2}",
                 row.variant.name(),
                 row.design,
-                row.expected.join(" / "),
+                // The expected property that fell, or all that should have.
+                row.expected
+                    .iter()
+                    .find(|name| row.violated.contains(name))
+                    .map_or_else(|| row.expected.join(" / "), |name| (*name).to_owned()),
                 if row.refuted { "yes" } else { "NO" },
                 row.trace_length.map_or("-".to_owned(), |n| n.to_string()),
                 row.unique_states,
@@ -237,14 +241,18 @@ fn gallery(args: &GalleryArgs) -> ExitCode {
         }
         println!();
         println!(
-            "{:<60} {:<7} {:>9} {:>7}",
+            "{:<60} {:<22} {:>9} {:>7}",
             "correct design on", "result", "states", "seconds"
         );
         for row in &report.correct {
             println!(
-                "{:<60} {:<7} {:>9} {:>7.2}",
+                "{:<60} {:<22} {:>9} {:>7.2}",
                 row.scenario,
-                if row.passes { "PASS" } else { "FAIL" },
+                match (row.passes, row.strategy) {
+                    (true, Strategy::Simulation) => "no violation (walks)",
+                    (true, _) => "PASS",
+                    (false, _) => "FAIL",
+                },
                 row.unique_states,
                 row.seconds
             );

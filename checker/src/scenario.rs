@@ -191,10 +191,15 @@ impl ScenarioConfig {
             }
             // A duplicated request is what a retry looks like to the leader.
             Variant::NoIdempotency => (Scenario::Replication, NetworkKind::UnorderedDuplicating),
+            // Unfenced promotion goes wrong once the promoted follower is
+            // one that joined the quorum and has not caught up: a second
+            // epoch change.
+            Variant::NoFencing => (Scenario::Failover, NetworkKind::Unordered),
         };
         ScenarioConfig {
             variant,
             network,
+            failovers: if variant == Variant::NoFencing { 2 } else { 1 },
             ..ScenarioConfig::new(scenario)
         }
     }

@@ -147,3 +147,37 @@ fn simulation_finds_the_lost_booking_and_rebuilds_its_trace() {
         "{trace:#?}"
     );
 }
+
+/// Goal: DESIGN.md variant `no-fencing` (publish the new owner without
+/// fencing, so nobody checks what it holds) loses a confirmed booking once
+/// the promoted follower is one that joined the commit quorum and has not
+/// caught up — which is also what gives the correct design's promotion
+/// rule (only a follower holding the current epoch's entries) its teeth.
+#[test]
+fn no_fencing_is_refuted_by_no_lost_confirmed_booking() {
+    let config = ScenarioConfig::exposing(Variant::NoFencing);
+    assert_eq!(config.failovers, 2);
+    let report = run(
+        &config,
+        &RunOptions {
+            stop_at: StopAt::AnyOf(vec![properties::NO_LOST_CONFIRMED_BOOKING]),
+            ..RunOptions::default()
+        },
+        |_| {},
+    );
+    let property = report
+        .property(properties::NO_LOST_CONFIRMED_BOOKING)
+        .unwrap();
+    assert_eq!(property.status, PropertyStatus::Violated);
+    let trace = property.trace.as_ref().unwrap();
+    assert!(
+        trace
+            .iter()
+            .any(|step| step.contains("suspect sync follower")),
+        "the remote follower joined the quorum first: {trace:#?}"
+    );
+    assert!(
+        trace.iter().all(|step| !step.contains("Fence")),
+        "{trace:#?}"
+    );
+}

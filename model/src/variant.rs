@@ -41,17 +41,25 @@ pub enum Variant {
     /// 000, Part 3: "the idempotency token ... is part of the storage
     /// contract"; DESIGN.md: "retries that re-apply (TiDB auto-retry)".
     NoIdempotency,
+    /// Failover publishes the sync follower as the new owner without
+    /// fencing the old commit quorum first, so nobody checks that it holds
+    /// the durable prefix. Seed 004, "Failover Uses The Same Authority
+    /// Discipline": "checks which replicas have an acceptable state
+    /// position ... and advances the ownership epoch" — this variant skips
+    /// the check.
+    NoFencing,
 }
 
 impl Variant {
     /// Every variant, the correct design first.
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Correct,
         Variant::AsyncAck,
         Variant::PromoteLagging,
         Variant::EarlySwitch,
         Variant::UncheckedEpoch,
         Variant::NoIdempotency,
+        Variant::NoFencing,
     ];
 
     /// The name used on the command line.
@@ -63,6 +71,7 @@ impl Variant {
             Variant::EarlySwitch => "early-switch",
             Variant::UncheckedEpoch => "unchecked-epoch",
             Variant::NoIdempotency => "no-idempotency",
+            Variant::NoFencing => "no-fencing",
         }
     }
 
@@ -70,7 +79,7 @@ impl Variant {
     /// none for the correct design.
     pub fn expected_violations(self) -> &'static [&'static str] {
         use crate::properties::{
-            NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP, ONE_OUTCOME_PER_TOKEN,
+            NO_DOUBLE_SALE, NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP, ONE_OUTCOME_PER_TOKEN,
         };
         match self {
             Variant::Correct => &[],
@@ -79,6 +88,11 @@ impl Variant {
             }
             Variant::UncheckedEpoch => &[NO_SPLIT_OWNERSHIP],
             Variant::NoIdempotency => &[ONE_OUTCOME_PER_TOKEN],
+            Variant::NoFencing => &[
+                NO_SPLIT_OWNERSHIP,
+                NO_DOUBLE_SALE,
+                NO_LOST_CONFIRMED_BOOKING,
+            ],
         }
     }
 
@@ -95,6 +109,7 @@ impl Variant {
                 "replicas accept writes and appends whatever epoch they carry"
             }
             Variant::NoIdempotency => "retries after a timeout are new actions",
+            Variant::NoFencing => "new owner published without fencing the old commit quorum",
         }
     }
 }

@@ -241,7 +241,8 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
             "promote-lagging",
             "early-switch",
             "unchecked-epoch",
-            "no-idempotency"
+            "no-idempotency",
+            "no-fencing"
         ]
     );
     for row in rows {
@@ -258,7 +259,7 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
         assert!(row["trace_length"].as_u64().unwrap() >= 2, "{row}");
     }
     let correct = report["correct"].as_array().unwrap();
-    assert_eq!(correct.len(), 3);
+    assert_eq!(correct.len(), 4);
     assert!(
         correct.iter().all(|row| row["passes"] == true),
         "{correct:?}"
