@@ -11,5 +11,8 @@ pub mod run;
 pub mod scenario;
 pub mod trace;
 
-pub use run::{run, PropertyStatus, RunOptions, RunReport, StopAt, StopReason, Strategy, Verdict};
+pub use run::{
+    run, PropertyReport, PropertyStatus, RunOptions, RunReport, StopAt, StopReason, Strategy,
+    Verdict,
+};
 pub use scenario::{NetworkKind, Scenario, ScenarioConfig};

@@ -2,50 +2,22 @@
 //! property (with a crash too) and reaches its interesting states; the
 //! broken hand-offs are refuted by the property DESIGN.md names.
 
-use berth_checker::{
-    run, NetworkKind, PropertyStatus, RunOptions, RunReport, Scenario, ScenarioConfig, StopAt,
-    Verdict,
-};
+mod support;
+
+use berth_checker::{NetworkKind, RunOptions, Scenario, ScenarioConfig};
 use berth_model::properties;
 use berth_model::Variant;
+use support::{assert_holds_exhaustively, violation_of};
 
 fn cutover() -> ScenarioConfig {
     ScenarioConfig::new(Scenario::Cutover)
 }
 
-fn assert_holds_exhaustively(config: &ScenarioConfig) -> RunReport {
-    let report = run(
-        config,
-        &RunOptions {
-            stop_at: StopAt::Never,
-            ..RunOptions::default()
-        },
-        |_| {},
-    );
-    assert!(report.exhaustive, "{:?}", report.stop_reason);
-    for property in &report.properties {
-        assert!(
-            property.status.is_good(),
-            "{} is {:?}: {:?}",
-            property.name,
-            property.status,
-            property.explanation
-        );
-    }
-    for name in [
-        properties::CUTOVER_COMPLETED,
-        properties::BOOKING_CONFIRMED_BY_NEW_OWNER,
-        properties::STALE_ROUTER_REDIRECTED,
-    ] {
-        assert_eq!(
-            report.property(name).map(|p| p.status),
-            Some(PropertyStatus::Reached),
-            "{name}"
-        );
-    }
-    assert_eq!(report.verdict(), Verdict::Pass);
-    report
-}
+const CUTOVER_REACHED: [&str; 3] = [
+    properties::CUTOVER_COMPLETED,
+    properties::BOOKING_CONFIRMED_BY_NEW_OWNER,
+    properties::STALE_ROUTER_REDIRECTED,
+];
 
 /// Goal: `berth-check check --scenario cutover` — the bucket moves from
 /// group 1 to group 2 while a client books, over an unordered network —
@@ -53,7 +25,7 @@ fn assert_holds_exhaustively(config: &ScenarioConfig) -> RunReport {
 /// confirmed by new owner` and `stale router redirected`. Pinned.
 #[test]
 fn cutover_holds() {
-    let report = assert_holds_exhaustively(&cutover());
+    let report = assert_holds_exhaustively(&cutover(), &CUTOVER_REACHED);
     assert_eq!(report.unique_states, 831_325);
 }
 
@@ -69,7 +41,7 @@ fn cutover_with_a_crash_holds() {
         network: NetworkKind::Ordered,
         ..cutover()
     };
-    let report = assert_holds_exhaustively(&config);
+    let report = assert_holds_exhaustively(&config, &CUTOVER_REACHED);
     assert_eq!(report.unique_states, 234_348);
 }
 
@@ -78,18 +50,9 @@ fn assert_refuted_by(variant: Variant, property: &'static str) -> Vec<String> {
         variant,
         ..cutover()
     };
-    let report = run(
-        &config,
-        &RunOptions {
-            stop_at: StopAt::AnyOf(vec![property]),
-            ..RunOptions::default()
-        },
-        |_| {},
-    );
-    assert_eq!(report.verdict(), Verdict::Fail);
-    let found = report.property(property).unwrap();
-    assert_eq!(found.status, PropertyStatus::Violated, "{variant}");
-    found.trace.clone().unwrap()
+    violation_of(&config, RunOptions::default(), property)
+        .trace
+        .unwrap()
 }
 
 /// Goal: DESIGN.md variant `early-switch` (routing switches before the

@@ -3,9 +3,13 @@
 //! states; the broken failover designs are refuted by the property the
 //! seeds say they break, with a counterexample that has the leader down.
 
-use berth_checker::{run, PropertyStatus, RunOptions, Scenario, ScenarioConfig, StopAt, Verdict};
+mod support;
+
+use berth_checker::{RunOptions, Scenario, ScenarioConfig, Strategy};
 use berth_model::properties;
 use berth_model::Variant;
+use std::time::Duration;
+use support::{assert_holds_exhaustively, violation_of};
 
 fn failover(variant: Variant) -> ScenarioConfig {
     ScenarioConfig {
@@ -17,42 +21,19 @@ fn failover(variant: Variant) -> ScenarioConfig {
 /// Goal: `berth-check check --scenario failover` — one crash at a time of any
 /// replica or the controller, suspicion at any moment — holds every
 /// always-property exhaustively and reaches `failover completed`, `sync
-/// follower replaced` and `booking confirmed after failover`. The state count is pinned: a change
-/// of the state space must be explained in the commit that makes it.
+/// follower replaced` and `booking confirmed after failover`. Pinned.
 #[test]
 fn failover_with_one_crash_holds() {
     let config = failover(Variant::Correct);
     assert_eq!(config.crashes, 1);
-    let report = run(
+    let report = assert_holds_exhaustively(
         &config,
-        &RunOptions {
-            stop_at: StopAt::Never,
-            ..RunOptions::default()
-        },
-        |_| {},
+        &[
+            properties::FAILOVER_COMPLETED,
+            properties::SYNC_FOLLOWER_REPLACED,
+            properties::BOOKING_CONFIRMED_AFTER_FAILOVER,
+        ],
     );
-    assert!(report.exhaustive, "{:?}", report.stop_reason);
-    for property in &report.properties {
-        assert!(
-            property.status.is_good(),
-            "{} is {:?}: {:?}",
-            property.name,
-            property.status,
-            property.explanation
-        );
-    }
-    for name in [
-        properties::FAILOVER_COMPLETED,
-        properties::SYNC_FOLLOWER_REPLACED,
-        properties::BOOKING_CONFIRMED_AFTER_FAILOVER,
-    ] {
-        assert_eq!(
-            report.property(name).map(|p| p.status),
-            Some(PropertyStatus::Reached),
-            "{name}"
-        );
-    }
-    assert_eq!(report.verdict(), Verdict::Pass);
     assert_eq!(report.unique_states, 518_238);
 }
 
@@ -60,25 +41,17 @@ fn failover_with_one_crash_holds() {
 /// is violated, and checks the counterexamples: the shortest one (a false
 /// suspicion suffices) and the shortest with the old leader really down.
 fn assert_loses_a_confirmed_booking(variant: Variant) -> Vec<String> {
-    let report = run(
+    let property = violation_of(
         &failover(variant),
-        &RunOptions {
-            stop_at: StopAt::AnyOf(vec![properties::NO_LOST_CONFIRMED_BOOKING]),
-            ..RunOptions::default()
-        },
-        |_| {},
+        RunOptions::default(),
+        properties::NO_LOST_CONFIRMED_BOOKING,
     );
-    assert_eq!(report.verdict(), Verdict::Fail);
-    let property = report
-        .property(properties::NO_LOST_CONFIRMED_BOOKING)
-        .unwrap();
-    assert_eq!(property.status, PropertyStatus::Violated, "{variant}");
     let explanation = property.explanation.as_ref().unwrap();
     assert!(
         explanation.contains("Confirmed") && explanation.contains("has no such booking"),
         "{explanation}"
     );
-    let trace = property.trace.as_ref().unwrap();
+    let trace = property.trace.clone().unwrap();
     assert!(
         trace.iter().any(|step| step.contains("suspect leader")),
         "{trace:#?}"
@@ -93,7 +66,7 @@ fn assert_loses_a_confirmed_booking(variant: Variant) -> Vec<String> {
             .any(|step| step.contains("crash replica 1 (madrid-a)")),
         "{crash_trace:#?}"
     );
-    trace.clone()
+    trace
 }
 
 /// Goal: DESIGN.md variant `promote-lagging` (failover promotes the remote
@@ -126,22 +99,17 @@ fn async_ack_is_refuted_by_no_lost_confirmed_booking() {
 /// test depends on.)
 #[test]
 fn simulation_finds_the_lost_booking_and_rebuilds_its_trace() {
-    let report = run(
+    let property = violation_of(
         &failover(Variant::PromoteLagging),
-        &RunOptions {
-            strategy: berth_checker::Strategy::Simulation,
-            timeout: Some(std::time::Duration::from_secs(20)),
-            stop_at: StopAt::AnyOf(vec![properties::NO_LOST_CONFIRMED_BOOKING]),
+        RunOptions {
+            strategy: Strategy::Simulation,
+            timeout: Some(Duration::from_secs(20)),
             seed: 7,
             ..RunOptions::default()
         },
-        |_| {},
+        properties::NO_LOST_CONFIRMED_BOOKING,
     );
-    let property = report
-        .property(properties::NO_LOST_CONFIRMED_BOOKING)
-        .unwrap();
-    assert_eq!(property.status, PropertyStatus::Violated);
-    let trace = property.trace.as_ref().unwrap();
+    let trace = property.trace.unwrap();
     assert!(
         trace.iter().any(|step| step.contains("Fenced")),
         "{trace:#?}"
@@ -157,19 +125,12 @@ fn simulation_finds_the_lost_booking_and_rebuilds_its_trace() {
 fn no_fencing_is_refuted_by_no_lost_confirmed_booking() {
     let config = ScenarioConfig::exposing(Variant::NoFencing);
     assert_eq!(config.failovers, 2);
-    let report = run(
+    let property = violation_of(
         &config,
-        &RunOptions {
-            stop_at: StopAt::AnyOf(vec![properties::NO_LOST_CONFIRMED_BOOKING]),
-            ..RunOptions::default()
-        },
-        |_| {},
+        RunOptions::default(),
+        properties::NO_LOST_CONFIRMED_BOOKING,
     );
-    let property = report
-        .property(properties::NO_LOST_CONFIRMED_BOOKING)
-        .unwrap();
-    assert_eq!(property.status, PropertyStatus::Violated);
-    let trace = property.trace.as_ref().unwrap();
+    let trace = property.trace.unwrap();
     assert!(
         trace
             .iter()

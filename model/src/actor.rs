@@ -21,6 +21,7 @@ use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Every message of the protocol. Verb pairs: `Request`/`Reply`,
@@ -116,19 +117,10 @@ pub enum Msg {
         epoch: Epoch,
         destination: BucketPlacement,
     },
-    /// Leader → a replica that lacks the prefix of its log: install the
-    /// bucket state at `position` (whose entry has `position_epoch`), then
-    /// append `entries`. `placement` is the sender's placement at `epoch`.
-    Snapshot {
-        bucket: Bucket,
-        epoch: Epoch,
-        placement: BucketPlacement,
-        position: Position,
-        position_epoch: Epoch,
-        state: BucketState,
-        entries: Vec<Entry>,
-        commit_position: Position,
-    },
+    /// Leader → a replica that lacks the prefix of its log: install a
+    /// snapshot, then append what follows it. Shared (`Arc`), because the
+    /// checker copies every message in flight into every state.
+    Snapshot(Arc<Snapshot>),
     /// Source leader → controller: the barrier at `barrier` is committed in
     /// the source group and durable on every member of the destination.
     MovedOut {
@@ -212,15 +204,16 @@ impl fmt::Display for Msg {
                 epoch,
                 destination,
             } => write!(f, "MoveOut {{ {bucket}@{epoch} to {destination} }}"),
-            Msg::Snapshot {
-                bucket,
-                epoch,
-                position,
-                position_epoch,
-                entries,
-                commit_position,
-                ..
-            } => {
+            Msg::Snapshot(snapshot) => {
+                let Snapshot {
+                    bucket,
+                    epoch,
+                    position,
+                    position_epoch,
+                    entries,
+                    commit_position,
+                    ..
+                } = snapshot.as_ref();
                 let entries: Vec<String> = entries.iter().map(ToString::to_string).collect();
                 write!(
                     f,
@@ -248,6 +241,21 @@ impl fmt::Display for Msg {
             ),
         }
     }
+}
+
+/// The contents of `Msg::Snapshot`: the bucket state (idempotency table
+/// included) at `position`, whose entry has `position_epoch`, then the
+/// `entries` after it. `placement` is the sender's placement at `epoch`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub bucket: Bucket,
+    pub epoch: Epoch,
+    pub placement: BucketPlacement,
+    pub position: Position,
+    pub position_epoch: Epoch,
+    pub state: BucketState,
+    pub entries: Vec<Entry>,
+    pub commit_position: Position,
 }
 
 impl fmt::Debug for Msg {

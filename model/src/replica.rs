@@ -18,7 +18,7 @@
 //!    matches it durably, and only then replies. Async followers never hold
 //!    up a commit.
 
-use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
+use crate::actor::{BerthActor, Msg, ProtocolConfig, Snapshot, Timer};
 use crate::bucket::{BucketState, Command};
 use crate::log::{Entry, Log, Payload};
 use crate::placement::{BucketPlacement, PlacementMap};
@@ -27,6 +27,7 @@ use crate::variant::Variant;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Which followers an append goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,18 +35,6 @@ enum FollowerSet {
     All,
     /// Only the commit quorum.
     Sync,
-}
-
-/// The contents of a `Msg::Snapshot`.
-struct Snapshot {
-    bucket: Bucket,
-    epoch: Epoch,
-    placement: BucketPlacement,
-    position: Position,
-    position_epoch: Epoch,
-    state: BucketState,
-    entries: Vec<Entry>,
-    commit_position: Position,
 }
 
 /// A replica process.
@@ -456,31 +445,9 @@ impl ReplicaActor {
             } if src == self.controller => {
                 self.on_move_out(id, state, bucket, epoch, destination, o)
             }
-            Msg::Snapshot {
-                bucket,
-                epoch,
-                placement,
-                position,
-                position_epoch,
-                state: snapshot,
-                entries,
-                commit_position,
-            } => self.on_snapshot(
-                id,
-                state,
-                src,
-                Snapshot {
-                    bucket,
-                    epoch,
-                    placement,
-                    position,
-                    position_epoch,
-                    state: snapshot,
-                    entries,
-                    commit_position,
-                },
-                o,
-            ),
+            Msg::Snapshot(snapshot) => {
+                self.on_snapshot(id, state, src, Arc::unwrap_or_clone(snapshot), o)
+            }
             Msg::MoveOut { .. }
             | Msg::MoveBucket { .. }
             | Msg::MovedOut { .. }
@@ -895,7 +862,7 @@ impl ReplicaActor {
                 // A destination of a move starts from a snapshot; so does a
                 // follower behind this leader's own snapshot.
                 let position = durable.commit_position;
-                Msg::Snapshot {
+                Msg::Snapshot(Arc::new(Snapshot {
                     bucket,
                     epoch: durable.placement.epoch,
                     placement: durable.placement.clone(),
@@ -907,7 +874,7 @@ impl ReplicaActor {
                     state: durable.applied.clone(),
                     entries: durable.log.entries_after(position).to_vec(),
                     commit_position: position,
-                }
+                }))
             } else {
                 Msg::Append {
                     bucket,
@@ -1447,12 +1414,9 @@ mod tests {
         let snapshots: Vec<_> = commands
             .iter()
             .filter_map(|c| match c {
-                Cmd::Send(
-                    to,
-                    Msg::Snapshot {
-                        position, entries, ..
-                    },
-                ) => Some((usize::from(*to), *position, entries.len())),
+                Cmd::Send(to, Msg::Snapshot(snapshot)) => {
+                    Some((usize::from(*to), snapshot.position, snapshot.entries.len()))
+                }
                 _ => None,
             })
             .collect();
@@ -1518,7 +1482,7 @@ mod tests {
         let snapshot = commands
             .into_iter()
             .find_map(|c| match c {
-                Cmd::Send(to, msg @ Msg::Snapshot { .. }) if usize::from(to) == DEST_LEADER => {
+                Cmd::Send(to, msg @ Msg::Snapshot(_)) if usize::from(to) == DEST_LEADER => {
                     Some(msg)
                 }
                 _ => None,
