@@ -267,8 +267,35 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
 }
 
 /// One HTTP/1.0 GET against the Explorer; returns status line and body.
+/// Connects to the Explorer, which `explore` starts only after printing its
+/// URLs: retries refused connections for up to 30 seconds.
+fn connect(addr: &str) -> TcpStream {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => return stream,
+            Err(_) if std::time::Instant::now() < deadline => {
+                // Polling: nothing signals that the server is listening but
+                // a connection that succeeds.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("the Explorer never listened on {addr}: {error}"),
+        }
+    }
+}
+
+/// Kills the served Explorer however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
 fn http_get(addr: &str, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the Explorer");
+    let mut stream = connect(addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -288,21 +315,23 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 #[test]
 fn explore_serves_the_counterexample() {
     let addr = "127.0.0.1:39317";
-    let mut child = Command::new(binary("berth-check"))
-        .args([
-            "explore",
-            "--scenario",
-            "failover",
-            "--variant",
-            "promote-lagging",
-            "--addr",
-            addr,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn berth-check explore");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = KillOnDrop(
+        Command::new(binary("berth-check"))
+            .args([
+                "explore",
+                "--scenario",
+                "failover",
+                "--variant",
+                "promote-lagging",
+                "--addr",
+                addr,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn berth-check explore"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
     let url = loop {
         let line = lines
@@ -327,7 +356,6 @@ fn explore_serves_the_counterexample() {
         .nth(1)
         .expect("the URL opens a path of steps")
         .to_owned();
-    std::thread::sleep(Duration::from_millis(300));
     let (status, page) = http_get(addr, "/");
     assert!(status.contains("200"), "{status}");
     assert!(page.contains("<html"), "{page}");
@@ -336,8 +364,6 @@ fn explore_serves_the_counterexample() {
     let (status, states) = http_get(addr, &format!("/.states{steps}"));
     assert!(status.contains("200"), "{status}: {states}");
     assert!(states.contains("Placement"), "{states}");
-    child.kill().ok();
-    child.wait().ok();
 }
 
 /// Goal: an address the Explorer cannot take is a clear usage error.
