@@ -170,6 +170,18 @@ pub mod layout {
                 },
             }
         }
+
+        /// The replica in the region of client `offset` (counted from the
+        /// first client), which takes its writes under multi-leader: the
+        /// clients alternate between the first group's leader's region and
+        /// its remote follower's, if it has one.
+        pub fn regional_replica(&self, offset: usize) -> Option<Id> {
+            let group = &self.groups[0];
+            match group.async_followers.first() {
+                Some(remote) if offset % 2 == 1 => Some(*remote),
+                _ => Some(group.leader),
+            }
+        }
     }
 
     pub fn id(index: usize) -> Id {
@@ -191,6 +203,8 @@ impl ScenarioConfig {
             }
             // A duplicated request is what a retry looks like to the leader.
             Variant::NoIdempotency => (Scenario::Replication, NetworkKind::UnorderedDuplicating),
+            // One client in each region.
+            Variant::MultiLeader => (Scenario::Replication, NetworkKind::Unordered),
             // Unfenced promotion goes wrong once the promoted follower is
             // one that joined the quorum and has not caught up: a second
             // epoch change.
@@ -304,6 +318,7 @@ impl ScenarioConfig {
                     controller: layout::id(layout::CONTROLLER),
                     units: vec![contended_unit()],
                     initial_map: map.clone(),
+                    regional_replica: layout.regional_replica(offset),
                     config: protocol.clone(),
                 })
             }))

@@ -133,6 +133,57 @@ fn async_ack_is_refuted_by_commit_quorum_durable() {
         .contains("does not have it on disk"));
 }
 
+/// Goal: multi-leader writes (DESIGN.md variant `multi-leader`: the remote
+/// region confirms its own bookings and merges later) are refuted by `no
+/// double sale`: the shortest counterexample has the leader confirm the
+/// cabin to one client (hold and confirm, each through the sync follower)
+/// and the remote replica confirm it to the other.
+#[test]
+fn multi_leader_is_refuted_by_no_double_sale() {
+    let config = ScenarioConfig::exposing(Variant::MultiLeader);
+    assert_eq!(config.flags(), "--scenario replication");
+    let report = run(
+        &config,
+        &RunOptions {
+            stop_at: StopAt::AnyOf(vec![properties::NO_DOUBLE_SALE]),
+            ..RunOptions::default()
+        },
+        |_| {},
+    );
+    let property = report.property(properties::NO_DOUBLE_SALE).unwrap();
+    assert_eq!(property.status, PropertyStatus::Violated);
+    let trace = property.trace.as_ref().unwrap();
+    assert_eq!(trace.len(), 12, "{trace:#?}");
+    let confirmations: Vec<_> = trace
+        .iter()
+        .filter(|step| step.contains("Confirmed"))
+        .map(|step| step.split_once(". ").unwrap().1)
+        .collect();
+    assert_eq!(confirmations.len(), 2, "{trace:#?}");
+    assert!(
+        confirmations
+            .iter()
+            .any(|step| step.starts_with("replica 1")),
+        "{trace:#?}"
+    );
+    assert!(confirmations
+        .iter()
+        .any(|step| step.starts_with("replica 3")));
+    assert!(property
+        .explanation
+        .as_ref()
+        .unwrap()
+        .contains("was sold twice"));
+    // The correct design on the same scenario: both clients write to the
+    // leader whatever their region, and the cabin is sold once.
+    let correct = ScenarioConfig {
+        variant: Variant::Correct,
+        ..config
+    };
+    let report = exhaustive(&correct, Strategy::Bfs);
+    assert_eq!(report.verdict(), Verdict::Pass);
+}
+
 /// Goal: a reachable state in which the leader has confirmed a booking, to
 /// forge violations from.
 fn state_after_confirmed_booking() -> BerthState {

@@ -11,6 +11,7 @@ use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
 use crate::bucket::{Command, Op, Outcome};
 use crate::placement::PlacementMap;
 use crate::types::{InventoryUnit, Token};
+use crate::variant::Variant;
 use stateright::actor::{Id, Out};
 
 /// A client process and its script.
@@ -23,6 +24,10 @@ pub struct ClientActor {
     pub units: Vec<InventoryUnit>,
     /// The map the router starts with (from its configuration).
     pub initial_map: PlacementMap,
+    /// `Variant::MultiLeader` only: the replica in this client's region,
+    /// which takes the region's writes. In every other design writes go to
+    /// the bucket's leader.
+    pub regional_replica: Option<Id>,
     pub config: ProtocolConfig,
 }
 
@@ -150,8 +155,12 @@ impl ClientActor {
             return;
         };
         let (bucket, placement) = state.map.route(pending.command.op.unit());
+        let writer = match self.regional_replica {
+            Some(replica) if self.config.variant == Variant::MultiLeader => replica,
+            _ => placement.leader,
+        };
         o.send(
-            placement.leader,
+            writer,
             Msg::Request {
                 bucket,
                 epoch: placement.epoch,

@@ -789,6 +789,14 @@ impl ReplicaActor {
         o: &mut Out<BerthActor>,
     ) {
         let token = command.token;
+        if self.config.variant == Variant::MultiLeader {
+            if let Some(replica) = state.buckets.get_mut(&bucket).filter(|replica| {
+                replica.durable.placement.epoch == epoch
+                    && replica.durable.placement.async_followers.contains(&id)
+            }) {
+                return Self::accept_regional_write(bucket, replica, client, command, o);
+            }
+        }
         let Some(replica) = self.leading(id, state, client, bucket, epoch, token, o) else {
             return;
         };
@@ -827,6 +835,37 @@ impl ReplicaActor {
             token,
         });
         self.commit_and_reply(bucket, replica, o);
+    }
+
+    /// `Variant::MultiLeader` only: the remote region's replica takes its
+    /// region's writes itself. It decides on its own copy, commits at once
+    /// (nobody in its region to wait for), answers the client, and forwards
+    /// the action to the bucket's leader to merge after the fact — by then
+    /// the other region may have sold the same cabin.
+    fn accept_regional_write(
+        bucket: Bucket,
+        replica: &mut BucketReplica,
+        client: Id,
+        command: Command,
+        o: &mut Out<BerthActor>,
+    ) {
+        let durable = &mut replica.durable;
+        if recorded_reply(bucket, durable, command.token).is_none() {
+            let epoch = durable.placement.epoch;
+            let position = durable.log.push(Entry::command(epoch, command.clone()));
+            durable.commit_through(position);
+            o.send(
+                durable.placement.leader,
+                Msg::Request {
+                    bucket,
+                    epoch,
+                    command: command.clone(),
+                },
+            );
+        }
+        if let Some(reply) = recorded_reply(bucket, durable, command.token) {
+            o.send(client, reply);
+        }
     }
 
     /// Sends each follower in `set` the suffix it lacks. Returns whether any

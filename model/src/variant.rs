@@ -48,11 +48,18 @@ pub enum Variant {
     /// position ... and advances the ownership epoch" — this variant skips
     /// the check.
     NoFencing,
+    /// Both regions accept writes: the remote region's replica of a bucket
+    /// decides and confirms its own region's bookings on its own copy and
+    /// merges them into the leader's log after the fact. Seed 000: Harbor
+    /// Point "does not use multi-leader replication for the authoritative
+    /// inventory path because "merge after conflict" is not a real answer
+    /// once two agents believe cabin C14 is theirs".
+    MultiLeader,
 }
 
 impl Variant {
     /// Every variant, the correct design first.
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Correct,
         Variant::AsyncAck,
         Variant::PromoteLagging,
@@ -60,6 +67,7 @@ impl Variant {
         Variant::UncheckedEpoch,
         Variant::NoIdempotency,
         Variant::NoFencing,
+        Variant::MultiLeader,
     ];
 
     /// The name used on the command line.
@@ -72,6 +80,7 @@ impl Variant {
             Variant::UncheckedEpoch => "unchecked-epoch",
             Variant::NoIdempotency => "no-idempotency",
             Variant::NoFencing => "no-fencing",
+            Variant::MultiLeader => "multi-leader",
         }
     }
 
@@ -88,6 +97,7 @@ impl Variant {
             }
             Variant::UncheckedEpoch => &[NO_SPLIT_OWNERSHIP],
             Variant::NoIdempotency => &[ONE_OUTCOME_PER_TOKEN],
+            Variant::MultiLeader => &[NO_DOUBLE_SALE],
             Variant::NoFencing => &[
                 NO_SPLIT_OWNERSHIP,
                 NO_DOUBLE_SALE,
@@ -110,6 +120,7 @@ impl Variant {
             }
             Variant::NoIdempotency => "retries after a timeout are new actions",
             Variant::NoFencing => "new owner published without fencing the old commit quorum",
+            Variant::MultiLeader => "both regions accept writes, merged after the fact",
         }
     }
 }

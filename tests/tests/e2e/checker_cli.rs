@@ -242,7 +242,8 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
             "early-switch",
             "unchecked-epoch",
             "no-idempotency",
-            "no-fencing"
+            "no-fencing",
+            "multi-leader"
         ]
     );
     for row in rows {
