@@ -1,6 +1,7 @@
 //! `berth-check`: model-check the berth protocol.
 
 use anyhow::{Context, Result};
+use berth_checker::explore::ExploredModel;
 use berth_checker::run::{Progress, PropertyStatus, RunReport, StopAt};
 use berth_checker::{run, NetworkKind, RunOptions, Scenario, ScenarioConfig, Strategy, Verdict};
 use berth_model::Variant;
@@ -53,24 +54,24 @@ struct GalleryArgs {
 
 #[derive(Args, Debug)]
 struct ScenarioArgs {
-    /// Which scenario to check.
-    #[arg(long, value_enum, default_value_t = Scenario::Replication)]
-    scenario: Scenario,
+    /// Which scenario to check [default: replication; with a broken --variant, the scenario that exposes it].
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
     /// Which design to check: `correct`, or a broken variant the checker must refute.
     #[arg(long, default_value = "correct", value_parser = parse_variant)]
     variant: Variant,
     /// Number of clients competing for the same cabin, 1 to 4 [default: 2 for replication, 1 for failover].
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
     clients: Option<u8>,
-    /// How the network may treat messages.
-    #[arg(long, value_enum, default_value_t = NetworkKind::Unordered)]
-    network: NetworkKind,
+    /// How the network may treat messages [default: unordered; for variant no-idempotency without --scenario, unordered-duplicating].
+    #[arg(long, value_enum)]
+    network: Option<NetworkKind>,
     /// How many servers may be crashed at the same time (replicas; in failover the controller too); a crashed server may recover from its saved state [default: 0 for replication, 1 for failover].
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=3))]
     crashes: Option<u8>,
-    /// Failover scenario: how many placement changes (each a new epoch) the controller may make.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
-    failovers: u8,
+    /// Failover scenario: how many placement changes (each a new epoch) the controller may make [default: 1; for variant no-fencing without --scenario, 2].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    failovers: Option<u8>,
     /// How many times a client resends one request on its retry timer (each retry multiplies the state space).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
     retries: u8,
@@ -111,19 +112,25 @@ fn parse_variant(text: &str) -> Result<Variant, String> {
 }
 
 impl ScenarioArgs {
+    /// The configuration the flags select: the named scenario with its
+    /// defaults, or without `--scenario` the one that exposes the variant
+    /// (the replication scenario for the correct design); then every flag
+    /// given overrides.
     fn config(&self) -> ScenarioConfig {
+        let base = match self.scenario {
+            Some(scenario) => ScenarioConfig {
+                variant: self.variant,
+                ..ScenarioConfig::new(scenario)
+            },
+            None => ScenarioConfig::exposing(self.variant),
+        };
         ScenarioConfig {
-            scenario: self.scenario,
-            variant: self.variant,
-            clients: self
-                .clients
-                .map_or(self.scenario.default_clients(), usize::from),
-            network: self.network,
-            crashes: self
-                .crashes
-                .map_or(self.scenario.default_crashes(), usize::from),
-            failovers: self.failovers,
+            clients: self.clients.map_or(base.clients, usize::from),
+            network: self.network.unwrap_or(base.network),
+            crashes: self.crashes.map_or(base.crashes, usize::from),
+            failovers: self.failovers.unwrap_or(base.failovers),
             retries: self.retries,
+            ..base
         }
     }
 }
@@ -202,7 +209,9 @@ fn explore(args: &ExploreArgs) -> Result<()> {
     }
     use std::io::Write;
     std::io::stdout().flush()?;
-    scenario.build().checker().serve(args.addr);
+    ExploredModel::new(scenario.build(), scenario.properties())
+        .checker()
+        .serve(args.addr);
     Ok(())
 }
 

@@ -66,7 +66,13 @@ fn json_report_has_states_seconds_and_properties() {
 /// with one line per step.
 #[test]
 fn broken_commit_rule_exits_one_with_a_trace() {
-    let output = berth_check(&["check", "--variant", "async-ack"]);
+    let output = berth_check(&[
+        "check",
+        "--scenario",
+        "replication",
+        "--variant",
+        "async-ack",
+    ]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
@@ -125,11 +131,31 @@ fn broken_cutover_designs_are_refuted() {
 /// where it breaks instead of leaving the reader with a bare PASS.
 #[test]
 fn unexposed_variant_points_to_its_scenario() {
-    let output = berth_check(&["check", "--variant", "early-switch"]);
+    let output = berth_check(&[
+        "check",
+        "--scenario",
+        "replication",
+        "--variant",
+        "early-switch",
+    ]);
     let text = stdout(&output);
     assert!(
         text.contains("it breaks `no lost confirmed booking` with --scenario cutover"),
         "{text}"
+    );
+}
+
+/// Goal: without `--scenario`, a variant runs on the scenario that exposes
+/// it, with that scenario's faults (no-fencing: two epoch changes).
+#[test]
+fn variant_without_scenario_runs_where_it_is_exposed() {
+    let output = berth_check(&["check", "--variant", "no-fencing", "--first-violation"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        stderr(&output).contains("scenario failover (variant no-fencing, 1 clients, unordered network, 1 crashes, 0 retries, 2 failovers)"),
+        "{}",
+        stderr(&output)
     );
 }
 
@@ -270,7 +296,7 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
 /// One HTTP/1.0 GET against the Explorer; returns status line and body.
 /// Connects to the Explorer, which `explore` starts only after printing its
 /// URLs: retries refused connections for up to 30 seconds.
-fn connect(addr: &str) -> TcpStream {
+pub fn connect(addr: &str) -> TcpStream {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         match TcpStream::connect(addr) {
@@ -310,23 +336,17 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
     )
 }
 
-/// Goal: `berth-check explore --variant promote-lagging` serves the
-/// Explorer on loopback, prints the URL of the counterexample, and that
-/// path replays in the Explorer's API; the status names the model.
+/// Goal: `berth-check explore --variant multi-leader` (no `--scenario`: the
+/// one that exposes the variant) serves the Explorer on loopback, prints
+/// the URL of the counterexample, and that path replays in the Explorer's
+/// API, ending on the state that shows the double sale; the status names
+/// the model and its properties.
 #[test]
 fn explore_serves_the_counterexample() {
     let addr = "127.0.0.1:39317";
     let mut child = KillOnDrop(
         Command::new(binary("berth-check"))
-            .args([
-                "explore",
-                "--scenario",
-                "failover",
-                "--variant",
-                "promote-lagging",
-                "--addr",
-                addr,
-            ])
+            .args(["explore", "--variant", "multi-leader", "--addr", addr])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -343,7 +363,7 @@ fn explore_serves_the_counterexample() {
         if let Some(url) = line
             .split(": ")
             .nth(1)
-            .filter(|_| line.starts_with("counterexample of `no lost confirmed booking`"))
+            .filter(|_| line.starts_with("counterexample of `no double sale`"))
         {
             break url.to_owned();
         }
@@ -361,10 +381,17 @@ fn explore_serves_the_counterexample() {
     assert!(status.contains("200"), "{status}");
     assert!(page.contains("<html"), "{page}");
     let (_, model) = http_get(addr, "/.status");
-    assert!(model.contains("no lost confirmed booking"), "{model}");
-    let (status, states) = http_get(addr, &format!("/.states{steps}"));
+    assert!(model.contains("ExploredModel"), "{model}");
+    assert!(model.contains("no double sale"), "{model}");
+    // The states after the counterexample's last-but-one step: the one
+    // the URL opens on is among them, and says what it violates.
+    let (before, _) = steps.rsplit_once('/').unwrap();
+    let (status, states) = http_get(addr, &format!("/.states{before}"));
     assert!(status.contains("200"), "{status}: {states}");
-    assert!(states.contains("Placement"), "{states}");
+    assert!(
+        states.contains("VIOLATED `no double sale`: BCN-JFK-2026-07-14/C14 was sold twice"),
+        "{states}"
+    );
 }
 
 /// Goal: an address the Explorer cannot take is a clear usage error.

@@ -4,4 +4,5 @@
 //! which `cargo test --workspace` builds alongside the tests.
 
 mod checker_cli;
+mod explorer_browser;
 mod util;
