@@ -1,13 +1,13 @@
 //! Scenarios: which actors, which network, which faults. A scenario turns a
 //! `ScenarioConfig` into the `ActorModel` the checker explores.
 
-use berth_model::actor::ProtocolConfig;
+use berth_model::actor::{Detector, ProtocolConfig};
 use berth_model::controller::FailoverPolicy;
 use berth_model::placement::PlacementMap;
 use berth_model::properties::{self, BerthModel, BerthState, PropertySpec, RunControl};
 use berth_model::Epoch;
 use berth_model::{
-    BerthActor, Bucket, ClientActor, ControllerActor, InventoryUnit, ReplicaActor, Variant,
+    BerthActor, Bucket, ClientActor, ControllerActor, InventoryUnit, ReplicaActor, Task, Variant,
 };
 use serde::Serialize;
 use stateright::actor::{Id, LossyNetwork, Network};
@@ -283,6 +283,8 @@ impl ScenarioConfig {
             client_retries: self.retries,
             leader_resends: 0,
             resend_fences: false,
+            detector: Detector::Anytime,
+            max_append_entries: None,
             timeouts: Default::default(),
         };
         let layout = layout::Layout::of(self.scenario);
@@ -316,7 +318,7 @@ impl ScenarioConfig {
                 BerthActor::Client(ClientActor {
                     client: (layout.first_client + offset) as u64,
                     controller: layout::id(layout::CONTROLLER),
-                    units: vec![contended_unit()],
+                    tasks: vec![Task::Book(contended_unit())],
                     initial_map: map.clone(),
                     regional_replica: layout.regional_replica(offset),
                     config: protocol.clone(),

@@ -255,11 +255,7 @@ fn always_properties_catch_forged_violations() {
     let follower_index = 2;
     let mut follower = forged.actor_states[follower_index].as_ref().clone();
     if let NodeState::Replica(replica) = &mut follower {
-        replica
-            .buckets
-            .get_mut(&Bucket(0))
-            .unwrap()
-            .durable
+        Arc::make_mut(&mut replica.buckets.get_mut(&Bucket(0)).unwrap().durable)
             .placement
             .leader = Id::from(follower_index);
     }

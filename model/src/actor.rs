@@ -136,6 +136,14 @@ pub enum Msg {
         last_position: Position,
         last_epoch: Epoch,
     },
+    /// Operator → controller: fail `bucket` over from its leader now
+    /// (planned failover: the same fence-and-promote as for a suspected
+    /// leader).
+    Failover { bucket: Bucket },
+    /// Controller → replica (`Detector::Probes`): are you there?
+    Probe,
+    /// Replica → controller: the answer to `Probe`.
+    Alive,
 }
 
 impl fmt::Display for Msg {
@@ -146,6 +154,9 @@ impl fmt::Display for Msg {
                 epoch,
                 command,
             } => write!(f, "Request {{ {bucket}@{epoch} {command} }}"),
+            Msg::Failover { bucket } => write!(f, "Failover {{ {bucket} }}"),
+            Msg::Probe => f.write_str("Probe"),
+            Msg::Alive => f.write_str("Alive"),
             Msg::Reply {
                 bucket,
                 epoch,
@@ -281,6 +292,9 @@ pub enum Timer {
     /// Controller: the operator's planned move of the bucket is due (the
     /// checker's stand-in for `MoveBucket`).
     PlannedMove(Bucket),
+    /// Controller (`Detector::Probes`): probe every replica, count who did
+    /// not answer the last probe, act on those that are down.
+    Probe,
 }
 
 impl fmt::Display for Timer {
@@ -291,6 +305,7 @@ impl fmt::Display for Timer {
             Timer::SuspectLeader(bucket) => write!(f, "suspect leader of {bucket}"),
             Timer::SuspectSyncFollower(bucket) => write!(f, "suspect sync follower of {bucket}"),
             Timer::PlannedMove(bucket) => write!(f, "planned move of {bucket}"),
+            Timer::Probe => f.write_str("probe"),
         }
     }
 }
@@ -310,6 +325,8 @@ pub struct Timeouts {
     /// How long the controller waits before suspecting a bucket's leader or
     /// sync follower.
     pub suspect: Range<Duration>,
+    /// How often the controller probes the replicas (`Detector::Probes`).
+    pub probe: Range<Duration>,
 }
 
 impl Default for Timeouts {
@@ -318,8 +335,22 @@ impl Default for Timeouts {
             client_retry: Duration::from_millis(300)..Duration::from_millis(600),
             replicate: Duration::from_millis(100)..Duration::from_millis(200),
             suspect: Duration::from_millis(1000)..Duration::from_millis(1500),
+            probe: Duration::from_millis(250)..Duration::from_millis(300),
         }
     }
+}
+
+/// How the controller decides that a replica has failed. Safety never
+/// depends on it: a wrong suspicion costs an epoch, not a booking.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Detector {
+    /// Per-bucket suspicion timers that may fire at any moment: the
+    /// checker's stand-in for every detector, the wrong ones included.
+    #[default]
+    Anytime,
+    /// The controller probes every replica on `Timer::Probe`; a replica
+    /// that answered none of the last `misses` probes is down.
+    Probes { misses: u8 },
 }
 
 /// Settings every actor of one system shares.
@@ -340,6 +371,11 @@ pub struct ProtocolConfig {
     /// message in its network and the fence is saved, so a restarted
     /// controller resumes it rather than sending another.
     pub resend_fences: bool,
+    pub detector: Detector,
+    /// The most entries one `Append` (or `Snapshot`) carries; a follower
+    /// further behind catches up over several. `None`: no limit (the
+    /// checker). The runtime sets one so that a message fits a datagram.
+    pub max_append_entries: Option<usize>,
     pub timeouts: Timeouts,
 }
 
@@ -396,7 +432,7 @@ impl BerthActor {
                     Event::Msg(src, msg) => actor.on_msg(id, replica, src, msg, &mut sends),
                     Event::Timeout(timer) => actor.on_timeout(id, replica, timer, &mut sends),
                 }
-                replica.validate();
+                replica.validate(&durable_before);
                 let durable_after = replica.storage();
                 if durable_after != durable_before {
                     o.save(Storage::Replica(durable_after));
@@ -408,7 +444,7 @@ impl BerthActor {
                     Event::Msg(src, msg) => actor.on_msg(id, controller, src, msg, &mut sends),
                     Event::Timeout(timer) => actor.on_timeout(id, controller, timer, &mut sends),
                 }
-                if *controller != before {
+                if controller.durable_differs(&before) {
                     o.save(Storage::Controller(controller.clone()));
                 }
             }

@@ -1,18 +1,36 @@
-//! The client (router): books inventory units one after another.
+//! The client (router): runs its tasks one after another.
 //!
-//! For each unit it sends `Hold`, then `Confirm` with the granted hold, each
-//! under its own idempotency token. It routes with its cached placement map
-//! and the bucket's epoch; on `Redirect` it fetches the map from the
-//! controller and resends the same command, with the same token, once the
-//! map is newer; on its retry timer it resends the same command too. It
-//! therefore never turns one business action into two.
+//! A `Task::Book` sends `Hold`, then `Confirm` with the granted hold, each
+//! under its own idempotency token; `Task::Hold` and `Task::Confirm` are its
+//! halves, and `Task::Query` asks what became of a token. The client routes
+//! with its cached placement map and the bucket's epoch; on `Redirect` it
+//! fetches the map from the controller and resends the same message, with
+//! the same token, once the map is newer; on its retry timer it resends the
+//! same message too. It therefore never turns one business action into two.
+//! Every answer that ends a task is kept in `ClientState::answers`, in
+//! order, for whoever runs the client (the checker's properties read
+//! replies from the network instead).
 
 use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
 use crate::bucket::{Command, Op, Outcome};
 use crate::placement::PlacementMap;
-use crate::types::{InventoryUnit, Token};
+use crate::types::{Bucket, InventoryUnit, Token};
 use crate::variant::Variant;
+use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
+
+/// One thing a client does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Task {
+    /// Hold `unit`, then confirm the hold.
+    Book(InventoryUnit),
+    /// Hold `unit`; the hold's id is the action's token.
+    Hold(InventoryUnit),
+    /// Confirm the hold `hold` on `unit`.
+    Confirm { unit: InventoryUnit, hold: Token },
+    /// Ask `bucket`'s leader what became of `token`.
+    Query { bucket: Bucket, token: Token },
+}
 
 /// A client process and its script.
 #[derive(Clone, Debug)]
@@ -20,8 +38,8 @@ pub struct ClientActor {
     /// The client part of every token this client issues.
     pub client: u64,
     pub controller: Id,
-    /// The units to book, in order.
-    pub units: Vec<InventoryUnit>,
+    /// What to do, in order.
+    pub tasks: Vec<Task>,
     /// The map the router starts with (from its configuration).
     pub initial_map: PlacementMap,
     /// `Variant::MultiLeader` only: the replica in this client's region,
@@ -31,10 +49,26 @@ pub struct ClientActor {
     pub config: ProtocolConfig,
 }
 
+/// The message in flight and what it is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Command(Command),
+    Query { bucket: Bucket, token: Token },
+}
+
+impl Action {
+    fn token(&self) -> Token {
+        match self {
+            Action::Command(command) => command.token,
+            Action::Query { token, .. } => *token,
+        }
+    }
+}
+
 /// The action in flight.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Pending {
-    pub command: Command,
+    pub action: Action,
     pub retries_left: u8,
 }
 
@@ -43,22 +77,32 @@ pub struct Pending {
 pub struct ClientState {
     /// The cached placement map.
     pub map: PlacementMap,
-    /// Index into `units` of the unit being booked.
-    pub unit_index: usize,
+    /// Index into `tasks` of the task under way.
+    pub task_index: usize,
     /// The sequence number of the next token.
     pub next_seq: u32,
     pub pending: Option<Pending>,
+    /// The `Reply` or `NotDecided` that ended each finished step, in order.
+    pub answers: Vec<Msg>,
+}
+
+impl ClientState {
+    /// Whether every task has been answered.
+    pub fn done(&self, actor: &ClientActor) -> bool {
+        self.pending.is_none() && self.task_index >= actor.tasks.len()
+    }
 }
 
 impl ClientActor {
     pub fn on_start(&self, _id: Id, o: &mut Out<BerthActor>) -> ClientState {
         let mut state = ClientState {
             map: self.initial_map.clone(),
-            unit_index: 0,
+            task_index: 0,
             next_seq: 0,
             pending: None,
+            answers: Vec::new(),
         };
-        self.start_hold(&mut state, o);
+        self.start_task(&mut state, o);
         state
     }
 
@@ -75,27 +119,40 @@ impl ClientActor {
                 let Some(pending) = &state.pending else {
                     return; // ignore_reply_when_idle (a duplicate)
                 };
-                if pending.command.token != token {
+                if pending.action.token() != token {
                     return; // ignore_reply_for_other_token (a duplicate)
                 }
-                match (&pending.command.op, outcome) {
-                    (Op::Hold { unit }, Outcome::Held) => {
-                        let op = Op::Confirm {
-                            unit: unit.clone(),
-                            hold: token,
-                        };
-                        self.start(state, op, o);
+                let book = matches!(self.tasks.get(state.task_index), Some(Task::Book(_)));
+                let next = match (&pending.action, outcome) {
+                    (
+                        Action::Command(Command {
+                            op: Op::Hold { unit },
+                            ..
+                        }),
+                        Outcome::Held,
+                    ) if book => Some(Op::Confirm {
+                        unit: unit.clone(),
+                        hold: token,
+                    }),
+                    _ => None,
+                };
+                state.answers.push(msg);
+                match next {
+                    Some(op) => {
+                        let command = self.command(state, op);
+                        self.start(state, Action::Command(command), o);
                     }
-                    _ => {
-                        state.unit_index += 1;
-                        state.pending = None;
-                        o.cancel_timer(Timer::ClientRetry);
-                        self.start_hold(state, o);
-                    }
+                    None => self.finish_task(state, o),
                 }
             }
+            Msg::NotDecided { token, .. }
+                if state.pending.as_ref().map(|p| p.action.token()) == Some(token) =>
+            {
+                state.answers.push(msg);
+                self.finish_task(state, o);
+            }
             Msg::Redirect { token, .. }
-                if state.pending.as_ref().map(|p| p.command.token) == Some(token) =>
+                if state.pending.as_ref().map(|p| p.action.token()) == Some(token) =>
             {
                 o.send(self.controller, Msg::FetchMap);
             }
@@ -130,43 +187,81 @@ impl ClientActor {
         self.send_pending(state, o);
     }
 
-    fn start_hold(&self, state: &mut ClientState, o: &mut Out<BerthActor>) {
-        if let Some(unit) = self.units.get(state.unit_index) {
-            self.start(state, Op::Hold { unit: unit.clone() }, o);
-        }
+    fn finish_task(&self, state: &mut ClientState, o: &mut Out<BerthActor>) {
+        state.task_index += 1;
+        state.pending = None;
+        o.cancel_timer(Timer::ClientRetry);
+        self.start_task(state, o);
     }
 
-    fn start(&self, state: &mut ClientState, op: Op, o: &mut Out<BerthActor>) {
+    fn start_task(&self, state: &mut ClientState, o: &mut Out<BerthActor>) {
+        let action = match self.tasks.get(state.task_index) {
+            None => return,
+            Some(Task::Book(unit) | Task::Hold(unit)) => {
+                Action::Command(self.command(state, Op::Hold { unit: unit.clone() }))
+            }
+            Some(Task::Confirm { unit, hold }) => Action::Command(self.command(
+                state,
+                Op::Confirm {
+                    unit: unit.clone(),
+                    hold: *hold,
+                },
+            )),
+            Some(Task::Query { bucket, token }) => Action::Query {
+                bucket: *bucket,
+                token: *token,
+            },
+        };
+        self.start(state, action, o);
+    }
+
+    /// A command under a fresh token.
+    fn command(&self, state: &mut ClientState, op: Op) -> Command {
         let token = Token {
             client: self.client,
             seq: state.next_seq,
         };
         state.next_seq += 1;
+        Command { token, op }
+    }
+
+    fn start(&self, state: &mut ClientState, action: Action, o: &mut Out<BerthActor>) {
         state.pending = Some(Pending {
-            command: Command { token, op },
+            action,
             retries_left: self.config.client_retries,
         });
         self.send_pending(state, o);
     }
 
-    /// Routes the pending command with the cached map and sends it.
+    /// Routes the pending action with the cached map and sends it.
     fn send_pending(&self, state: &ClientState, o: &mut Out<BerthActor>) {
         let Some(pending) = &state.pending else {
             return;
         };
-        let (bucket, placement) = state.map.route(pending.command.op.unit());
+        let (bucket, placement) = match &pending.action {
+            Action::Command(command) => state.map.route(command.op.unit()),
+            Action::Query { bucket, .. } => match state.map.placement(*bucket) {
+                Some(placement) => (*bucket, placement),
+                None => return, // a bucket the map does not have
+            },
+        };
         let writer = match self.regional_replica {
             Some(replica) if self.config.variant == Variant::MultiLeader => replica,
             _ => placement.leader,
         };
-        o.send(
-            writer,
-            Msg::Request {
+        let msg = match &pending.action {
+            Action::Command(command) => Msg::Request {
                 bucket,
                 epoch: placement.epoch,
-                command: pending.command.clone(),
+                command: command.clone(),
             },
-        );
+            Action::Query { token, .. } => Msg::Query {
+                bucket,
+                epoch: placement.epoch,
+                token: *token,
+            },
+        };
+        o.send(writer, msg);
         if pending.retries_left > 0 {
             o.set_timer(
                 Timer::ClientRetry,

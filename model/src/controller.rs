@@ -24,14 +24,27 @@
 //! A controller that crashed between saving and publishing does not
 //! announce again: a replica that meets a newer epoch than its own (in a
 //! routed request or an append) fetches the placement from the controller.
+//!
+//! Changes run one at a time per bucket; different buckets change
+//! concurrently (a node that leads a thousand buckets fails over all of
+//! them at once).
+//!
+//! **Who suspects.** In the checker (`Detector::Anytime`) the suspicion
+//! timers fire at any moment, so every detector, including one that
+//! suspects a live leader, is explored; safety never depends on it. The
+//! runtime uses `Detector::Probes`: on every `Timer::Probe` the controller
+//! probes each replica, and a replica it has not heard from for `misses`
+//! probes in a row is down: each bucket it leads fails over, and each
+//! bucket it serves as sync follower is reconfigured. The operator's
+//! `Msg::Failover` runs the same failover on a live leader (planned).
 
-use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
+use crate::actor::{BerthActor, Detector, Msg, ProtocolConfig, Timer};
 use crate::placement::{BucketPlacement, GroupLayout, PlacementMap};
 use crate::types::{Bucket, Epoch, GroupId};
 use crate::variant::Variant;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// When the controller may change placements.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -65,24 +78,46 @@ pub struct Moving {
     pub destination: BucketPlacement,
 }
 
-/// A failover waiting for the fenced commit quorum's report.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Fencing {
-    pub bucket: Bucket,
-    /// The epoch the sync followers are asked to promise.
-    pub epoch: Epoch,
-}
-
-/// The controller's state, all of it durable: the map, and the failover in
-/// progress, saved before its fence is sent so that a restarted controller
-/// resumes the same failover instead of starting another.
+/// The controller's state. Durable: the map, and the failovers and moves in
+/// progress, saved before their first message is sent so that a restarted
+/// controller resumes them instead of starting others. Volatile: what the
+/// failure detector heard (`Liveness`), which a restart forgets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ControllerState {
     pub map: PlacementMap,
-    /// The failover in progress, if any (one change at a time).
-    pub fencing: Option<Fencing>,
-    /// The move in progress, if any (one change at a time).
-    pub moving: Option<Moving>,
+    /// Failovers in progress: the epoch each bucket's sync followers are
+    /// asked to promise.
+    pub fencing: BTreeMap<Bucket, Epoch>,
+    /// Moves in progress.
+    pub moving: BTreeMap<Bucket, Moving>,
+    #[serde(skip)]
+    pub liveness: Liveness,
+}
+
+/// The probe detector's memory (`Detector::Probes`; empty in the checker).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Liveness {
+    /// Replicas heard from since the last probe.
+    pub heard: BTreeSet<Id>,
+    /// Probes in a row each replica has not answered.
+    pub missed: BTreeMap<Id, u8>,
+}
+
+impl ControllerState {
+    /// Whether the durable part differs from `other`'s.
+    pub fn durable_differs(&self, other: &ControllerState) -> bool {
+        self.map != other.map || self.fencing != other.fencing || self.moving != other.moving
+    }
+
+    /// The replicas the detector considers down after `misses` probes.
+    pub fn down(&self, misses: u8) -> BTreeSet<Id> {
+        self.liveness
+            .missed
+            .iter()
+            .filter(|(_, missed)| **missed >= misses)
+            .map(|(id, _)| *id)
+            .collect()
+    }
 }
 
 impl ControllerActor {
@@ -92,11 +127,13 @@ impl ControllerActor {
         storage: Option<&ControllerState>,
         o: &mut Out<BerthActor>,
     ) -> ControllerState {
-        let state = storage.cloned().unwrap_or_else(|| ControllerState {
+        let mut state = storage.cloned().unwrap_or_else(|| ControllerState {
             map: self.initial_map.clone(),
-            fencing: None,
-            moving: None,
+            fencing: BTreeMap::new(),
+            moving: BTreeMap::new(),
+            liveness: Liveness::default(),
         });
+        state.liveness = Liveness::default();
         if storage.is_none() {
             for (bucket, _) in &self.planned_moves {
                 o.set_timer(
@@ -105,8 +142,15 @@ impl ControllerActor {
                 );
             }
         }
-        for index in 0..state.map.bucket_count() {
-            self.arm_suspicion(&state.map, Bucket(index), o);
+        match self.config.detector {
+            Detector::Anytime => {
+                for index in 0..state.map.bucket_count() {
+                    self.arm_suspicion(&state.map, Bucket(index), o);
+                }
+            }
+            Detector::Probes { .. } => {
+                o.set_timer(Timer::Probe, self.config.timeouts.probe.clone());
+            }
         }
         state
     }
@@ -119,8 +163,16 @@ impl ControllerActor {
         msg: Msg,
         o: &mut Out<BerthActor>,
     ) {
+        if let Detector::Probes { .. } = self.config.detector {
+            if self.is_replica(src) {
+                state.liveness.heard.insert(src);
+            }
+        }
         match msg {
             Msg::FetchMap => o.send(src, Msg::Map(state.map.clone())),
+            Msg::Failover { bucket } => {
+                self.suspect_leader(state, bucket, o);
+            }
             Msg::FetchPlacement { bucket } => {
                 if let Some(placement) = state.map.placement(bucket) {
                     o.send(
@@ -144,11 +196,11 @@ impl ControllerActor {
                 epoch,
                 barrier: _,
             } => {
-                let Some(moving) = state.moving.clone() else {
+                let Some(moving) = state.moving.get(&bucket).cloned() else {
                     return; // ignore_moved_out_of_aborted_move
                 };
                 let current = state.map.placement(bucket).map(|p| p.epoch);
-                if moving.bucket != bucket || moving.epoch != epoch || current != Some(epoch) {
+                if moving.epoch != epoch || current != Some(epoch) {
                     return; // compare-and-set on the epoch
                 }
                 if src != state.map.buckets[bucket.0 as usize].leader {
@@ -177,8 +229,11 @@ impl ControllerActor {
         let Some(layout) = self.groups.iter().find(|layout| layout.group == group) else {
             return; // ignore_move_to_unknown_group
         };
-        if placement.group == group || state.fencing.is_some() || state.moving.is_some() {
-            return; // already there, or another change is in progress
+        if placement.group == group
+            || state.fencing.contains_key(&bucket)
+            || state.moving.contains_key(&bucket)
+        {
+            return; // already there, or another change of it is in progress
         }
         let destination = layout.placement_at(placement.epoch.next());
         o.send(
@@ -195,11 +250,14 @@ impl ControllerActor {
             self.publish(state, bucket, destination, o);
             return;
         }
-        state.moving = Some(Moving {
+        state.moving.insert(
             bucket,
-            epoch: placement.epoch,
-            destination,
-        });
+            Moving {
+                bucket,
+                epoch: placement.epoch,
+                destination,
+            },
+        );
     }
 
     pub fn on_timeout(
@@ -209,11 +267,20 @@ impl ControllerActor {
         timer: &Timer,
         o: &mut Out<BerthActor>,
     ) {
-        let bucket = match timer {
-            Timer::SuspectLeader(bucket) | Timer::SuspectSyncFollower(bucket) => *bucket,
+        match timer {
+            Timer::SuspectLeader(bucket) => {
+                if !self.suspect_leader(state, *bucket, o) {
+                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+                }
+            }
+            Timer::SuspectSyncFollower(bucket) => {
+                if !self.suspect_sync_follower(state, *bucket, o) {
+                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+                }
+            }
             Timer::PlannedMove(bucket) => {
-                if state.fencing.is_some() {
-                    // One change at a time: plan again later.
+                if state.fencing.contains_key(bucket) {
+                    // One change of a bucket at a time: plan again later.
                     o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
                     return;
                 }
@@ -222,93 +289,178 @@ impl ControllerActor {
                         self.start_move(state, *bucket, *group, o);
                     }
                 }
-                return;
             }
-            Timer::ClientRetry | Timer::Replicate(_) => return,
-        };
-        let Some(placement) = state.map.placement(bucket).cloned() else {
+            Timer::Probe => self.probe(state, o),
+            Timer::ClientRetry | Timer::Replicate(_) => {}
+        }
+    }
+
+    /// `Detector::Probes`: count the replicas that did not answer the last
+    /// probe, fail over what a down replica leads and reconfigure what it
+    /// serves as sync follower, resend what may have been lost, probe
+    /// again.
+    fn probe(&self, state: &mut ControllerState, o: &mut Out<BerthActor>) {
+        let Detector::Probes { misses } = self.config.detector else {
             return;
+        };
+        let replicas: BTreeSet<Id> = state.map.buckets.iter().flat_map(members).collect();
+        let heard = std::mem::take(&mut state.liveness.heard);
+        for replica in &replicas {
+            let missed = state.liveness.missed.entry(*replica).or_default();
+            *missed = if heard.contains(replica) {
+                0
+            } else {
+                missed.saturating_add(1)
+            };
+            o.send(*replica, Msg::Probe);
+        }
+        let down = state.down(misses);
+        if self.failover.is_some() && !down.is_empty() {
+            for index in 0..state.map.bucket_count() {
+                let bucket = Bucket(index);
+                let Some(placement) = state.map.placement(bucket) else {
+                    continue;
+                };
+                if down.contains(&placement.leader) {
+                    self.suspect_leader(state, bucket, o);
+                } else if placement
+                    .sync_followers
+                    .iter()
+                    .any(|follower| down.contains(follower))
+                {
+                    self.suspect_sync_follower(state, bucket, o);
+                }
+            }
+        }
+        if self.config.resend_fences {
+            self.resend(state, o);
+        }
+        o.set_timer(Timer::Probe, self.config.timeouts.probe.clone());
+    }
+
+    /// Resends the fences and move requests in progress (UDP may have lost
+    /// them; each is idempotent at the replica).
+    fn resend(&self, state: &ControllerState, o: &mut Out<BerthActor>) {
+        for (bucket, epoch) in &state.fencing {
+            if let Some(placement) = state.map.placement(*bucket) {
+                for follower in &placement.sync_followers {
+                    o.send(
+                        *follower,
+                        Msg::Fence {
+                            bucket: *bucket,
+                            epoch: *epoch,
+                        },
+                    );
+                }
+            }
+        }
+        for (bucket, moving) in &state.moving {
+            if let Some(placement) = state.map.placement(*bucket) {
+                o.send(
+                    placement.leader,
+                    Msg::MoveOut {
+                        bucket: *bucket,
+                        epoch: moving.epoch,
+                        destination: moving.destination.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Fails `bucket` over from its leader: fence the commit quorum at N+1
+    /// (the promotion follows their report, `on_fenced`). Returns whether
+    /// the suspicion is settled (acted on, or moot because the bucket may
+    /// not advance) rather than to be tried again later.
+    fn suspect_leader(
+        &self,
+        state: &mut ControllerState,
+        bucket: Bucket,
+        o: &mut Out<BerthActor>,
+    ) -> bool {
+        let Some(placement) = state.map.placement(bucket).cloned() else {
+            return true;
         };
         if !self.may_advance(&placement) {
-            return; // the timer lapses: this bucket's epochs are spent
+            return true; // this bucket's epochs are spent
         }
-        if *timer == Timer::SuspectLeader(bucket)
-            && state
-                .moving
-                .as_ref()
-                .is_some_and(|moving| moving.bucket == bucket)
-        {
-            // The source leader is suspected mid-move: abort the move (its
-            // `MovedOut` will be ignored; the destination never became
-            // owner) and fail over below.
-            state.moving = None;
-        }
-        if state.moving.is_some() {
-            o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
-            return;
-        }
-        if let Some(fencing) = &state.fencing {
-            // One change at a time. A fence may have been lost: resend it
-            // if so configured (see `ProtocolConfig::resend_fences`).
-            if self.config.resend_fences && *timer == Timer::SuspectLeader(fencing.bucket) {
-                if let Some(placement) = state.map.placement(fencing.bucket) {
-                    for follower in &placement.sync_followers {
-                        o.send(
-                            *follower,
-                            Msg::Fence {
-                                bucket: fencing.bucket,
-                                epoch: fencing.epoch,
-                            },
-                        );
-                    }
-                }
-            }
-            o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
-            return;
-        }
-        match timer {
-            Timer::SuspectLeader(_) => {
-                if placement.sync_followers.is_empty() {
-                    // Nobody else holds the committed prefix: wait for the
-                    // leader to return.
-                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
-                    return;
-                }
-                let epoch = placement.epoch.next();
-                if self.config.variant == Variant::NoFencing {
-                    // The broken failover: promote the sync follower at
-                    // once, never asking what it holds.
-                    let mut next = placement.clone();
-                    next.epoch = epoch;
-                    next.leader = placement.sync_followers[0];
-                    next.sync_followers[0] = placement.leader;
-                    self.publish(state, bucket, next, o);
-                    return;
-                }
-                state.fencing = Some(Fencing { bucket, epoch });
+        // A source leader suspected mid-move aborts the move (its
+        // `MovedOut` will be ignored; the destination never became owner)
+        // and fails over below.
+        state.moving.remove(&bucket);
+        if let Some(epoch) = state.fencing.get(&bucket) {
+            // A failover of this bucket is in progress. A fence may have
+            // been lost: resend it if so configured (see
+            // `ProtocolConfig::resend_fences`).
+            if self.config.resend_fences {
                 for follower in &placement.sync_followers {
-                    o.send(*follower, Msg::Fence { bucket, epoch });
+                    o.send(
+                        *follower,
+                        Msg::Fence {
+                            bucket,
+                            epoch: *epoch,
+                        },
+                    );
                 }
             }
-            Timer::SuspectSyncFollower(_) => {
-                let (Some(suspect), Some(replacement)) = (
-                    placement.sync_followers.first().copied(),
-                    placement.async_followers.first().copied(),
-                ) else {
-                    // No sync follower to replace, or nobody to replace it
-                    // with: the group keeps its quorum and writes wait.
-                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
-                    return;
-                };
-                let mut next = placement.clone();
-                next.epoch = placement.epoch.next();
-                next.sync_followers[0] = replacement;
-                next.async_followers.retain(|id| *id != replacement);
-                next.async_followers.push(suspect);
-                self.publish(state, bucket, next, o);
-            }
-            _ => unreachable!("only suspicion timers get here"),
+            return false;
         }
+        if placement.sync_followers.is_empty() {
+            // Nobody else holds the committed prefix: wait for the leader
+            // to return.
+            return false;
+        }
+        let epoch = placement.epoch.next();
+        if self.config.variant == Variant::NoFencing {
+            // The broken failover: promote the sync follower at once, never
+            // asking what it holds.
+            let mut next = placement.clone();
+            next.epoch = epoch;
+            next.leader = placement.sync_followers[0];
+            next.sync_followers[0] = placement.leader;
+            self.publish(state, bucket, next, o);
+            return true;
+        }
+        state.fencing.insert(bucket, epoch);
+        for follower in &placement.sync_followers {
+            o.send(*follower, Msg::Fence { bucket, epoch });
+        }
+        true
+    }
+
+    /// Moves the first async follower of `bucket` into the sync role
+    /// through epoch N+1; the suspected sync follower becomes async.
+    /// Returns whether the suspicion is settled (see `suspect_leader`).
+    fn suspect_sync_follower(
+        &self,
+        state: &mut ControllerState,
+        bucket: Bucket,
+        o: &mut Out<BerthActor>,
+    ) -> bool {
+        let Some(placement) = state.map.placement(bucket).cloned() else {
+            return true;
+        };
+        if !self.may_advance(&placement) {
+            return true;
+        }
+        if state.fencing.contains_key(&bucket) || state.moving.contains_key(&bucket) {
+            return false; // one change of a bucket at a time
+        }
+        let (Some(suspect), Some(replacement)) = (
+            placement.sync_followers.first().copied(),
+            placement.async_followers.first().copied(),
+        ) else {
+            // No sync follower to replace, or nobody to replace it with: the
+            // group keeps its quorum and writes wait.
+            return false;
+        };
+        let mut next = placement.clone();
+        next.epoch = placement.epoch.next();
+        next.sync_followers[0] = replacement;
+        next.async_followers.retain(|id| *id != replacement);
+        next.async_followers.push(suspect);
+        self.publish(state, bucket, next, o);
+        true
     }
 
     /// A sync follower promised the fencing epoch and reported its log:
@@ -322,7 +474,7 @@ impl ControllerActor {
         last_epoch: Epoch,
         o: &mut Out<BerthActor>,
     ) {
-        if state.fencing != Some(Fencing { bucket, epoch }) {
+        if state.fencing.get(&bucket) != Some(&epoch) {
             return; // ignore_stale_fenced: not the failover in progress
         }
         let Some(placement) = state.map.placement(bucket).cloned() else {
@@ -371,8 +523,8 @@ impl ControllerActor {
         let former: BTreeSet<Id> = members(&previous).collect();
         state.map.buckets[bucket.0 as usize] = next;
         state.map.version += 1;
-        state.fencing = None;
-        state.moving = None;
+        state.fencing.remove(&bucket);
+        state.moving.remove(&bucket);
         self.announce(&state.map, bucket, &former, o);
         self.arm_suspicion(&state.map, bucket, o);
     }
@@ -407,7 +559,7 @@ impl ControllerActor {
         let Some(placement) = map.placement(bucket) else {
             return;
         };
-        if self.failover.is_none() {
+        if self.failover.is_none() || self.config.detector != Detector::Anytime {
             return;
         }
         for timer in [
@@ -420,6 +572,15 @@ impl ControllerActor {
                 o.cancel_timer(timer);
             }
         }
+    }
+
+    /// Whether `src` is a replica of some group (the detector's concern).
+    fn is_replica(&self, src: Id) -> bool {
+        self.groups.iter().any(|group| {
+            group.leader == src
+                || group.sync_followers.contains(&src)
+                || group.async_followers.contains(&src)
+        })
     }
 
     /// Whether failover is enabled and `placement` may take another epoch.
@@ -685,7 +846,7 @@ mod tests {
             told,
             BTreeSet::from([LEADER, SYNC, ASYNC, DEST_LEADER, DEST_SYNC])
         );
-        assert!(state.as_controller().unwrap().moving.is_none());
+        assert!(state.as_controller().unwrap().moving.is_empty());
     }
 
     /// Goal: suspecting the source leader mid-move aborts the move and
@@ -696,8 +857,8 @@ mod tests {
         deliver(&actor, &mut state, 99, move_request());
         fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
         let controller = state.as_controller().unwrap();
-        assert!(controller.moving.is_none());
-        assert!(controller.fencing.is_some());
+        assert!(controller.moving.is_empty());
+        assert!(!controller.fencing.is_empty());
         let before = state.clone();
         assert!(deliver(&actor, &mut state, LEADER, moved_out(1)).is_empty());
         assert_eq!(state, before);

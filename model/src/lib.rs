@@ -39,7 +39,7 @@ pub mod variant;
 
 pub use actor::{BerthActor, Msg, NodeState, ProtocolConfig, Storage, Timeouts, Timer};
 pub use bucket::{BucketState, Command, Op, Outcome, Refusal};
-pub use client::ClientActor;
+pub use client::{ClientActor, ClientState, Task};
 pub use controller::ControllerActor;
 pub use placement::{BucketPlacement, PlacementMap, Role};
 pub use replica::ReplicaActor;

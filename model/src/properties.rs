@@ -435,7 +435,7 @@ fn controller_map(state: &BerthState) -> Option<&PlacementMap> {
 /// What `replica` has on disk for `bucket`.
 fn durable_bucket(state: &BerthState, replica: Id, bucket: Bucket) -> Option<&DurableBucket> {
     match state.actor_storages.get(usize::from(replica))? {
-        Some(Storage::Replica(storage)) => storage.get(&bucket),
+        Some(Storage::Replica(storage)) => storage.get(&bucket).map(|durable| &**durable),
         _ => None,
     }
 }

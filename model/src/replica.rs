@@ -67,8 +67,10 @@ pub struct DurableBucket {
     pub moving_to: Option<BucketPlacement>,
 }
 
-/// A replica's durable state: its buckets.
-pub type ReplicaStorage = BTreeMap<Bucket, DurableBucket>;
+/// A replica's durable state: its buckets. Shared (`Arc`), so that taking
+/// a replica's storage or comparing it after a step costs one pointer per
+/// bucket, and a step copies only the bucket it changes.
+pub type ReplicaStorage = BTreeMap<Bucket, Arc<DurableBucket>>;
 
 /// A client waiting for the commit of the entry that decides its token.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,7 +93,8 @@ pub struct LeaderState {
 /// One bucket at one replica.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BucketReplica {
-    pub durable: DurableBucket,
+    /// Copy-on-write: shared with the last saved storage until changed.
+    pub durable: Arc<DurableBucket>,
     pub leader: LeaderState,
 }
 
@@ -211,7 +214,7 @@ impl LeaderState {
 }
 
 impl BucketReplica {
-    fn new(durable: DurableBucket, config: &ProtocolConfig) -> Self {
+    fn new(durable: Arc<DurableBucket>, config: &ProtocolConfig) -> Self {
         BucketReplica {
             durable,
             leader: LeaderState::new(config),
@@ -255,18 +258,25 @@ impl ReplicaState {
     pub fn storage(&self) -> ReplicaStorage {
         self.buckets
             .iter()
-            .map(|(bucket, replica)| (*bucket, replica.durable.clone()))
+            .map(|(bucket, replica)| (*bucket, Arc::clone(&replica.durable)))
             .collect()
     }
 
-    /// Asserts the invariants of every bucket (debug builds only):
-    /// `commit ≤ last`, the promised epoch is at least the placement's, and
-    /// the idempotency table holds exactly the committed decisions.
-    pub fn validate(&self) {
+    /// Asserts the invariants of every bucket changed since `before` (debug
+    /// builds only): `commit ≤ last`, the promised epoch is at least the
+    /// placement's, and the idempotency table holds exactly the committed
+    /// decisions.
+    pub fn validate(&self, before: &ReplicaStorage) {
         if !cfg!(debug_assertions) {
             return;
         }
         for (bucket, replica) in &self.buckets {
+            if before
+                .get(bucket)
+                .is_some_and(|old| Arc::ptr_eq(old, &replica.durable))
+            {
+                continue;
+            }
             let durable = &replica.durable;
             assert!(
                 durable.commit_position <= durable.log.last_position(),
@@ -307,7 +317,7 @@ impl ReplicaActor {
                 .roles_of(id)
                 .map(|(bucket, _role)| {
                     let placement = self.initial_map.buckets[bucket.0 as usize].clone();
-                    (bucket, DurableBucket::empty(placement))
+                    (bucket, Arc::new(DurableBucket::empty(placement)))
                 })
                 .collect(),
         };
@@ -344,7 +354,7 @@ impl ReplicaActor {
                 let Some(replica) = state.buckets.get_mut(&bucket) else {
                     return; // ignore_append_for_unknown_bucket
                 };
-                let durable = &mut replica.durable;
+                let durable = &replica.durable;
                 let checked = self.config.variant != Variant::UncheckedEpoch;
                 if checked && epoch < durable.promised_epoch {
                     o.send(
@@ -366,6 +376,7 @@ impl ReplicaActor {
                 {
                     return; // ignore_append_from_unknown_epoch: not our placement's leader
                 }
+                let durable = Arc::make_mut(&mut replica.durable);
                 let Ok(position) = durable.log.append_after(
                     prev_position,
                     prev_epoch,
@@ -413,6 +424,13 @@ impl ReplicaActor {
                 let was_moved_out = Self::moved_out(replica);
                 replica.leader.match_positions.insert(src, position);
                 replica.leader.retransmits_left = self.config.leader_resends;
+                if self.config.max_append_entries.is_some() {
+                    // Catching up in bounded appends: send the next one.
+                    let learners = replica.durable.learners();
+                    if let Some(next) = self.append_for(bucket, replica, src, &learners) {
+                        o.send(src, next);
+                    }
+                }
                 self.commit_and_reply(bucket, replica, o);
                 self.advance_move(bucket, replica, was_moved_out, o);
             }
@@ -423,7 +441,7 @@ impl ReplicaActor {
                 // A follower promised a newer epoch: this leader is fenced and
                 // must never append at its old epoch again.
                 if epoch > replica.durable.promised_epoch {
-                    replica.durable.promised_epoch = epoch;
+                    Arc::make_mut(&mut replica.durable).promised_epoch = epoch;
                     replica.leader = LeaderState::new(&self.config);
                 }
             }
@@ -448,7 +466,11 @@ impl ReplicaActor {
             Msg::Snapshot(snapshot) => {
                 self.on_snapshot(id, state, src, Arc::unwrap_or_clone(snapshot), o)
             }
+            Msg::Probe if src == self.controller => o.send(src, Msg::Alive),
             Msg::MoveOut { .. }
+            | Msg::Probe
+            | Msg::Alive
+            | Msg::Failover { .. }
             | Msg::MoveBucket { .. }
             | Msg::MovedOut { .. }
             | Msg::Fence { .. }
@@ -504,14 +526,14 @@ impl ReplicaActor {
         let Some(replica) = state.buckets.get_mut(&bucket) else {
             return;
         };
-        let durable = &mut replica.durable;
-        if epoch <= durable.placement.epoch || epoch < durable.promised_epoch {
+        if epoch <= replica.durable.placement.epoch || epoch < replica.durable.promised_epoch {
             return; // ignore_stale_fence: that epoch is already settled
         }
-        if epoch > durable.promised_epoch {
-            durable.promised_epoch = epoch;
+        if epoch > replica.durable.promised_epoch {
+            Arc::make_mut(&mut replica.durable).promised_epoch = epoch;
             replica.leader = LeaderState::new(&self.config);
         }
+        let durable = &replica.durable;
         o.send(
             controller,
             Msg::Fenced {
@@ -547,13 +569,15 @@ impl ReplicaActor {
                 let mut fresh = DurableBucket::empty(placement.clone());
                 fresh.placement.epoch = Epoch(placement.epoch.0.saturating_sub(1));
                 fresh.promised_epoch = fresh.placement.epoch;
-                entry.insert(BucketReplica::new(fresh, &self.config))
+                entry.insert(BucketReplica::new(Arc::new(fresh), &self.config))
             }
         };
-        let durable = &mut replica.durable;
-        if placement.epoch <= durable.placement.epoch || placement.epoch < durable.promised_epoch {
+        if placement.epoch <= replica.durable.placement.epoch
+            || placement.epoch < replica.durable.promised_epoch
+        {
             return; // ignore_older_placement
         }
+        let durable = Arc::make_mut(&mut replica.durable);
         let epoch = placement.epoch;
         durable.placement = placement;
         durable.promised_epoch = epoch;
@@ -588,7 +612,7 @@ impl ReplicaActor {
         let Some(replica) = state.buckets.get_mut(&bucket) else {
             return;
         };
-        let durable = &mut replica.durable;
+        let durable = &replica.durable;
         if !durable.is_leader(id)
             || durable.placement.epoch != epoch
             || durable.moving_to.is_some()
@@ -596,7 +620,7 @@ impl ReplicaActor {
         {
             return; // ignore_stale_move_out: not this epoch's leader, or already moving
         }
-        durable.moving_to = Some(destination);
+        Arc::make_mut(&mut replica.durable).moving_to = Some(destination);
         self.send_appends(bucket, replica, FollowerSet::All, o);
         self.advance_move(bucket, replica, false, o);
     }
@@ -660,9 +684,12 @@ impl ReplicaActor {
             None => {}
         }
         let replica = state.buckets.entry(bucket).or_insert_with(|| {
-            BucketReplica::new(DurableBucket::empty(placement.clone()), &self.config)
+            BucketReplica::new(
+                Arc::new(DurableBucket::empty(placement.clone())),
+                &self.config,
+            )
         });
-        let durable = &mut replica.durable;
+        let durable = Arc::make_mut(&mut replica.durable);
         if !member {
             durable.placement = placement;
             durable.promised_epoch = epoch;
@@ -800,7 +827,7 @@ impl ReplicaActor {
         let Some(replica) = self.leading(id, state, client, bucket, epoch, token, o) else {
             return;
         };
-        let durable = &mut replica.durable;
+        let durable = &replica.durable;
         let idempotent = self.config.variant != Variant::NoIdempotency;
         if let Some(reply) = recorded_reply(bucket, durable, token).filter(|_| idempotent) {
             // A retry of a committed action: the recorded outcome, no new effect.
@@ -816,6 +843,7 @@ impl ReplicaActor {
                 position
             }
             None => {
+                let durable = Arc::make_mut(&mut replica.durable);
                 let position = durable
                     .log
                     .push(Entry::command(durable.placement.epoch, command));
@@ -849,8 +877,8 @@ impl ReplicaActor {
         command: Command,
         o: &mut Out<BerthActor>,
     ) {
-        let durable = &mut replica.durable;
-        if recorded_reply(bucket, durable, command.token).is_none() {
+        if recorded_reply(bucket, &replica.durable, command.token).is_none() {
+            let durable = Arc::make_mut(&mut replica.durable);
             let epoch = durable.placement.epoch;
             let position = durable.log.push(Entry::command(epoch, command.clone()));
             durable.commit_through(position);
@@ -863,7 +891,7 @@ impl ReplicaActor {
                 },
             );
         }
-        if let Some(reply) = recorded_reply(bucket, durable, command.token) {
+        if let Some(reply) = recorded_reply(bucket, &replica.durable, command.token) {
             o.send(client, reply);
         }
     }
@@ -878,7 +906,6 @@ impl ReplicaActor {
         o: &mut Out<BerthActor>,
     ) -> bool {
         let durable = &replica.durable;
-        let last = durable.log.last_position();
         let mut lagging = false;
         let mut followers: Vec<Id> = match set {
             FollowerSet::All => durable.placement.followers().collect(),
@@ -889,47 +916,70 @@ impl ReplicaActor {
             followers.extend(learners.iter().copied());
         }
         for follower in followers {
-            let matched = replica.leader.match_positions.get(&follower).copied();
-            if matched.is_some_and(|matched| matched >= last) {
-                continue;
+            if let Some(message) = self.append_for(bucket, replica, follower, &learners) {
+                lagging = true;
+                o.send(follower, message);
             }
-            lagging = true;
-            let matched = matched.unwrap_or_default();
-            let unknown_learner = learners.contains(&follower)
-                && !replica.leader.match_positions.contains_key(&follower);
-            let message = if unknown_learner || matched < durable.log.start() {
-                // A destination of a move starts from a snapshot; so does a
-                // follower behind this leader's own snapshot.
-                let position = durable.commit_position;
-                Msg::Snapshot(Arc::new(Snapshot {
-                    bucket,
-                    epoch: durable.placement.epoch,
-                    placement: durable.placement.clone(),
-                    position,
-                    position_epoch: durable
-                        .log
-                        .epoch_at(position)
-                        .expect("the commit position is in the log or its snapshot"),
-                    state: durable.applied.clone(),
-                    entries: durable.log.entries_after(position).to_vec(),
-                    commit_position: position,
-                }))
-            } else {
-                Msg::Append {
-                    bucket,
-                    epoch: durable.placement.epoch,
-                    prev_position: matched,
-                    prev_epoch: durable
-                        .log
-                        .epoch_at(matched)
-                        .expect("matched entries exist"),
-                    entries: durable.log.entries_after(matched).to_vec(),
-                    commit_position: durable.commit_position,
-                }
-            };
-            o.send(follower, message);
         }
         lagging
+    }
+
+    /// What `follower` (or learner) lacks of the leader's log, as an
+    /// `Append` after the position it last matched, or a `Snapshot` if it
+    /// is a learner yet unheard from or behind the leader's own snapshot;
+    /// at most `max_append_entries` entries. `None` if it lacks nothing.
+    fn append_for(
+        &self,
+        bucket: Bucket,
+        replica: &BucketReplica,
+        follower: Id,
+        learners: &[Id],
+    ) -> Option<Msg> {
+        let durable = &replica.durable;
+        let matched = replica.leader.match_positions.get(&follower).copied();
+        if matched.is_some_and(|matched| matched >= durable.log.last_position()) {
+            return None;
+        }
+        let matched = matched.unwrap_or_default();
+        let limit = |entries: &[Entry]| -> Vec<Entry> {
+            let count = self
+                .config
+                .max_append_entries
+                .map_or(entries.len(), |limit| limit.min(entries.len()));
+            entries[..count].to_vec()
+        };
+        let unknown_learner =
+            learners.contains(&follower) && !replica.leader.match_positions.contains_key(&follower);
+        Some(if unknown_learner || matched < durable.log.start() {
+            // A destination of a move starts from a snapshot; so does a
+            // follower behind this leader's own snapshot.
+            let position = durable.commit_position;
+            Msg::Snapshot(Arc::new(Snapshot {
+                bucket,
+                epoch: durable.placement.epoch,
+                placement: durable.placement.clone(),
+                position,
+                position_epoch: durable
+                    .log
+                    .epoch_at(position)
+                    .expect("the commit position is in the log or its snapshot"),
+                state: durable.applied.clone(),
+                entries: limit(durable.log.entries_after(position)),
+                commit_position: position,
+            }))
+        } else {
+            Msg::Append {
+                bucket,
+                epoch: durable.placement.epoch,
+                prev_position: matched,
+                prev_epoch: durable
+                    .log
+                    .epoch_at(matched)
+                    .expect("matched entries exist"),
+                entries: limit(durable.log.entries_after(matched)),
+                commit_position: durable.commit_position,
+            }
+        })
     }
 
     /// Whether a moving leader's barrier is committed in its own group and
@@ -973,7 +1023,9 @@ impl ReplicaActor {
             });
             if caught_up {
                 let epoch = durable.placement.epoch;
-                replica.durable.log.push(Entry::barrier(epoch));
+                Arc::make_mut(&mut replica.durable)
+                    .log
+                    .push(Entry::barrier(epoch));
                 self.send_appends(bucket, replica, FollowerSet::All, o);
                 self.commit_and_reply(bucket, replica, o);
             }
@@ -999,7 +1051,9 @@ impl ReplicaActor {
         o: &mut Out<BerthActor>,
     ) {
         let quorum = replica.quorum_position(self.config.variant);
-        replica.durable.commit_through(quorum);
+        if quorum > replica.durable.commit_position {
+            Arc::make_mut(&mut replica.durable).commit_through(quorum);
+        }
         let durable = &replica.durable;
         let committed: Vec<Waiter> = replica
             .leader
@@ -1124,12 +1178,8 @@ mod tests {
     fn stale_epoch_append_is_refused_and_fences_the_leader() {
         let mut follower = start(SYNC);
         if let crate::actor::NodeState::Replica(state) = &mut follower {
-            state
-                .buckets
-                .get_mut(&Bucket(0))
-                .unwrap()
-                .durable
-                .promised_epoch = Epoch(2);
+            Arc::make_mut(&mut state.buckets.get_mut(&Bucket(0)).unwrap().durable).promised_epoch =
+                Epoch(2);
         }
         let before = follower.clone();
         let stale_append = Msg::Append {

@@ -286,7 +286,7 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
         assert!(row["trace_length"].as_u64().unwrap() >= 2, "{row}");
     }
     let correct = report["correct"].as_array().unwrap();
-    assert_eq!(correct.len(), 4);
+    assert_eq!(correct.len(), 5, "{correct:?}");
     assert!(
         correct.iter().all(|row| row["passes"] == true),
         "{correct:?}"
