@@ -164,9 +164,8 @@ impl ControllerActor {
         o: &mut Out<BerthActor>,
     ) {
         if let Detector::Probes { .. } = self.config.detector {
-            if self.is_replica(src) {
-                state.liveness.heard.insert(src);
-            }
+            // Any message is a sign of life (only replicas are counted).
+            state.liveness.heard.insert(src);
         }
         match msg {
             Msg::FetchMap => o.send(src, Msg::Map(state.map.clone())),
@@ -314,6 +313,9 @@ impl ControllerActor {
             };
             o.send(*replica, Msg::Probe);
         }
+        if self.config.resend_fences {
+            self.resend(state, o);
+        }
         let down = state.down(misses);
         if self.failover.is_some() && !down.is_empty() {
             for index in 0..state.map.bucket_count() {
@@ -331,9 +333,6 @@ impl ControllerActor {
                     self.suspect_sync_follower(state, bucket, o);
                 }
             }
-        }
-        if self.config.resend_fences {
-            self.resend(state, o);
         }
         o.set_timer(Timer::Probe, self.config.timeouts.probe.clone());
     }
@@ -391,8 +390,8 @@ impl ControllerActor {
         if let Some(epoch) = state.fencing.get(&bucket) {
             // A failover of this bucket is in progress. A fence may have
             // been lost: resend it if so configured (see
-            // `ProtocolConfig::resend_fences`).
-            if self.config.resend_fences {
+            // `ProtocolConfig::resend_fences`; with probes, `resend` does).
+            if self.config.resend_fences && self.config.detector == Detector::Anytime {
                 for follower in &placement.sync_followers {
                     o.send(
                         *follower,
@@ -574,15 +573,6 @@ impl ControllerActor {
         }
     }
 
-    /// Whether `src` is a replica of some group (the detector's concern).
-    fn is_replica(&self, src: Id) -> bool {
-        self.groups.iter().any(|group| {
-            group.leader == src
-                || group.sync_followers.contains(&src)
-                || group.async_followers.contains(&src)
-        })
-    }
-
     /// Whether failover is enabled and `placement` may take another epoch.
     fn may_advance(&self, placement: &BucketPlacement) -> bool {
         match &self.failover {
@@ -605,7 +595,7 @@ mod tests {
 
     use super::*;
     use crate::actor::NodeState;
-    use crate::test_support::{self, placement, Commands, ASYNC, CONTROLLER, LEADER, SYNC};
+    use crate::test_support::{self, placement, Commands, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
     use crate::types::Position;
     use stateright::actor::{Actor, Command as Cmd};
 
@@ -622,6 +612,136 @@ mod tests {
         });
         let state = test_support::start(&actor, CONTROLLER);
         (actor, state)
+    }
+
+    /// A controller of `buckets` buckets, all led by `LEADER`, detecting
+    /// failures by probes (down after two unanswered probes).
+    fn probing_controller(buckets: u32) -> (BerthActor, NodeState) {
+        let actor = BerthActor::Controller(ControllerActor {
+            initial_map: PlacementMap::uniform(buckets, placement(1, LEADER, SYNC, ASYNC)),
+            config: ProtocolConfig {
+                detector: Detector::Probes { misses: 2 },
+                resend_fences: true,
+                ..ProtocolConfig::default()
+            },
+            failover: Some(FailoverPolicy { epoch_limit: None }),
+            groups: Vec::new(),
+            planned_moves: Vec::new(),
+        });
+        let state = test_support::start(&actor, CONTROLLER);
+        (actor, state)
+    }
+
+    fn fences(commands: &Commands) -> Vec<(Bucket, Epoch)> {
+        test_support::sent(commands)
+            .into_iter()
+            .filter_map(|msg| match msg {
+                Msg::Fence { bucket, epoch } => Some((*bucket, *epoch)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Goal: with the probe detector, a leader that stops answering is
+    /// failed over — every bucket it leads at once — only after `misses`
+    /// probes in a row go unanswered, while replicas that answer are never
+    /// suspected; nothing fails over while everyone answers.
+    #[test]
+    fn probes_fail_over_every_bucket_of_a_silent_leader() {
+        let (actor, mut state) = probing_controller(3);
+        let probe = |state: &mut NodeState| fire(&actor, state, Timer::Probe);
+        let answer = |state: &mut NodeState, from: usize| {
+            deliver(&actor, state, from, Msg::Alive);
+        };
+        // Everyone answers: probes go out, nobody is suspected.
+        for _ in 0..3 {
+            let commands = probe(&mut state);
+            assert_eq!(
+                test_support::sent(&commands)
+                    .iter()
+                    .filter(|msg| ***msg == Msg::Probe)
+                    .count(),
+                3
+            );
+            assert!(fences(&commands).is_empty());
+            for replica in [LEADER, SYNC, ASYNC] {
+                answer(&mut state, replica);
+            }
+        }
+        // The leader falls silent: one missed probe is not enough.
+        let commands = probe(&mut state);
+        assert!(fences(&commands).is_empty(), "{commands:?}");
+        answer(&mut state, SYNC);
+        answer(&mut state, ASYNC);
+        let commands = probe(&mut state);
+        assert!(fences(&commands).is_empty(), "{commands:?}");
+        answer(&mut state, SYNC);
+        answer(&mut state, ASYNC);
+        // The second missed probe: all three buckets fence at epoch 2.
+        let commands = probe(&mut state);
+        let fenced = fences(&commands);
+        assert_eq!(
+            fenced,
+            vec![
+                (Bucket(0), Epoch(2)),
+                (Bucket(1), Epoch(2)),
+                (Bucket(2), Epoch(2))
+            ]
+        );
+        let controller = state.as_controller().unwrap();
+        assert_eq!(controller.fencing.len(), 3);
+        assert_eq!(
+            controller.down(2).into_iter().collect::<Vec<_>>(),
+            vec![Id::from(LEADER)]
+        );
+        // The fenced follower's reports promote it, bucket by bucket.
+        for bucket in 0..3 {
+            deliver(
+                &actor,
+                &mut state,
+                SYNC,
+                Msg::Fenced {
+                    bucket: Bucket(bucket),
+                    epoch: Epoch(2),
+                    last_position: Position(0),
+                    last_epoch: Epoch(0),
+                },
+            );
+        }
+        let controller = state.as_controller().unwrap();
+        assert!(controller.fencing.is_empty());
+        assert!(controller
+            .map
+            .buckets
+            .iter()
+            .all(|placement| placement.leader == Id::from(SYNC) && placement.epoch == Epoch(2)));
+    }
+
+    /// Goal: the operator's `Failover` fences a live leader's commit quorum
+    /// at once (a planned failover), and a second request for the same
+    /// bucket while it runs starts nothing new.
+    #[test]
+    fn operator_failover_fences_at_once() {
+        let (actor, mut state) = probing_controller(2);
+        let commands = deliver(
+            &actor,
+            &mut state,
+            CLIENT,
+            Msg::Failover { bucket: Bucket(1) },
+        );
+        assert_eq!(fences(&commands), vec![(Bucket(1), Epoch(2))]);
+        assert!(commands.iter().any(|c| matches!(c, Cmd::Save(_))));
+        let again = deliver(
+            &actor,
+            &mut state,
+            CLIENT,
+            Msg::Failover { bucket: Bucket(1) },
+        );
+        assert!(
+            !again.iter().any(|c| matches!(c, Cmd::Save(_))),
+            "{again:?}"
+        );
+        assert_eq!(state.as_controller().unwrap().fencing.len(), 1);
     }
 
     fn fire(actor: &BerthActor, state: &mut NodeState, timer: Timer) -> Commands {
