@@ -184,6 +184,9 @@ impl ClientActor {
             return; // the retry budget is spent: the outcome stays unknown
         }
         pending.retries_left -= 1;
+        // No answer: the leader may be down and the route stale. Ask for
+        // the map as well; a newer one re-routes the pending action.
+        o.send(self.controller, Msg::FetchMap);
         self.send_pending(state, o);
     }
 

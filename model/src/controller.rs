@@ -304,14 +304,34 @@ impl ControllerActor {
         };
         let replicas: BTreeSet<Id> = state.map.buckets.iter().flat_map(members).collect();
         let heard = std::mem::take(&mut state.liveness.heard);
+        let mut recovered = BTreeSet::new();
         for replica in &replicas {
             let missed = state.liveness.missed.entry(*replica).or_default();
-            *missed = if heard.contains(replica) {
-                0
+            if heard.contains(replica) {
+                if *missed >= misses {
+                    recovered.insert(*replica);
+                }
+                *missed = 0;
             } else {
-                missed.saturating_add(1)
-            };
+                *missed = missed.saturating_add(1);
+            }
             o.send(*replica, Msg::Probe);
+        }
+        // A replica back from the dead may hold placements that changed
+        // while it was away: tell it the current ones at once (it would
+        // otherwise learn each when it meets a newer epoch).
+        for replica in &recovered {
+            for (index, placement) in state.map.buckets.iter().enumerate() {
+                if placement.role_of(*replica).is_some() {
+                    o.send(
+                        *replica,
+                        Msg::Placement {
+                            bucket: Bucket(index as u32),
+                            placement: placement.clone(),
+                        },
+                    );
+                }
+            }
         }
         if self.config.resend_fences {
             self.resend(state, o);

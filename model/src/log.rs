@@ -23,6 +23,10 @@ pub enum Payload {
     /// does), and a follower holding it provably holds the whole prefix the
     /// leader started the epoch with: that is what makes it promotable.
     EpochStart,
+    /// No effect: a leader appends it to learn, through its commit quorum,
+    /// that it still leads (a token query that found nothing is answered
+    /// `NotDecided` only once this entry commits).
+    Noop,
     /// The final entry of a bucket's owner before it hands the bucket to
     /// another group (cutover): nothing follows it at its epoch, so once it
     /// is committed the old commit quorum can no longer commit, and the
@@ -63,11 +67,19 @@ impl Entry {
         }
     }
 
+    /// A `Payload::Noop` entry of `epoch`.
+    pub fn noop(epoch: Epoch) -> Self {
+        Entry {
+            epoch,
+            payload: Payload::Noop,
+        }
+    }
+
     /// The business action the entry records, if it records one.
     pub fn as_command(&self) -> Option<&Command> {
         match &self.payload {
             Payload::Command(command) => Some(command),
-            Payload::EpochStart | Payload::Barrier => None,
+            Payload::EpochStart | Payload::Noop | Payload::Barrier => None,
         }
     }
 
@@ -82,6 +94,7 @@ impl fmt::Display for Entry {
         match &self.payload {
             Payload::Command(command) => write!(f, "{}:{}", self.epoch, command),
             Payload::EpochStart => write!(f, "{}:epoch start", self.epoch),
+            Payload::Noop => write!(f, "{}:no-op", self.epoch),
             Payload::Barrier => write!(f, "{}:barrier", self.epoch),
         }
     }

@@ -782,26 +782,39 @@ impl ReplicaActor {
         };
         let durable = &replica.durable;
         if let Some(reply) = recorded_reply(bucket, durable, token) {
+            // A committed outcome is a fact, whoever still holds it.
             o.send(client, reply);
-        } else if let Some(position) = durable.uncommitted_position(&token) {
-            replica.leader.waiters.insert(Waiter {
-                position,
-                client,
-                token,
-            });
-            self.send_appends(bucket, replica, FollowerSet::Sync, o);
-        } else if durable.inherited_committed() {
-            o.send(
-                client,
-                Msg::NotDecided {
-                    bucket,
-                    epoch,
-                    token,
-                },
-            );
+            return;
         }
-        // Otherwise an inherited entry may still decide the token once the
-        // epoch-start entry commits: the client asks again.
+        let position = match durable.uncommitted_position(&token) {
+            Some(position) => {
+                self.send_appends(bucket, replica, FollowerSet::Sync, o);
+                position
+            }
+            None => {
+                // Nothing here decides the token. That is only an answer if
+                // this replica still leads (a deposed leader that does not
+                // know it yet would answer from a stale log) and everything
+                // it inherited is committed: both hold once a fresh entry of
+                // its epoch commits through its commit quorum.
+                let durable = Arc::make_mut(&mut replica.durable);
+                let position = durable.log.push(Entry::noop(durable.placement.epoch));
+                if self.config.leader_resends > 0 {
+                    o.set_timer(
+                        Timer::Replicate(bucket),
+                        self.config.timeouts.replicate.clone(),
+                    );
+                }
+                self.send_appends(bucket, replica, FollowerSet::All, o);
+                position
+            }
+        };
+        replica.leader.waiters.insert(Waiter {
+            position,
+            client,
+            token,
+        });
+        self.commit_and_reply(bucket, replica, o);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1064,8 +1077,14 @@ impl ReplicaActor {
             .collect();
         for waiter in committed {
             replica.leader.waiters.remove(&waiter);
-            let reply = recorded_reply(bucket, durable, waiter.token)
-                .expect("a committed waiter's token is recorded");
+            // A command's entry records its token when it commits; a query
+            // that found nothing waits on a no-op entry, and its commit
+            // proves no earlier attempt can take effect any more.
+            let reply = recorded_reply(bucket, durable, waiter.token).unwrap_or(Msg::NotDecided {
+                bucket,
+                epoch: durable.placement.epoch,
+                token: waiter.token,
+            });
             o.send(waiter.client, reply);
         }
     }
@@ -1465,11 +1484,53 @@ mod tests {
                 ..
             }]
         ));
+        // An unknown token: no answer until a fresh no-op entry commits
+        // through the sync follower, which proves this leader still leads.
         let commands = deliver(&mut leader, LEADER, CLIENT, query(9));
-        assert!(matches!(
-            sent(&commands).as_slice(),
-            [Msg::NotDecided { .. }]
-        ));
+        assert!(
+            sent(&commands)
+                .iter()
+                .all(|m| !matches!(m, Msg::NotDecided { .. })),
+            "no NotDecided before the quorum confirms: {commands:?}"
+        );
+        let commands = deliver(&mut leader, LEADER, SYNC, appended(1, 2));
+        assert!(
+            matches!(sent(&commands).as_slice(), [.., Msg::NotDecided { .. }]),
+            "{commands:?}"
+        );
+    }
+
+    /// Goal: a leader deposed without knowing it (it restarted with an old
+    /// placement while a newer epoch took over) never tells a client that
+    /// a token is undecided: its sync follower refuses its no-op entry, and
+    /// the refusal fences it.
+    #[test]
+    fn deposed_leader_never_answers_not_decided() {
+        let mut leader = start(LEADER);
+        let query = Msg::Query {
+            bucket: Bucket(0),
+            epoch: Epoch(1),
+            token: Token { client: 4, seq: 7 },
+        };
+        let commands = deliver(&mut leader, LEADER, CLIENT, query.clone());
+        assert!(sent(&commands)
+            .iter()
+            .all(|m| !matches!(m, Msg::NotDecided { .. })));
+        // The sync follower promised epoch 3 and refuses.
+        let refused = Msg::AppendRefused {
+            bucket: Bucket(0),
+            epoch: Epoch(3),
+        };
+        let commands = deliver(&mut leader, LEADER, SYNC, refused);
+        assert!(sent(&commands)
+            .iter()
+            .all(|m| !matches!(m, Msg::NotDecided { .. })));
+        // Asked again, it no longer leads: a redirect, not an answer.
+        let commands = deliver(&mut leader, LEADER, CLIENT, query);
+        assert!(
+            matches!(sent(&commands).as_slice(), [Msg::Redirect { .. }]),
+            "{commands:?}"
+        );
     }
 
     // Cutover at one replica: stream to the destination, seal with the

@@ -1,0 +1,186 @@
+//! Client commands: a `ClientActor` (the model's router) run over UDP
+//! until its tasks are answered, and the small request/poll helpers of the
+//! operator commands (`status`, `move`, `failover`).
+
+use crate::config::{controller_id, ClusterConfig};
+use crate::runtime::Runtime;
+use crate::wire::{self, Datagram, Report};
+use anyhow::{bail, Context, Result};
+use berth_model::{BerthActor, Bucket, ClientActor, Msg, NodeState, Task, Token};
+use stateright::actor::Id;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+/// How a command ended, as its exit code says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Every task answered, none refused.
+    Done,
+    /// The cluster refused an action (exit 1).
+    Refused,
+    /// No answer in time (exit 3).
+    Unreachable,
+}
+
+impl Ending {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Ending::Done => 0,
+            Ending::Refused => 1,
+            Ending::Unreachable => 3,
+        }
+    }
+}
+
+/// A token as people pass it around: `T<client>.<seq>@b<bucket>`, so that
+/// a later `berth token` or `berth confirm` knows where to ask.
+pub fn token_text(token: Token, bucket: Bucket) -> String {
+    format!("{token}@b{}", bucket.0)
+}
+
+/// Parses `token_text`'s form.
+pub fn parse_token(text: &str) -> Result<(Token, Bucket)> {
+    let (token, bucket) = text
+        .split_once("@b")
+        .with_context(|| format!("{text:?} is not a berth token (expected T<client>.<seq>@b<bucket>, as printed by hold and book)"))?;
+    let token: Token = token
+        .parse()
+        .map_err(|error| anyhow::anyhow!("{text:?} is not a berth token: {error}"))?;
+    let bucket: u32 = bucket
+        .parse()
+        .with_context(|| format!("{text:?} is not a berth token: bad bucket number"))?;
+    Ok((token, Bucket(bucket)))
+}
+
+/// A socket to talk to `config`'s cluster from.
+fn client_socket(config: &ClusterConfig) -> Result<UdpSocket> {
+    let local = if config.controller.addr.ip().is_loopback() {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    UdpSocket::bind(local).context("cannot open a UDP socket")
+}
+
+/// Runs `tasks` as a client of `config`'s cluster; returns the answers
+/// (`Reply` or `NotDecided`, in order), or `None` if the cluster did not
+/// answer everything within `timeout`.
+pub fn run_tasks(
+    config: &ClusterConfig,
+    tasks: Vec<Task>,
+    timeout: Duration,
+) -> Result<Option<Vec<Msg>>> {
+    let socket = client_socket(config)?;
+    let id = match socket.local_addr()? {
+        SocketAddr::V4(addr) => Id::from(addr),
+        SocketAddr::V6(_) => bail!("berth clients use IPv4"),
+    };
+    let actor = ClientActor {
+        // Tokens must not collide across client processes.
+        client: fastrand::u64(1..u64::from(u32::MAX)),
+        controller: controller_id(),
+        tasks,
+        initial_map: config.initial_map(),
+        regional_replica: None,
+        config: ClusterConfig::protocol(),
+    };
+    let done_actor = actor.clone();
+    let mut runtime = Runtime::start(
+        id,
+        BerthActor::Client(actor),
+        socket,
+        config.clone(),
+        None,
+        None,
+    )?;
+    let stop = AtomicBool::new(false);
+    let done = runtime.run(&stop, Some(Instant::now() + timeout), |state| match state {
+        NodeState::Client(client) => client.done(&done_actor),
+        _ => true,
+    })?;
+    let NodeState::Client(client) = &runtime.state else {
+        unreachable!("a client runs a client state");
+    };
+    Ok(done.then(|| client.answers.clone()))
+}
+
+/// Sends `datagram` to each of `targets` and collects the status reports
+/// that come back within `timeout` (all of them, or fewer).
+pub fn request_status(
+    config: &ClusterConfig,
+    targets: &[Id],
+    timeout: Duration,
+) -> Result<BTreeMap<Id, Report>> {
+    let socket = client_socket(config)?;
+    let request = wire::encode(&Datagram::StatusRequest).map_err(anyhow::Error::msg)?;
+    let deadline = Instant::now() + timeout;
+    let mut reports = BTreeMap::new();
+    let mut buffer = vec![0; wire::MAX_DATAGRAM + 1];
+    let mut next_send = Instant::now();
+    while reports.len() < targets.len() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if now >= next_send {
+            // Datagrams get lost: ask those who have not answered again.
+            for target in targets.iter().filter(|t| !reports.contains_key(*t)) {
+                if let Some(addr) = config.addr_of(*target) {
+                    socket.send_to(&request, addr).ok();
+                }
+            }
+            next_send = now + Duration::from_millis(200);
+        }
+        let wait = deadline
+            .min(next_send)
+            .saturating_duration_since(Instant::now());
+        socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        let Ok((length, from)) = socket.recv_from(&mut buffer) else {
+            continue;
+        };
+        let (Some(member), Ok(Datagram::Status(report))) =
+            (config.member_at(from), wire::decode(&buffer[..length]))
+        else {
+            continue;
+        };
+        reports.insert(member, report);
+    }
+    Ok(reports)
+}
+
+/// Sends `msg` to the controller.
+pub fn send_to_controller(config: &ClusterConfig, msg: Msg) -> Result<()> {
+    let socket = client_socket(config)?;
+    let bytes = wire::encode(&Datagram::Protocol(msg)).map_err(anyhow::Error::msg)?;
+    socket
+        .send_to(&bytes, config.controller.addr)
+        .context("cannot reach the controller")?;
+    Ok(())
+}
+
+/// The controller's report, or `None` if it does not answer in `timeout`.
+pub fn controller_report(config: &ClusterConfig, timeout: Duration) -> Result<Option<Report>> {
+    Ok(request_status(config, &[controller_id()], timeout)?.remove(&controller_id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: printed tokens parse back; malformed ones get a reason.
+    #[test]
+    fn tokens_round_trip_through_text() {
+        let token = Token {
+            client: 123,
+            seq: 4,
+        };
+        let text = token_text(token, Bucket(17));
+        assert_eq!(text, "T123.4@b17");
+        assert_eq!(parse_token(&text).unwrap(), (token, Bucket(17)));
+        assert!(parse_token("T123.4").is_err());
+        assert!(parse_token("X@b1").is_err());
+        assert!(parse_token("T1.2@bx").is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! `berth cluster up`: a whole cluster on 127.0.0.1 as child processes.
+
+use crate::config::{controller_id, ClusterConfig};
+use anyhow::{Context, Result};
+use stateright::actor::Id;
+use std::fs::{self, File};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The settings of a new cluster.
+pub struct Layout {
+    pub groups: u32,
+    pub replicas: usize,
+    pub buckets: u32,
+    pub base_port: u16,
+}
+
+/// Writes `DIR/cluster.toml` (or reuses the one there), starts the
+/// controller and every replica, and stops them all when `stop` is set.
+pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
+    fs::create_dir_all(dir.join("logs"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("cluster.toml");
+    let config = if path.exists() {
+        let config = ClusterConfig::load(&path)?;
+        println!(
+            "using the existing {} ({} buckets, {} groups): its members recover their state",
+            path.display(),
+            config.buckets,
+            config.groups.len()
+        );
+        config
+    } else {
+        let config = ClusterConfig::local(
+            layout.buckets,
+            layout.groups,
+            layout.replicas,
+            layout.base_port,
+        )?;
+        fs::write(&path, config.to_toml())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+        ClusterConfig::load(&path)?
+    };
+    let exe = std::env::current_exe().context("cannot find the berth binary")?;
+    let mut members: Vec<(String, Vec<String>, Id)> = vec![(
+        "controller".to_owned(),
+        vec![
+            "controller".into(),
+            "--config".into(),
+            path.display().to_string(),
+        ],
+        controller_id(),
+    )];
+    for replica in &config.replicas {
+        members.push((
+            format!("replica-{}", replica.id),
+            vec![
+                "node".into(),
+                "--config".into(),
+                path.display().to_string(),
+                "--id".into(),
+                replica.id.to_string(),
+            ],
+            Id::from(replica.id),
+        ));
+    }
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for (name, args, id) in &members {
+        let log = dir.join("logs").join(format!("{name}.log"));
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        let child = Command::new(&exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        println!(
+            "{:<28} listening on {} pid {} (log {})",
+            config.name_of(*id),
+            config.addr_of(*id).expect("members have addresses"),
+            child.id(),
+            log.display()
+        );
+        children.push((name.clone(), child));
+    }
+    println!("cluster up; Ctrl-C stops every member");
+    while !stop.load(Ordering::Relaxed) {
+        for (name, child) in &mut children {
+            if let Ok(Some(status)) = child.try_wait() {
+                if !name.ends_with("(exited)") {
+                    println!("{name} exited: {status}");
+                    name.push_str(" (exited)");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("stopping the cluster");
+    for (_, child) in &children {
+        // SAFETY: sending a signal to our own child process by its pid.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (name, child) in &mut children {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() >= deadline => {
+                    println!("{name} did not stop in time; killing it");
+                    child.kill().ok();
+                    child.wait().ok();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+    println!("cluster stopped");
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Running one member of a cluster: the controller or a replica.
+
+use crate::config::{controller_id, ClusterConfig, Member};
+use crate::runtime::Runtime;
+use crate::storage::Store;
+use anyhow::{Context, Result};
+use berth_model::controller::FailoverPolicy;
+use berth_model::{BerthActor, ControllerActor, ReplicaActor};
+use stateright::actor::Id;
+use std::net::UdpSocket;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The actor `member` runs, and its id and display name.
+pub fn actor_of(config: &ClusterConfig, member: Member) -> Result<(Id, BerthActor, String)> {
+    let protocol = ClusterConfig::protocol();
+    Ok(match member {
+        Member::Controller => (
+            controller_id(),
+            BerthActor::Controller(ControllerActor {
+                initial_map: config.initial_map(),
+                config: protocol,
+                failover: Some(FailoverPolicy { epoch_limit: None }),
+                groups: config.layouts(),
+                planned_moves: Vec::new(),
+            }),
+            "controller".to_owned(),
+        ),
+        Member::Replica(id) => {
+            let entry = config
+                .replica(id)
+                .with_context(|| format!("replica {id} is not in the cluster configuration"))?;
+            (
+                Id::from(id),
+                BerthActor::Replica(ReplicaActor {
+                    initial_map: config.initial_map(),
+                    region: entry.region.clone(),
+                    controller: controller_id(),
+                    config: protocol,
+                }),
+                format!("replica {id}"),
+            )
+        }
+    })
+}
+
+/// Runs `member` until `stop` is set (SIGINT or SIGTERM).
+pub fn run(config: ClusterConfig, member: Member, stop: Arc<AtomicBool>) -> Result<()> {
+    let (id, actor, name) = actor_of(&config, member)?;
+    let addr = config
+        .addr_of(id)
+        .with_context(|| format!("{name} has no address in the configuration"))?;
+    let dir = config.data_dir(member)?;
+    let (store, saved) = Store::open(&dir, &name)?;
+    let socket = UdpSocket::bind(addr)
+        .with_context(|| format!("{name} cannot listen on {addr} (is it already running?)"))?;
+    let span = tracing::info_span!("node", member = %name, %addr);
+    let _entered = span.enter();
+    tracing::info!(
+        data = %dir.display(),
+        recovered = saved.is_some(),
+        "started"
+    );
+    let mut runtime = Runtime::start(id, actor, socket, config, Some(store), saved)?;
+    runtime.run(&stop, None, |_| false)?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

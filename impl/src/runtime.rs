@@ -1,0 +1,298 @@
+//! The runtime: one `BerthActor` over one UDP socket.
+//!
+//! It moves bytes, timers and durable state, and decides nothing: every
+//! event goes to the actor's `on_msg` / `on_timeout` (the very code the
+//! checker explores), and the runtime carries out the commands it returns.
+//!
+//! Each turn of the loop takes a batch of events (the first datagram or
+//! due timer, then whatever else is already waiting, up to `BATCH`), runs
+//! them one by one, then — group commit — makes the batch's last `Save`
+//! durable with one fsync, and only then sends the batch's messages. A
+//! message is therefore never sent before the state it depends on is on
+//! disk.
+//!
+//! A datagram that does not decode, is oversized, or carries a
+//! member-to-member message from an address that is not a member is
+//! dropped with a warning.
+
+use crate::config::ClusterConfig;
+use crate::storage::Store;
+use crate::wire::{self, Datagram, Report};
+use anyhow::{Context, Result};
+use berth_model::{BerthActor, Msg, NodeState, Storage, Timer};
+use stateright::actor::{Actor, Command, Id, Out};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Events handled per batch (per fsync) at most.
+const BATCH: usize = 256;
+/// The longest the loop sleeps, so that a stop request is seen promptly.
+const TICK: Duration = Duration::from_millis(50);
+
+/// One actor, its socket, its timers and (for a member) its store.
+pub struct Runtime {
+    pub id: Id,
+    actor: BerthActor,
+    pub state: NodeState,
+    socket: UdpSocket,
+    config: ClusterConfig,
+    store: Option<Store>,
+    timers: BTreeMap<Timer, Instant>,
+    /// Messages to send once the batch's save is durable.
+    outbox: Vec<(Id, Msg)>,
+    /// The batch's latest save, not yet durable.
+    unsaved: Option<Storage>,
+    /// Status replies to send with the batch.
+    reports: Vec<(SocketAddr, Report)>,
+    misses: u8,
+    buffer: Vec<u8>,
+}
+
+/// Whether a message may come from outside the cluster (clients and
+/// operators), or only from a member.
+fn from_anyone(msg: &Msg) -> bool {
+    matches!(
+        msg,
+        Msg::Request { .. }
+            | Msg::Query { .. }
+            | Msg::FetchMap
+            | Msg::MoveBucket { .. }
+            | Msg::Failover { .. }
+            | Msg::Reply { .. }
+            | Msg::Redirect { .. }
+            | Msg::NotDecided { .. }
+            | Msg::Map(_)
+    )
+}
+
+impl Runtime {
+    /// Starts `actor` as `id` on `socket`, recovering from `saved`.
+    pub fn start(
+        id: Id,
+        actor: BerthActor,
+        socket: UdpSocket,
+        config: ClusterConfig,
+        store: Option<Store>,
+        saved: Option<Storage>,
+    ) -> Result<Runtime> {
+        let misses = match ClusterConfig::protocol().detector {
+            berth_model::actor::Detector::Probes { misses } => misses,
+            berth_model::actor::Detector::Anytime => 1,
+        };
+        let mut out = Out::new();
+        let state = actor.on_start(id, &saved, &mut out);
+        let mut runtime = Runtime {
+            id,
+            actor,
+            state,
+            socket,
+            config,
+            store,
+            timers: BTreeMap::new(),
+            outbox: Vec::new(),
+            unsaved: None,
+            reports: Vec::new(),
+            misses,
+            buffer: vec![0; wire::MAX_DATAGRAM + 1],
+        };
+        runtime.absorb(out);
+        runtime.flush()?;
+        Ok(runtime)
+    }
+
+    /// Runs until `stop` is set, `done` holds, or `deadline` passes.
+    /// Returns whether `done` held.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        deadline: Option<Instant>,
+        done: impl Fn(&NodeState) -> bool,
+    ) -> Result<bool> {
+        loop {
+            if done(&self.state) {
+                return Ok(true);
+            }
+            if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            self.turn(deadline)?;
+        }
+    }
+
+    /// One batch: wait for the first event, take what else is waiting, run
+    /// them all, save once, send.
+    fn turn(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let now = Instant::now();
+        let mut wait = TICK;
+        if let Some(next) = self.timers.values().min() {
+            wait = wait.min(next.saturating_duration_since(now));
+        }
+        if let Some(deadline) = deadline {
+            wait = wait.min(deadline.saturating_duration_since(now));
+        }
+        let mut handled = 0;
+        if !wait.is_zero() {
+            self.socket.set_read_timeout(Some(wait))?;
+            if self.receive_one()? {
+                handled += 1;
+            }
+        }
+        self.socket.set_nonblocking(true)?;
+        while handled < BATCH {
+            if !self.receive_one()? {
+                break;
+            }
+            handled += 1;
+        }
+        self.socket.set_nonblocking(false)?;
+        let now = Instant::now();
+        let due: Vec<Timer> = self
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(timer, _)| timer.clone())
+            .collect();
+        for timer in due {
+            self.timers.remove(&timer);
+            let mut out = Out::new();
+            let mut state = Cow::Borrowed(&self.state);
+            self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
+            if let Cow::Owned(next) = state {
+                self.state = next;
+            }
+            self.absorb(out);
+        }
+        self.flush()
+    }
+
+    /// Receives and handles one datagram; false if none was waiting.
+    fn receive_one(&mut self) -> Result<bool> {
+        let (length, from) = match self.socket.recv_from(&mut self.buffer) {
+            Ok(received) => received,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(false)
+            }
+            // A previous send to a closed port surfaces here on some
+            // systems; it is not this socket's failure.
+            Err(error) if error.kind() == ErrorKind::ConnectionRefused => return Ok(true),
+            Err(error) => return Err(error).context("cannot receive"),
+        };
+        if length > wire::MAX_DATAGRAM {
+            tracing::warn!(%from, length, "dropped an oversized datagram");
+            return Ok(true);
+        }
+        let datagram = match wire::decode(&self.buffer[..length]) {
+            Ok(datagram) => datagram,
+            Err(reason) => {
+                tracing::warn!(%from, %reason, "dropped a datagram that does not decode");
+                return Ok(true);
+            }
+        };
+        let member = self.config.member_at(from);
+        match datagram {
+            Datagram::StatusRequest => {
+                if let Some(report) = Report::of(self.id, &self.state, self.misses) {
+                    self.reports.push((from, report));
+                }
+            }
+            Datagram::Status(_) => {
+                tracing::warn!(%from, "dropped an unrequested status report");
+            }
+            Datagram::Protocol(msg) => {
+                let src = match (member, from) {
+                    (Some(id), _) => id,
+                    (None, SocketAddr::V4(addr)) if from_anyone(&msg) => Id::from(addr),
+                    _ => {
+                        tracing::warn!(%from, %msg, "dropped a member's message from a non-member address");
+                        return Ok(true);
+                    }
+                };
+                let mut out = Out::new();
+                let mut state = Cow::Borrowed(&self.state);
+                self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
+                if let Cow::Owned(next) = state {
+                    self.state = next;
+                }
+                self.absorb(out);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Takes a step's commands: timers now, the save and the sends for the
+    /// end of the batch.
+    fn absorb(&mut self, out: Out<BerthActor>) {
+        for command in out {
+            match command {
+                Command::Send(dst, msg) => self.outbox.push((dst, msg)),
+                Command::SetTimer(timer, range) => {
+                    self.timers.insert(timer, Instant::now() + pick(&range));
+                }
+                Command::CancelTimer(timer) => {
+                    self.timers.remove(&timer);
+                }
+                Command::Save(storage) => self.unsaved = Some(storage),
+                Command::ChooseRandom(..) => {}
+            }
+        }
+    }
+
+    /// Makes the batch's save durable, then sends its messages.
+    fn flush(&mut self) -> Result<()> {
+        if let Some(storage) = self.unsaved.take() {
+            if let Some(store) = &self.store {
+                store.save(&storage)?;
+            }
+        }
+        for (dst, msg) in std::mem::take(&mut self.outbox) {
+            let Some(addr) = self.address_of(dst) else {
+                tracing::warn!(dst = usize::from(dst), "no address for a recipient");
+                continue;
+            };
+            self.send_to(addr, &Datagram::Protocol(msg));
+        }
+        for (addr, report) in std::mem::take(&mut self.reports) {
+            self.send_to(addr, &Datagram::Status(report));
+        }
+        Ok(())
+    }
+
+    fn address_of(&self, id: Id) -> Option<SocketAddr> {
+        if let Some(addr) = self.config.addr_of(id) {
+            return Some(SocketAddr::V4(addr));
+        }
+        // Not a member: a client, whose id is its address.
+        let addr = SocketAddrV4::from(id);
+        (!addr.ip().is_unspecified()).then_some(SocketAddr::V4(addr))
+    }
+
+    fn send_to(&self, addr: SocketAddr, datagram: &Datagram) {
+        match wire::encode(datagram) {
+            Ok(bytes) => {
+                if let Err(error) = self.socket.send_to(&bytes, addr) {
+                    tracing::debug!(%addr, %error, "send failed");
+                }
+            }
+            Err(reason) => tracing::error!(%addr, %reason, "cannot send a message"),
+        }
+    }
+}
+
+/// A duration in `range`, uniformly.
+fn pick(range: &Range<Duration>) -> Duration {
+    if range.end <= range.start {
+        return range.start;
+    }
+    let span = (range.end - range.start).as_nanos() as u64;
+    range.start + Duration::from_nanos(fastrand::u64(0..span))
+}
