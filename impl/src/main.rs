@@ -225,8 +225,8 @@ fn run(command: Command) -> Result<u8> {
             print!("{}", status::status(&config, seconds(args.timeout)?)?);
             Ok(0)
         }
-        Command::Hold(args) => unit_task(&args, |unit| Task::Hold(unit)),
-        Command::Book(args) => unit_task(&args, |unit| Task::Book(unit)),
+        Command::Hold(args) => unit_task(&args, Task::Hold),
+        Command::Book(args) => unit_task(&args, Task::Book),
         Command::Confirm(args) => {
             let (hold, _) = parse_token(&args.hold)?;
             unit_task(&args.unit, |unit| Task::Confirm { unit, hold })
