@@ -1,8 +1,10 @@
-//! End-to-end tests: berth's binaries as real processes.
+//! End-to-end tests: berth's binaries as real processes (the checker's
+//! CLI, the Explorer in a browser, clusters on loopback).
 //!
 //! One test binary (ripgrep style); `util` finds the workspace's binaries,
 //! which `cargo test --workspace` builds alongside the tests.
 
 mod checker_cli;
+mod cluster;
 mod explorer_browser;
 mod util;

@@ -1,0 +1,448 @@
+//! The runtime end to end: `berth cluster up` as a real process tree on
+//! loopback, clients as real processes, `kill -9`, moves, restarts.
+
+use crate::util::{binary, run_bounded, stdout};
+use berth_model::hashing::bucket_of;
+use berth_model::InventoryUnit;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TRIP: &str = "BCN-JFK-2026-07-14";
+const BUCKETS: u32 = 64;
+
+/// A running `berth cluster up` in a temporary directory.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    base_port: u16,
+    up: Option<Child>,
+    /// Member name ("controller", "replica 1 (madrid-a)", ...) → pid.
+    pids: Vec<(String, u32)>,
+}
+
+/// A base port with the controller's and six replicas' ports free.
+fn free_base_port() -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + fastrand_port();
+        let free = (0..8).all(|offset| UdpSocket::bind(("127.0.0.1", base + offset)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free block of UDP ports on 127.0.0.1");
+}
+
+/// A pseudo-random offset from the clock and pid (no extra dependency).
+fn fastrand_port() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    ((nanos ^ (std::process::id() << 7)) % 40_000) as u16
+}
+
+impl Cluster {
+    /// Starts a cluster of two groups of three replicas over `BUCKETS`
+    /// buckets and waits until every member answers.
+    pub fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let base_port = free_base_port();
+        let mut cluster = Cluster {
+            config: dir.path().join("cluster.toml"),
+            dir,
+            base_port,
+            up: None,
+            pids: Vec::new(),
+        };
+        cluster.up();
+        cluster
+    }
+
+    /// (Re)starts `berth cluster up` on this cluster's directory.
+    pub fn up(&mut self) {
+        let mut child = Command::new(binary("berth"))
+            .args(["cluster", "up", "--dir"])
+            .arg(self.dir.path())
+            .args(["--buckets", &BUCKETS.to_string()])
+            .args(["--base-port", &self.base_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn berth cluster up");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.up = Some(child);
+        self.pids.clear();
+        loop {
+            let line = received
+                .recv_timeout(Duration::from_secs(30))
+                .expect("cluster up prints its members within 30 s");
+            if line.starts_with("cluster up") {
+                break;
+            }
+            if let Some((name, rest)) = line.split_once(" listening on ") {
+                let pid = rest
+                    .split(" pid ")
+                    .nth(1)
+                    .and_then(|tail| tail.split_whitespace().next())
+                    .and_then(|pid| pid.parse().ok())
+                    .expect("a pid on every member line");
+                self.pids.push((name.trim().to_owned(), pid));
+            }
+        }
+        self.wait_until(Duration::from_secs(30), "every member answers", |status| {
+            !status.contains("DOWN")
+        });
+    }
+
+    /// The pid of the member whose name starts with `name`.
+    pub fn pid(&self, name: &str) -> u32 {
+        self.pids
+            .iter()
+            .find(|(member, _)| member.starts_with(name))
+            .unwrap_or_else(|| panic!("no member {name}: {:?}", self.pids))
+            .1
+    }
+
+    /// `berth ARGS --config CONFIG`, bounded to a minute.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        run_bounded(
+            Command::new(binary("berth"))
+                .args(args)
+                .arg("--config")
+                .arg(&self.config),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Books `cabin` on the shared trip.
+    pub fn book(&self, cabin: &str) -> Output {
+        self.berth(&["book", "--trip", TRIP, "--cabin", cabin])
+    }
+
+    pub fn status(&self) -> String {
+        stdout(&self.berth(&["status"]))
+    }
+
+    /// Polls `berth status` until `ready` holds, at most `limit`.
+    pub fn wait_until(&self, limit: Duration, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.status();
+            if ready(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not reached within {limit:?}: {what}\n{status}"
+            );
+            // Polling: the cluster offers no change notification.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops `berth cluster up` with SIGINT (as Ctrl-C does) and waits.
+    pub fn stop(&mut self) {
+        let Some(mut up) = self.up.take() else {
+            return;
+        };
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(up.id() as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while up.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                up.kill().ok();
+                panic!("cluster up did not stop within 20 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut up) = self.up.take() {
+            unsafe {
+                libc::kill(up.id() as libc::pid_t, libc::SIGINT);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while up.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            up.kill().ok();
+            up.wait().ok();
+        }
+        // Whatever survived (a member restarted by hand): no orphans.
+        for (_, pid) in &self.pids {
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The token `book` printed for the confirmed booking.
+fn booking_token(output: &Output) -> String {
+    let text = stdout(output);
+    text.lines()
+        .find(|line| line.starts_with("confirmed:"))
+        .and_then(|line| line.split("booking ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no confirmed booking in: {text}"))
+        .to_owned()
+}
+
+/// The line of `berth status` whose bucket range covers `bucket`.
+fn placement_line(status: &str, bucket: u32) -> String {
+    status
+        .lines()
+        .find(|line| {
+            let Some(range) = line.split_whitespace().next() else {
+                return false;
+            };
+            let bounds: Vec<u32> = range
+                .split('-')
+                .filter_map(|end| end.strip_prefix('b')?.parse().ok())
+                .collect();
+            match bounds.as_slice() {
+                [only] => *only == bucket,
+                [first, last] => (*first..=*last).contains(&bucket),
+                _ => false,
+            }
+        })
+        .unwrap_or_else(|| panic!("no placement of b{bucket} in:\n{status}"))
+        .to_owned()
+}
+
+/// `count` cabins whose units hash into `bucket`.
+fn cabins_in(bucket: u32, count: usize) -> Vec<String> {
+    (0..)
+        .map(|n| format!("X{n}"))
+        .filter(|cabin| bucket_of(&InventoryUnit::new(TRIP, cabin.as_str()), BUCKETS).0 == bucket)
+        .take(count)
+        .collect()
+}
+
+/// Goal: issue 6's first acceptance: a booking is confirmed (exit 0), a
+/// second booking of the same cabin is refused with a reason (exit 1), the
+/// token reports the first booking, and status shows the map.
+#[test]
+fn book_then_refuse_the_same_cabin() {
+    let cluster = Cluster::start();
+    let first = cluster.book("C14");
+    assert_eq!(first.status.code(), Some(0), "{}", stdout(&first));
+    let token = booking_token(&first);
+    let second = cluster.book("C14");
+    assert_eq!(second.status.code(), Some(1), "{}", stdout(&second));
+    assert!(
+        stdout(&second).contains("cabin already sold"),
+        "{}",
+        stdout(&second)
+    );
+    let answer = cluster.berth(&["token", &token]);
+    assert_eq!(answer.status.code(), Some(0));
+    assert!(stdout(&answer).starts_with("confirmed: BCN-JFK-2026-07-14/C14"));
+    let status = cluster.status();
+    assert!(status.contains("b0-b31"), "{status}");
+    assert!(status.contains("leader 1 (madrid-a)"), "{status}");
+    // Bad input: a malformed token is a usage error, not a hang.
+    let bad = cluster.berth(&["token", "not-a-token"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Goal: two clients race for one cabin as separate processes: exactly
+/// one wins; the other is refused.
+#[test]
+fn two_clients_race_and_exactly_one_wins() {
+    let cluster = Cluster::start();
+    for round in 0..5 {
+        let cabin = format!("R{round}");
+        let (first, second) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| cluster.book(&cabin));
+            let b = scope.spawn(|| cluster.book(&cabin));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let mut codes = [first.status.code(), second.status.code()];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [Some(0), Some(1)],
+            "{}\n{}",
+            stdout(&first),
+            stdout(&second)
+        );
+    }
+}
+
+/// Goal: `kill -9` of a bucket's leader loses no confirmed booking: the
+/// controller fails over to the sync follower at a higher epoch, every
+/// token still reports its booking, and new bookings on the bucket succeed.
+/// Prints how long the failover took (kill to the next confirmed booking).
+#[test]
+fn kill_the_leader_and_lose_nothing() {
+    let cluster = Cluster::start();
+    let bucket = 3; // on group 1, led by replica 1
+    let cabins = cabins_in(bucket, 6);
+    let tokens: Vec<String> = cabins[..5]
+        .iter()
+        .map(|cabin| booking_token(&cluster.book(cabin)))
+        .collect();
+    let leader = cluster.pid("replica 1");
+    let killed = Instant::now();
+    unsafe {
+        libc::kill(leader as libc::pid_t, libc::SIGKILL);
+    }
+    let after = cluster.book(&cabins[5]);
+    let failover = killed.elapsed();
+    assert_eq!(after.status.code(), Some(0), "{}", stdout(&after));
+    println!("failover: kill -9 to the next confirmed booking took {failover:?}");
+    for token in &tokens {
+        let answer = cluster.berth(&["token", token]);
+        assert!(
+            stdout(&answer).starts_with("confirmed:"),
+            "{token}: {}",
+            stdout(&answer)
+        );
+    }
+    let status = cluster.wait_until(Duration::from_secs(10), "a new leader", |status| {
+        placement_line(status, bucket).contains("leader 2 (madrid-b)")
+    });
+    assert!(
+        !placement_line(&status, bucket).contains(" e1 "),
+        "the epoch advanced: {status}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|line| line.contains("replica 1 (madrid-a)") && line.contains("DOWN")),
+        "{status}"
+    );
+}
+
+/// Goal: a bucket moves to the other group while a client keeps booking on
+/// it; every booking confirmed before, during and after the move is there
+/// at the new owner.
+#[test]
+fn move_a_bucket_while_booking() {
+    let cluster = Cluster::start();
+    let bucket = 5;
+    let cabins = cabins_in(bucket, 16);
+    let tokens = std::thread::scope(|scope| {
+        let booking = scope.spawn(|| {
+            cabins
+                .iter()
+                .map(|cabin| booking_token(&cluster.book(cabin)))
+                .collect::<Vec<_>>()
+        });
+        // Let some bookings land first.
+        std::thread::sleep(Duration::from_millis(200));
+        let moved = cluster.berth(&["move", "--bucket", "5", "--to-group", "2"]);
+        assert_eq!(moved.status.code(), Some(0), "{}", stdout(&moved));
+        assert!(
+            stdout(&moved).contains("leader replica 4 (paris-a)"),
+            "{}",
+            stdout(&moved)
+        );
+        booking.join().unwrap()
+    });
+    assert_eq!(tokens.len(), 16);
+    for token in &tokens {
+        let answer = cluster.berth(&["token", token]);
+        assert!(
+            stdout(&answer).starts_with("confirmed:"),
+            "{token}: {}",
+            stdout(&answer)
+        );
+    }
+    let status = cluster.status();
+    assert!(
+        placement_line(&status, bucket).contains("leader 4 (paris-a)"),
+        "{status}"
+    );
+}
+
+/// Goal: the whole cluster stops cleanly and restarts from its directory
+/// with every confirmed booking; a planned failover moves leadership.
+#[test]
+fn restart_the_whole_cluster_from_its_directory() {
+    let mut cluster = Cluster::start();
+    let tokens: Vec<String> = ["A1", "A2", "A3", "A4"]
+        .iter()
+        .map(|cabin| booking_token(&cluster.book(cabin)))
+        .collect();
+    let failover = cluster.berth(&["failover", "--bucket", "40"]);
+    assert_eq!(failover.status.code(), Some(0), "{}", stdout(&failover));
+    assert!(
+        stdout(&failover).contains("leader replica 5 (paris-b)"),
+        "{}",
+        stdout(&failover)
+    );
+    cluster.stop();
+    cluster.up();
+    for token in &tokens {
+        let answer = cluster.berth(&["token", token]);
+        assert!(
+            stdout(&answer).starts_with("confirmed:"),
+            "{token}: {}",
+            stdout(&answer)
+        );
+    }
+    let again = cluster.book("A1");
+    assert_eq!(again.status.code(), Some(1), "{}", stdout(&again));
+    let status = cluster.status();
+    assert!(
+        placement_line(&status, 40).contains("leader 5 (paris-b)"),
+        "the failover survived the restart: {status}"
+    );
+}
+
+/// Goal: datagrams that are not berth's — garbage, or a member-to-member
+/// message from a stranger's address — are dropped; the member keeps
+/// serving.
+#[test]
+fn bad_datagrams_are_dropped() {
+    let cluster = Cluster::start();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let replica = ("127.0.0.1", cluster.base_port + 1);
+    for garbage in [&b"hello"[..], &[0xff; 300][..], &[]] {
+        socket.send_to(garbage, replica).unwrap();
+    }
+    let booked = cluster.book("G1");
+    assert_eq!(booked.status.code(), Some(0), "{}", stdout(&booked));
+    let log = std::fs::read_to_string(cluster.dir.path().join("logs/replica-1.log")).unwrap();
+    assert!(log.contains("does not decode"), "{log}");
+}
+
+/// Goal: a damaged configuration is a clear error naming the file.
+#[test]
+fn a_bad_configuration_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, "buckets = 0\n").unwrap();
+    let output = run_bounded(
+        Command::new(binary("berth"))
+            .args(["status", "--config"])
+            .arg(&config),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("not a valid cluster configuration"),
+        "{error}"
+    );
+}
