@@ -47,6 +47,20 @@ enum Command {
     Move(MoveArgs),
     /// Fail a bucket over from its leader to its sync follower (planned failover).
     Failover(FailoverArgs),
+    /// Measure: one client books N fresh cabins one after another; prints confirmed bookings per second.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// How many cabins to book.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    bookings: u32,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300.0)]
+    timeout: f64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +198,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
@@ -267,6 +282,48 @@ fn run(command: Command) -> Result<u8> {
                 seconds(args.timeout)?,
                 |before, now| now.group.0 == args.to_group && now.epoch > before.epoch,
             )
+        }
+        Command::Bench(args) => {
+            let config = ClusterConfig::load(&args.config.config)?;
+            // Fresh cabins on a trip of their own, so that each run books
+            // what it measures.
+            let trip = format!("BENCH-{:08x}", fastrand::u32(..));
+            let tasks: Vec<Task> = (0..args.bookings)
+                .map(|n| Task::Book(InventoryUnit::new(trip.as_str(), format!("C{n}"))))
+                .collect();
+            let started = Instant::now();
+            let answers = client::run_tasks(&config, tasks, seconds(args.timeout)?)?;
+            let elapsed = started.elapsed().as_secs_f64();
+            let Some(answers) = answers else {
+                println!(
+                    "unreachable: the bookings did not finish within {}s",
+                    args.timeout
+                );
+                return Ok(Ending::Unreachable.exit_code());
+            };
+            let confirmed = answers
+                .iter()
+                .filter(|a| {
+                    matches!(
+                        a,
+                        Msg::Reply {
+                            outcome: Outcome::Confirmed,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            println!(
+                "{confirmed} of {} bookings confirmed in {elapsed:.2}s by one client: {:.0} confirmed bookings/s ({:.2} ms each, hold and confirm)",
+                args.bookings,
+                confirmed as f64 / elapsed,
+                elapsed * 1000.0 / args.bookings as f64
+            );
+            Ok(if confirmed == args.bookings as usize {
+                0
+            } else {
+                1
+            })
         }
         Command::Failover(args) => {
             let config = ClusterConfig::load(&args.config.config)?;

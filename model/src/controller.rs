@@ -205,6 +205,12 @@ impl ControllerActor {
                 if src != state.map.buckets[bucket.0 as usize].leader {
                     return;
                 }
+                tracing::info!(
+                    %bucket,
+                    epoch = %moving.destination.epoch,
+                    group = moving.destination.group.0,
+                    "moved"
+                );
                 self.publish(state, bucket, moving.destination, o);
             }
             _ => {}
@@ -441,6 +447,7 @@ impl ControllerActor {
             return true;
         }
         state.fencing.insert(bucket, epoch);
+        tracing::info!(%bucket, %epoch, leader = usize::from(placement.leader), "failing over: fencing the commit quorum");
         for follower in &placement.sync_followers {
             o.send(*follower, Msg::Fence { bucket, epoch });
         }
@@ -525,6 +532,11 @@ impl ControllerActor {
         // Otherwise the follower lacks the epoch-start entry of N and may
         // lack committed entries: the failover aborts, and the old leader
         // keeps the bucket at the new epoch.
+        if next.leader != placement.leader {
+            tracing::info!(%bucket, %epoch, leader = usize::from(next.leader), "promoted");
+        } else {
+            tracing::info!(%bucket, %epoch, "failover aborted: the sync follower lacks the prefix");
+        }
         self.publish(state, bucket, next, o);
     }
 

@@ -357,6 +357,12 @@ impl ReplicaActor {
                 let durable = &replica.durable;
                 let checked = self.config.variant != Variant::UncheckedEpoch;
                 if checked && epoch < durable.promised_epoch {
+                    tracing::info!(
+                        %bucket,
+                        %epoch,
+                        promised = %durable.promised_epoch,
+                        "stale epoch rejected: append from an older leader"
+                    );
                     o.send(
                         src,
                         Msg::AppendRefused {
@@ -532,6 +538,7 @@ impl ReplicaActor {
         if epoch > replica.durable.promised_epoch {
             Arc::make_mut(&mut replica.durable).promised_epoch = epoch;
             replica.leader = LeaderState::new(&self.config);
+            tracing::info!(%bucket, %epoch, "fenced: promised the new epoch");
         }
         let durable = &replica.durable;
         o.send(
@@ -586,6 +593,7 @@ impl ReplicaActor {
         if !durable.is_leader(id) {
             return;
         }
+        tracing::info!(%bucket, %epoch, "leading");
         durable.log.push(Entry::epoch_start(epoch));
         if self.config.leader_resends > 0 {
             o.set_timer(
@@ -747,6 +755,12 @@ impl ReplicaActor {
                 if epoch > replica.durable.placement.epoch {
                     o.send(self.controller, Msg::FetchPlacement { bucket });
                 }
+                tracing::debug!(
+                    %bucket,
+                    %epoch,
+                    known = %replica.durable.promised_epoch,
+                    "redirected: not the leader at that epoch"
+                );
                 replica.durable.promised_epoch
             }
             None => Epoch(0),

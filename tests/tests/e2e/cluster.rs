@@ -446,3 +446,33 @@ fn a_bad_configuration_is_refused_clearly() {
         "{error}"
     );
 }
+
+/// Goal: `berth --help` lists every command, and each has its own help.
+#[test]
+fn help_lists_every_command() {
+    let help = run_bounded(
+        Command::new(binary("berth")).arg("--help"),
+        Duration::from_secs(30),
+    );
+    let text = stdout(&help);
+    for command in [
+        "cluster",
+        "controller",
+        "node",
+        "status",
+        "hold",
+        "confirm",
+        "book",
+        "token",
+        "move",
+        "failover",
+        "bench",
+    ] {
+        assert!(text.contains(command), "{command} missing from:\n{text}");
+        let own = run_bounded(
+            Command::new(binary("berth")).args([command, "--help"]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(own.status.code(), Some(0), "{command} --help");
+    }
+}
