@@ -153,7 +153,7 @@ pub fn request_status(
 /// Sends `msg` to the controller.
 pub fn send_to_controller(config: &ClusterConfig, msg: Msg) -> Result<()> {
     let socket = client_socket(config)?;
-    let bytes = wire::encode(&Datagram::Protocol(msg)).map_err(anyhow::Error::msg)?;
+    let bytes = wire::encode(&Datagram::Protocol(vec![msg])).map_err(anyhow::Error::msg)?;
     socket
         .send_to(&bytes, config.controller.addr)
         .context("cannot reach the controller")?;

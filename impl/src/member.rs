@@ -54,6 +54,7 @@ pub fn run(config: ClusterConfig, member: Member, stop: Arc<AtomicBool>) -> Resu
     let (store, saved) = Store::open(&dir, &name)?;
     let socket = UdpSocket::bind(addr)
         .with_context(|| format!("{name} cannot listen on {addr} (is it already running?)"))?;
+    enlarge_receive_buffer(&socket);
     let span = tracing::info_span!("node", member = %name, %addr);
     let _entered = span.enter();
     tracing::info!(
@@ -65,4 +66,25 @@ pub fn run(config: ClusterConfig, member: Member, stop: Arc<AtomicBool>) -> Resu
     runtime.run(&stop, None, |_| false)?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Asks for a 4 MiB receive buffer (the kernel caps it at its maximum), so
+/// that a burst — every replica answering a thousand fences at once — waits
+/// in the buffer instead of being dropped.
+fn enlarge_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: setsockopt on a socket we own, with a correctly sized int.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::warn!("cannot enlarge the receive buffer; bursts may drop datagrams");
+    }
 }

@@ -208,22 +208,24 @@ impl Runtime {
             Datagram::Status(_) => {
                 tracing::warn!(%from, "dropped an unrequested status report");
             }
-            Datagram::Protocol(msg) => {
-                let src = match (member, from) {
-                    (Some(id), _) => id,
-                    (None, SocketAddr::V4(addr)) if from_anyone(&msg) => Id::from(addr),
-                    _ => {
-                        tracing::warn!(%from, %msg, "dropped a member's message from a non-member address");
-                        return Ok(true);
+            Datagram::Protocol(msgs) => {
+                for msg in msgs {
+                    let src = match (member, from) {
+                        (Some(id), _) => id,
+                        (None, SocketAddr::V4(addr)) if from_anyone(&msg) => Id::from(addr),
+                        _ => {
+                            tracing::warn!(%from, %msg, "dropped a member's message from a non-member address");
+                            continue;
+                        }
+                    };
+                    let mut out = Out::new();
+                    let mut state = Cow::Borrowed(&self.state);
+                    self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
+                    if let Cow::Owned(next) = state {
+                        self.state = next;
                     }
-                };
-                let mut out = Out::new();
-                let mut state = Cow::Borrowed(&self.state);
-                self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
-                if let Cow::Owned(next) = state {
-                    self.state = next;
+                    self.absorb(out);
                 }
-                self.absorb(out);
             }
         }
         Ok(true)
@@ -254,12 +256,25 @@ impl Runtime {
                 store.save(&storage)?;
             }
         }
+        // Per recipient, in the order sent, packed into few datagrams.
+        let mut by_recipient: BTreeMap<Id, Vec<Msg>> = BTreeMap::new();
         for (dst, msg) in std::mem::take(&mut self.outbox) {
+            by_recipient.entry(dst).or_default().push(msg);
+        }
+        for (dst, msgs) in by_recipient {
             let Some(addr) = self.address_of(dst) else {
                 tracing::warn!(dst = usize::from(dst), "no address for a recipient");
                 continue;
             };
-            self.send_to(addr, &Datagram::Protocol(msg));
+            let (datagrams, refused) = wire::pack(&msgs);
+            for (msg, reason) in refused {
+                tracing::error!(%addr, %msg, %reason, "cannot send a message");
+            }
+            for bytes in datagrams {
+                if let Err(error) = self.socket.send_to(&bytes, addr) {
+                    tracing::debug!(%addr, %error, "send failed");
+                }
+            }
         }
         for (addr, report) in std::mem::take(&mut self.reports) {
             self.send_to(addr, &Datagram::Status(report));

@@ -17,7 +17,10 @@ pub const MAX_DATAGRAM: usize = 65_507;
 /// Everything that travels between berth processes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Datagram {
-    Protocol(Msg),
+    /// Protocol messages for one recipient, in the order they were sent
+    /// (several per datagram: a failover of a thousand buckets is a few
+    /// datagrams, not thousands that overflow a receive buffer).
+    Protocol(Vec<Msg>),
     /// Anyone → member: report your state.
     StatusRequest,
     Status(Report),
@@ -112,6 +115,68 @@ pub fn encode(datagram: &Datagram) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Packs `msgs` (for one recipient, in order) into as few datagrams as
+/// fit. A message too large for any datagram is returned apart, with the
+/// reason, to be reported and dropped.
+pub fn pack(msgs: &[Msg]) -> (Vec<Vec<u8>>, Vec<(Msg, String)>) {
+    // postcard encodes `Datagram::Protocol(vec)` as the variant index
+    // (varint 0), the length (varint), then each message: so messages are
+    // encoded once and concatenated.
+    let mut datagrams = Vec::new();
+    let mut refused = Vec::new();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch_bytes = 0;
+    let finish = |batch: &mut Vec<Vec<u8>>, datagrams: &mut Vec<Vec<u8>>| {
+        if batch.is_empty() {
+            return;
+        }
+        let mut bytes = vec![0u8];
+        let mut count = batch.len();
+        loop {
+            let byte = (count & 0x7f) as u8;
+            count >>= 7;
+            if count == 0 {
+                bytes.push(byte);
+                break;
+            }
+            bytes.push(byte | 0x80);
+        }
+        for msg in batch.drain(..) {
+            bytes.extend_from_slice(&msg);
+        }
+        datagrams.push(bytes);
+    };
+    // Room for the variant index and a length of up to three varint bytes.
+    const HEADER: usize = 4;
+    for msg in msgs {
+        let encoded = match postcard::to_stdvec(msg) {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                refused.push((msg.clone(), error.to_string()));
+                continue;
+            }
+        };
+        if encoded.len() + HEADER > MAX_DATAGRAM {
+            refused.push((
+                msg.clone(),
+                format!(
+                    "{} bytes exceed the {MAX_DATAGRAM}-byte datagram limit",
+                    encoded.len()
+                ),
+            ));
+            continue;
+        }
+        if batch_bytes + encoded.len() + HEADER > MAX_DATAGRAM {
+            finish(&mut batch, &mut datagrams);
+            batch_bytes = 0;
+        }
+        batch_bytes += encoded.len();
+        batch.push(encoded);
+    }
+    finish(&mut batch, &mut datagrams);
+    (datagrams, refused)
+}
+
 /// Decodes one received datagram, or says why it is not one of ours.
 pub fn decode(bytes: &[u8]) -> Result<Datagram, String> {
     if bytes.len() > MAX_DATAGRAM {
@@ -139,8 +204,36 @@ mod tests {
                 },
             },
         };
-        let datagram = Datagram::Protocol(msg);
+        let datagram = Datagram::Protocol(vec![msg.clone()]);
         assert_eq!(decode(&encode(&datagram).unwrap()).unwrap(), datagram);
+        // Packed: many messages, few datagrams, each decoding to its share
+        // in order.
+        let many: Vec<Msg> = (0..3000)
+            .map(|seq| match &msg {
+                Msg::Request { command, .. } => Msg::Request {
+                    bucket: Bucket(seq),
+                    epoch: Epoch(3),
+                    command: command.clone(),
+                },
+                _ => unreachable!(),
+            })
+            .collect();
+        let (datagrams, refused) = pack(&many);
+        assert!(refused.is_empty());
+        assert!(
+            datagrams.len() > 1 && datagrams.len() < 10,
+            "{}",
+            datagrams.len()
+        );
+        let mut unpacked = Vec::new();
+        for bytes in &datagrams {
+            assert!(bytes.len() <= MAX_DATAGRAM);
+            match decode(bytes).unwrap() {
+                Datagram::Protocol(msgs) => unpacked.extend(msgs),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(unpacked, many);
     }
 
     proptest! {
@@ -158,7 +251,7 @@ mod tests {
         assert!(decode(&vec![0; MAX_DATAGRAM + 1])
             .unwrap_err()
             .contains("oversized"));
-        let huge = Datagram::Protocol(Msg::Request {
+        let huge_msg = Msg::Request {
             bucket: Bucket(0),
             epoch: Epoch(1),
             command: Command {
@@ -167,7 +260,11 @@ mod tests {
                     unit: InventoryUnit::new("T".repeat(70_000), "C1"),
                 },
             },
-        });
+        };
+        let huge = Datagram::Protocol(vec![huge_msg.clone()]);
         assert!(encode(&huge).unwrap_err().contains("datagram limit"));
+        let (datagrams, refused) = pack(&[huge_msg]);
+        assert!(datagrams.is_empty());
+        assert!(refused[0].1.contains("datagram limit"));
     }
 }
