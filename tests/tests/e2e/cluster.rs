@@ -168,6 +168,7 @@ impl Cluster {
                 up.kill().ok();
                 panic!("cluster up did not stop within 20 s of SIGINT");
             }
+            // Polling: std has no wait-with-timeout for a child process.
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -181,6 +182,7 @@ impl Drop for Cluster {
             }
             let deadline = Instant::now() + Duration::from_secs(10);
             while up.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                // Polling, as in `stop`.
                 std::thread::sleep(Duration::from_millis(20));
             }
             up.kill().ok();
@@ -341,15 +343,18 @@ fn move_a_bucket_while_booking() {
     let cluster = Cluster::start();
     let bucket = 5;
     let cabins = cabins_in(bucket, 16);
-    let tokens = std::thread::scope(|scope| {
+    // Some bookings before the move, the rest while it runs.
+    let mut tokens: Vec<String> = cabins[..4]
+        .iter()
+        .map(|cabin| booking_token(&cluster.book(cabin)))
+        .collect();
+    let during = std::thread::scope(|scope| {
         let booking = scope.spawn(|| {
-            cabins
+            cabins[4..]
                 .iter()
                 .map(|cabin| booking_token(&cluster.book(cabin)))
                 .collect::<Vec<_>>()
         });
-        // Let some bookings land first.
-        std::thread::sleep(Duration::from_millis(200));
         let moved = cluster.berth(&["move", "--bucket", "5", "--to-group", "2"]);
         assert_eq!(moved.status.code(), Some(0), "{}", stdout(&moved));
         assert!(
@@ -359,6 +364,7 @@ fn move_a_bucket_while_booking() {
         );
         booking.join().unwrap()
     });
+    tokens.extend(during);
     assert_eq!(tokens.len(), 16);
     for token in &tokens {
         let answer = cluster.berth(&["token", token]);
