@@ -44,6 +44,14 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
         println!("wrote {}", path.display());
         ClusterConfig::load(&path)?
     };
+    // A member that cannot bind would only say so in its log: check first.
+    for addr in
+        std::iter::once(config.controller.addr).chain(config.replicas.iter().map(|r| r.addr))
+    {
+        std::net::UdpSocket::bind(addr).with_context(|| {
+            format!("cannot start the cluster: {addr} is in use (is this cluster already up? or pick another --base-port)")
+        })?;
+    }
     let exe = std::env::current_exe().context("cannot find the berth binary")?;
     let mut members: Vec<(String, Vec<String>, Id)> = vec![(
         "controller".to_owned(),

@@ -433,6 +433,29 @@ fn bad_datagrams_are_dropped() {
     assert!(log.contains("does not decode"), "{log}");
 }
 
+/// Goal: a second `cluster up` on the same directory while the first runs
+/// fails clearly (its ports are taken) and harms nothing.
+#[test]
+fn a_second_cluster_up_on_busy_ports_fails_clearly() {
+    let cluster = Cluster::start();
+    let token = booking_token(&cluster.book("P1"));
+    let second = run_bounded(
+        Command::new(binary("berth"))
+            .args(["cluster", "up", "--dir"])
+            .arg(cluster.dir.path()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(second.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&second.stderr);
+    assert!(error.contains("is in use"), "{error}");
+    let answer = cluster.berth(&["token", &token]);
+    assert!(
+        stdout(&answer).starts_with("confirmed:"),
+        "{}",
+        stdout(&answer)
+    );
+}
+
 /// Goal: a damaged configuration is a clear error naming the file.
 #[test]
 fn a_bad_configuration_is_refused_clearly() {
