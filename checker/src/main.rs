@@ -75,6 +75,9 @@ struct ScenarioArgs {
     /// How many times a client resends one request on its retry timer (each retry multiplies the state space).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
     retries: u8,
+    /// Holds expire: each hold's expiry may fire at any moment, ending it through the log.
+    #[arg(long)]
+    expiring_holds: bool,
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +133,7 @@ impl ScenarioArgs {
             crashes: self.crashes.map_or(base.crashes, usize::from),
             failovers: self.failovers.unwrap_or(base.failovers),
             retries: self.retries,
+            expiring_holds: self.expiring_holds,
             ..base
         }
     }

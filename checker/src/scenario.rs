@@ -90,6 +90,9 @@ pub struct ScenarioConfig {
     /// timer-driven retries multiply the state space (about 150x for one
     /// retry with two clients), so they are opt-in.
     pub retries: u8,
+    /// Whether holds expire: the leader's expiry timer of each hold may
+    /// fire at any moment, ending the hold with a log entry.
+    pub expiring_holds: bool,
 }
 
 impl Default for ScenarioConfig {
@@ -238,6 +241,9 @@ impl ScenarioConfig {
         if self.failovers != defaults.failovers {
             flags.push(format!("--failovers {}", self.failovers));
         }
+        if self.expiring_holds {
+            flags.push("--expiring-holds".to_owned());
+        }
         flags.join(" ")
     }
 
@@ -252,6 +258,7 @@ impl ScenarioConfig {
             crashes: scenario.default_crashes(),
             failovers: 1,
             retries: 0,
+            expiring_holds: false,
         }
     }
 
@@ -265,10 +272,14 @@ impl ScenarioConfig {
         };
         // Contention needs two clients; with one, the property could only
         // ever be reported unreached.
-        properties
+        let mut properties: Vec<PropertySpec> = properties
             .into_iter()
             .filter(|property| self.clients >= 2 || property.name != properties::CABIN_CONTENDED)
-            .collect()
+            .collect();
+        if self.expiring_holds {
+            properties.push(properties::hold_expired_property());
+        }
+        properties
     }
 
     /// Builds the model to check.
@@ -285,6 +296,10 @@ impl ScenarioConfig {
             resend_fences: false,
             detector: Detector::Anytime,
             max_append_entries: None,
+            // The checker ignores durations: the timer may fire at any moment.
+            hold_ttl: self
+                .expiring_holds
+                .then(|| std::time::Duration::ZERO..std::time::Duration::from_secs(1)),
             timeouts: Default::default(),
         };
         let layout = layout::Layout::of(self.scenario);

@@ -84,7 +84,7 @@ pub fn run_tasks(
         tasks,
         initial_map: config.initial_map(),
         regional_replica: None,
-        config: ClusterConfig::protocol(),
+        config: config.protocol(),
     };
     let done_actor = actor.clone();
     let mut runtime = Runtime::start(

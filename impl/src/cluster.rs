@@ -15,6 +15,7 @@ pub struct Layout {
     pub replicas: usize,
     pub buckets: u32,
     pub base_port: u16,
+    pub hold_ttl_seconds: u64,
 }
 
 /// Writes `DIR/cluster.toml` (or reuses the one there), starts the
@@ -33,12 +34,13 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
         );
         config
     } else {
-        let config = ClusterConfig::local(
+        let mut config = ClusterConfig::local(
             layout.buckets,
             layout.groups,
             layout.replicas,
             layout.base_port,
         )?;
+        config.hold_ttl_seconds = layout.hold_ttl_seconds;
         fs::write(&path, config.to_toml())
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());

@@ -34,6 +34,7 @@ use stateright::actor::Id;
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The controller's actor id.
 pub fn controller_id() -> Id {
@@ -72,6 +73,9 @@ pub struct GroupEntry {
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     pub buckets: u32,
+    /// How long a hold lasts before its leader expires it, in seconds.
+    #[serde(default = "default_hold_ttl")]
+    pub hold_ttl_seconds: u64,
     pub controller: ControllerEntry,
     pub replicas: Vec<ReplicaEntry>,
     pub groups: Vec<GroupEntry>,
@@ -79,6 +83,10 @@ pub struct ClusterConfig {
     /// to it); not written.
     #[serde(skip)]
     pub base: PathBuf,
+}
+
+fn default_hold_ttl() -> u64 {
+    600
 }
 
 /// Which member a process runs.
@@ -114,6 +122,7 @@ impl ClusterConfig {
             |offset: usize| SocketAddrV4::new([127, 0, 0, 1].into(), base_port + offset as u16);
         let mut config = ClusterConfig {
             buckets,
+            hold_ttl_seconds: default_hold_ttl(),
             controller: ControllerEntry {
                 addr: addr(0),
                 dir: PathBuf::from("controller"),
@@ -179,6 +188,9 @@ impl ClusterConfig {
     pub fn validate(&self) -> Result<()> {
         if self.buckets == 0 {
             bail!("buckets must be at least 1");
+        }
+        if self.hold_ttl_seconds == 0 {
+            bail!("hold_ttl_seconds must be at least 1");
         }
         if self.groups.is_empty() {
             bail!("at least one group is needed");
@@ -261,9 +273,11 @@ impl ClusterConfig {
     }
 
     /// The protocol settings of a real cluster: bounded resends, the probe
-    /// detector, appends that fit a datagram.
-    pub fn protocol() -> ProtocolConfig {
+    /// detector, appends that fit a datagram, holds that expire.
+    pub fn protocol(&self) -> ProtocolConfig {
+        let ttl = Duration::from_secs(self.hold_ttl_seconds);
         ProtocolConfig {
+            hold_ttl: Some(ttl..ttl + Duration::from_millis(1)),
             client_retries: 30,
             leader_resends: 30,
             resend_fences: true,

@@ -86,6 +86,9 @@ struct UpArgs {
     /// The controller's port; replica N listens on base + N.
     #[arg(long, default_value_t = 7000, value_parser = clap::value_parser!(u16).range(1..))]
     base_port: u16,
+    /// How long a hold lasts before it expires, in seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    hold_ttl: u64,
 }
 
 #[derive(Args, Debug)]
@@ -220,6 +223,7 @@ fn run(command: Command) -> Result<u8> {
                     replicas: args.replicas as usize,
                     buckets: args.buckets,
                     base_port: args.base_port,
+                    hold_ttl_seconds: args.hold_ttl,
                 },
                 &stop,
             )?;

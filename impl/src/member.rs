@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// The actor `member` runs, and its id and display name.
 pub fn actor_of(config: &ClusterConfig, member: Member) -> Result<(Id, BerthActor, String)> {
-    let protocol = ClusterConfig::protocol();
+    let protocol = config.protocol();
     Ok(match member {
         Member::Controller => (
             controller_id(),

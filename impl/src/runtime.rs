@@ -80,7 +80,7 @@ impl Runtime {
         store: Option<Store>,
         saved: Option<Storage>,
     ) -> Result<Runtime> {
-        let misses = match ClusterConfig::protocol().detector {
+        let misses = match config.protocol().detector {
             berth_model::actor::Detector::Probes { misses } => misses,
             berth_model::actor::Detector::Anytime => 1,
         };

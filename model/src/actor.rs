@@ -295,6 +295,10 @@ pub enum Timer {
     /// Controller (`Detector::Probes`): probe every replica, count who did
     /// not answer the last probe, act on those that are down.
     Probe,
+    /// Leader: the hold `Token` on a unit of the bucket has run out of
+    /// time; end it with a `Payload::Expire` entry (if still active). The
+    /// checker fires it at any moment when holds expire.
+    HoldExpiry(Bucket, Token),
 }
 
 impl fmt::Display for Timer {
@@ -306,6 +310,7 @@ impl fmt::Display for Timer {
             Timer::SuspectSyncFollower(bucket) => write!(f, "suspect sync follower of {bucket}"),
             Timer::PlannedMove(bucket) => write!(f, "planned move of {bucket}"),
             Timer::Probe => f.write_str("probe"),
+            Timer::HoldExpiry(bucket, hold) => write!(f, "expiry of hold {hold} in {bucket}"),
         }
     }
 }
@@ -376,6 +381,10 @@ pub struct ProtocolConfig {
     /// further behind catches up over several. `None`: no limit (the
     /// checker). The runtime sets one so that a message fits a datagram.
     pub max_append_entries: Option<usize>,
+    /// How long a hold lasts before its leader expires it; `None`: holds
+    /// never expire. A new leader restarts the clock of every hold it
+    /// inherits.
+    pub hold_ttl: Option<Range<Duration>>,
     pub timeouts: Timeouts,
 }
 
@@ -490,7 +499,7 @@ impl Actor for BerthActor {
                     Some(Storage::Replica(durable)) => Some(durable),
                     _ => None,
                 };
-                NodeState::Replica(actor.on_start(id, durable))
+                NodeState::Replica(actor.on_start(id, durable, o))
             }
             BerthActor::Client(actor) => NodeState::Client(actor.on_start(id, o)),
         }

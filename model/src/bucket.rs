@@ -61,6 +61,9 @@ pub enum Refusal {
     UnitSold,
     /// A confirm named a hold that is not the unit's active hold.
     NoMatchingHold,
+    /// A confirm named a hold that was granted on this unit and has since
+    /// expired.
+    HoldExpired,
 }
 
 impl fmt::Display for Refusal {
@@ -68,7 +71,8 @@ impl fmt::Display for Refusal {
         f.write_str(match self {
             Refusal::UnitHeld => "cabin is held by another customer",
             Refusal::UnitSold => "cabin already sold",
-            Refusal::NoMatchingHold => "no matching active hold (expired or never granted)",
+            Refusal::NoMatchingHold => "no matching hold was ever granted",
+            Refusal::HoldExpired => "hold expired",
         })
     }
 }
@@ -146,6 +150,15 @@ impl BucketState {
             (Op::Confirm { .. }, Some(UnitStatus::Booked { .. })) => {
                 Outcome::Refused(Refusal::UnitSold)
             }
+            (Op::Confirm { unit, hold }, _)
+                if self.outcomes.get(hold).is_some_and(|granted| {
+                    granted.outcome == Outcome::Held && granted.unit == *unit
+                }) =>
+            {
+                // Granted on this unit, no longer active, not sold: it
+                // expired.
+                Outcome::Refused(Refusal::HoldExpired)
+            }
             (Op::Confirm { .. }, _) => Outcome::Refused(Refusal::NoMatchingHold),
         }
     }
@@ -187,6 +200,34 @@ impl BucketState {
             },
         );
         outcome
+    }
+
+    /// Ends the hold `hold` on `unit` if it is still the unit's active hold
+    /// (a committed `Payload::Expire` entry); otherwise changes nothing.
+    pub fn expire(&mut self, unit: &InventoryUnit, hold: Token) {
+        if self.units.get(unit) == Some(&UnitStatus::Held { hold }) {
+            self.units.remove(unit);
+        }
+    }
+
+    /// The active holds: unit and hold token.
+    pub fn holds(&self) -> impl Iterator<Item = (&InventoryUnit, Token)> {
+        self.units.iter().filter_map(|(unit, status)| match status {
+            UnitStatus::Held { hold } => Some((unit, *hold)),
+            UnitStatus::Booked { .. } => None,
+        })
+    }
+
+    /// Applies the log entry at `position`: a command, or the expiry of a
+    /// hold; the other payloads change no bucket state.
+    pub fn apply_entry(&mut self, position: Position, entry: &crate::log::Entry) {
+        match &entry.payload {
+            crate::log::Payload::Command(command) => {
+                self.apply(position, command);
+            }
+            crate::log::Payload::Expire { unit, hold } => self.expire(unit, *hold),
+            _ => {}
+        }
     }
 
     /// The booking that holds `unit`, if it is sold.
@@ -306,6 +347,50 @@ mod tests {
             }
             prop_assert_eq!(before, state);
         }
+    }
+
+    /// Goal: an expired hold frees the unit for another customer, and its
+    /// late confirm is refused as expired; expiring a hold that was
+    /// confirmed (or replaced) changes nothing.
+    #[test]
+    fn expired_hold_frees_the_unit_and_refuses_its_confirm() {
+        let unit = InventoryUnit::new("BCN-JFK-2026-07-14", "C14");
+        let hold = |client, seq, unit: &InventoryUnit| Command {
+            token: Token { client, seq },
+            op: Op::Hold { unit: unit.clone() },
+        };
+        let first = Token { client: 1, seq: 0 };
+        let mut state = BucketState::default();
+        assert_eq!(state.apply(Position(1), &hold(1, 0, &unit)), Outcome::Held);
+        state.expire(&unit, first);
+        assert_eq!(state.holds().count(), 0);
+        assert_eq!(state.apply(Position(2), &hold(2, 0, &unit)), Outcome::Held);
+        // A late expiry of the first hold does not end the second.
+        state.expire(&unit, first);
+        assert_eq!(state.holds().count(), 1);
+        let late = Command {
+            token: Token { client: 1, seq: 1 },
+            op: Op::Confirm {
+                unit: unit.clone(),
+                hold: first,
+            },
+        };
+        assert_eq!(
+            state.apply(Position(3), &late),
+            Outcome::Refused(Refusal::HoldExpired)
+        );
+        // A hold never granted on this unit is not "expired".
+        let stranger = Command {
+            token: Token { client: 3, seq: 1 },
+            op: Op::Confirm {
+                unit: unit.clone(),
+                hold: Token { client: 3, seq: 0 },
+            },
+        };
+        assert_eq!(
+            state.apply(Position(4), &stranger),
+            Outcome::Refused(Refusal::NoMatchingHold)
+        );
     }
 
     #[test]

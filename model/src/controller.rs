@@ -296,7 +296,7 @@ impl ControllerActor {
                 }
             }
             Timer::Probe => self.probe(state, o),
-            Timer::ClientRetry | Timer::Replicate(_) => {}
+            Timer::ClientRetry | Timer::Replicate(_) | Timer::HoldExpiry(..) => {}
         }
     }
 

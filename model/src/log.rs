@@ -8,7 +8,7 @@
 //! may have been acknowledged to a client.
 
 use crate::bucket::Command;
-use crate::types::{Epoch, Position, Token};
+use crate::types::{Epoch, InventoryUnit, Position, Token};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -23,6 +23,10 @@ pub enum Payload {
     /// does), and a follower holding it provably holds the whole prefix the
     /// leader started the epoch with: that is what makes it promotable.
     EpochStart,
+    /// The leader ends the hold `hold` on `unit` (its time ran out); no
+    /// effect if the hold is no longer active. Decided by the leader and
+    /// fenced like any write.
+    Expire { unit: InventoryUnit, hold: Token },
     /// No effect: a leader appends it to learn, through its commit quorum,
     /// that it still leads (a token query that found nothing is answered
     /// `NotDecided` only once this entry commits).
@@ -67,6 +71,14 @@ impl Entry {
         }
     }
 
+    /// A `Payload::Expire` entry of `epoch`.
+    pub fn expire(epoch: Epoch, unit: InventoryUnit, hold: Token) -> Self {
+        Entry {
+            epoch,
+            payload: Payload::Expire { unit, hold },
+        }
+    }
+
     /// A `Payload::Noop` entry of `epoch`.
     pub fn noop(epoch: Epoch) -> Self {
         Entry {
@@ -79,7 +91,7 @@ impl Entry {
     pub fn as_command(&self) -> Option<&Command> {
         match &self.payload {
             Payload::Command(command) => Some(command),
-            Payload::EpochStart | Payload::Noop | Payload::Barrier => None,
+            Payload::EpochStart | Payload::Noop | Payload::Expire { .. } | Payload::Barrier => None,
         }
     }
 
@@ -95,6 +107,7 @@ impl fmt::Display for Entry {
             Payload::Command(command) => write!(f, "{}:{}", self.epoch, command),
             Payload::EpochStart => write!(f, "{}:epoch start", self.epoch),
             Payload::Noop => write!(f, "{}:no-op", self.epoch),
+            Payload::Expire { unit, hold } => write!(f, "{}:expire {hold} on {unit}", self.epoch),
             Payload::Barrier => write!(f, "{}:barrier", self.epoch),
         }
     }

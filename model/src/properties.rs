@@ -138,6 +138,23 @@ pub const SYNC_FOLLOWER_REPLACED: &str = "sync follower replaced";
 pub const CUTOVER_COMPLETED: &str = "cutover completed";
 pub const BOOKING_CONFIRMED_BY_NEW_OWNER: &str = "booking confirmed by new owner";
 pub const STALE_ROUTER_REDIRECTED: &str = "stale router redirected";
+pub const HOLD_EXPIRED: &str = "hold expired";
+
+/// The sometimes-property of scenarios whose holds expire: a client's
+/// confirm was refused because its hold had expired.
+pub fn hold_expired_property() -> PropertySpec {
+    PropertySpec::sometimes(
+        HOLD_EXPIRED,
+        |_, state| {
+            state
+                .history
+                .acknowledgements
+                .iter()
+                .any(|ack| ack.outcome == Outcome::Refused(crate::bucket::Refusal::HoldExpired))
+        },
+        "a hold expires before its confirm, which is refused",
+    )
+}
 
 /// A property as the checker registers it.
 pub struct PropertySpec {

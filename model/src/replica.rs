@@ -110,9 +110,7 @@ impl DurableBucket {
     pub fn state_through_last(&self) -> BucketState {
         let mut state = self.applied.clone();
         for (position, entry) in self.log.iter_after(self.commit_position) {
-            if let Some(command) = entry.as_command() {
-                state.apply(position, command);
-            }
+            state.apply_entry(position, entry);
         }
         state
     }
@@ -150,9 +148,7 @@ impl DurableBucket {
                 .log
                 .entry(next)
                 .expect("committed entries are in the log");
-            if let Some(command) = entry.as_command() {
-                self.applied.apply(next, command);
-            }
+            self.applied.apply_entry(next, entry);
             self.commit_position = next;
         }
     }
@@ -309,7 +305,12 @@ impl ReplicaState {
 }
 
 impl ReplicaActor {
-    pub fn on_start(&self, id: Id, storage: Option<&ReplicaStorage>) -> ReplicaState {
+    pub fn on_start(
+        &self,
+        id: Id,
+        storage: Option<&ReplicaStorage>,
+        o: &mut Out<BerthActor>,
+    ) -> ReplicaState {
         let durable: ReplicaStorage = match storage {
             Some(storage) => storage.clone(),
             None => self
@@ -321,12 +322,67 @@ impl ReplicaActor {
                 })
                 .collect(),
         };
-        ReplicaState {
+        let state = ReplicaState {
             buckets: durable
                 .into_iter()
                 .map(|(bucket, durable)| (bucket, BucketReplica::new(durable, &self.config)))
                 .collect(),
+        };
+        for (bucket, replica) in &state.buckets {
+            if replica.durable.is_leader(id) {
+                self.arm_hold_expiries(*bucket, &replica.durable, o);
+            }
         }
+        state
+    }
+
+    /// A leader (re)starts the clock of every active hold of `bucket`.
+    fn arm_hold_expiries(&self, bucket: Bucket, durable: &DurableBucket, o: &mut Out<BerthActor>) {
+        let Some(ttl) = &self.config.hold_ttl else {
+            return;
+        };
+        for (_, hold) in durable.state_through_last().holds() {
+            o.set_timer(Timer::HoldExpiry(bucket, hold), ttl.clone());
+        }
+    }
+
+    /// A hold's time ran out: if it is still active, the leader ends it with
+    /// an `Expire` entry, committed like any write.
+    fn expire_hold(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        bucket: Bucket,
+        hold: Token,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Some(replica) = state.buckets.get_mut(&bucket) else {
+            return;
+        };
+        if !replica.durable.is_leader(id) || replica.durable.sealed() {
+            return; // the next leader restarts the clock
+        }
+        let Some(unit) = replica
+            .durable
+            .state_through_last()
+            .holds()
+            .find(|(_, active)| *active == hold)
+            .map(|(unit, _)| unit.clone())
+        else {
+            return; // confirmed, or already expiring
+        };
+        let durable = Arc::make_mut(&mut replica.durable);
+        durable
+            .log
+            .push(Entry::expire(durable.placement.epoch, unit, hold));
+        if self.config.leader_resends > 0 {
+            o.set_timer(
+                Timer::Replicate(bucket),
+                self.config.timeouts.replicate.clone(),
+            );
+        }
+        self.send_appends(bucket, replica, FollowerSet::All, o);
+        self.commit_and_reply(bucket, replica, o);
     }
 
     pub fn on_msg(
@@ -498,6 +554,9 @@ impl ReplicaActor {
         timer: &Timer,
         o: &mut Out<BerthActor>,
     ) {
+        if let Timer::HoldExpiry(bucket, hold) = timer {
+            return self.expire_hold(id, state, *bucket, *hold, o);
+        }
         let Timer::Replicate(bucket) = timer else {
             return;
         };
@@ -594,6 +653,7 @@ impl ReplicaActor {
             return;
         }
         tracing::info!(%bucket, %epoch, "leading");
+        self.arm_hold_expiries(bucket, durable, o);
         durable.log.push(Entry::epoch_start(epoch));
         if self.config.leader_resends > 0 {
             o.set_timer(
@@ -1078,8 +1138,28 @@ impl ReplicaActor {
         o: &mut Out<BerthActor>,
     ) {
         let quorum = replica.quorum_position(self.config.variant);
-        if quorum > replica.durable.commit_position {
+        let before = replica.durable.commit_position;
+        if quorum > before {
             Arc::make_mut(&mut replica.durable).commit_through(quorum);
+            if let Some(ttl) = &self.config.hold_ttl {
+                // Every hold granted by the entries just committed starts
+                // its clock.
+                let durable = &replica.durable;
+                for (_, entry) in durable.log.iter_after(before) {
+                    let Some(command) = entry.as_command() else {
+                        continue;
+                    };
+                    if matches!(command.op, crate::bucket::Op::Hold { .. })
+                        && durable
+                            .applied
+                            .recorded(&command.token)
+                            .is_some_and(|r| r.outcome == crate::Outcome::Held)
+                        && entry_committed(durable, command.token)
+                    {
+                        o.set_timer(Timer::HoldExpiry(bucket, command.token), ttl.clone());
+                    }
+                }
+            }
         }
         let durable = &replica.durable;
         let committed: Vec<Waiter> = replica
@@ -1102,6 +1182,14 @@ impl ReplicaActor {
             o.send(waiter.client, reply);
         }
     }
+}
+
+/// Whether `token`'s entry is at or below the commit position.
+fn entry_committed(durable: &DurableBucket, token: Token) -> bool {
+    durable
+        .applied
+        .recorded(&token)
+        .is_some_and(|recorded| recorded.position <= durable.commit_position)
 }
 
 /// The `Reply` telling the recorded outcome of `token`, if it is committed.
