@@ -72,6 +72,17 @@ pub fn run_tasks(
     tasks: Vec<Task>,
     timeout: Duration,
 ) -> Result<Option<Vec<Msg>>> {
+    Ok(run_tasks_timed(config, tasks, timeout)?
+        .map(|answers| answers.into_iter().map(|(msg, _)| msg).collect()))
+}
+
+/// As `run_tasks`, with the moment each answer arrived (to within one turn
+/// of the event loop).
+pub fn run_tasks_timed(
+    config: &ClusterConfig,
+    tasks: Vec<Task>,
+    timeout: Duration,
+) -> Result<Option<Vec<(Msg, Instant)>>> {
     let socket = client_socket(config)?;
     let id = match socket.local_addr()? {
         SocketAddr::V4(addr) => Id::from(addr),
@@ -96,14 +107,28 @@ pub fn run_tasks(
         None,
     )?;
     let stop = AtomicBool::new(false);
+    let arrivals = std::cell::RefCell::new(Vec::new());
     let done = runtime.run(&stop, Some(Instant::now() + timeout), |state| match state {
-        NodeState::Client(client) => client.done(&done_actor),
+        NodeState::Client(client) => {
+            let mut arrivals = arrivals.borrow_mut();
+            while arrivals.len() < client.answers.len() {
+                arrivals.push(Instant::now());
+            }
+            client.done(&done_actor)
+        }
         _ => true,
     })?;
     let NodeState::Client(client) = &runtime.state else {
         unreachable!("a client runs a client state");
     };
-    Ok(done.then(|| client.answers.clone()))
+    Ok(done.then(|| {
+        client
+            .answers
+            .iter()
+            .cloned()
+            .zip(arrivals.into_inner())
+            .collect()
+    }))
 }
 
 /// Sends `datagram` to each of `targets` and collects the status reports

@@ -296,7 +296,7 @@ fn run(command: Command) -> Result<u8> {
                 .map(|n| Task::Book(InventoryUnit::new(trip.as_str(), format!("C{n}"))))
                 .collect();
             let started = Instant::now();
-            let answers = client::run_tasks(&config, tasks, seconds(args.timeout)?)?;
+            let answers = client::run_tasks_timed(&config, tasks, seconds(args.timeout)?)?;
             let elapsed = started.elapsed().as_secs_f64();
             let Some(answers) = answers else {
                 println!(
@@ -305,23 +305,36 @@ fn run(command: Command) -> Result<u8> {
                 );
                 return Ok(Ending::Unreachable.exit_code());
             };
-            let confirmed = answers
-                .iter()
-                .filter(|a| {
-                    matches!(
-                        a,
-                        Msg::Reply {
-                            outcome: Outcome::Confirmed,
-                            ..
-                        }
-                    )
-                })
-                .count();
+            // A booking ends with its confirm's answer and the next one
+            // starts right then: its latency is the gap between the two.
+            let mut latencies = Vec::new();
+            let mut confirmed = 0;
+            let mut previous = started;
+            for (answer, at) in &answers {
+                if let Msg::Reply { outcome, .. } = answer {
+                    if *outcome == Outcome::Held {
+                        continue;
+                    }
+                    if *outcome == Outcome::Confirmed {
+                        confirmed += 1;
+                    }
+                }
+                latencies.push(at.duration_since(previous));
+                previous = *at;
+            }
+            latencies.sort();
+            let percentile = |p: f64| {
+                latencies
+                    .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            };
             println!(
-                "{confirmed} of {} bookings confirmed in {elapsed:.2}s by one client: {:.0} confirmed bookings/s ({:.2} ms each, hold and confirm)",
+                "{confirmed} of {} bookings confirmed in {elapsed:.2}s by one client: {:.0} confirmed bookings/s; latency of a booking (hold and confirm, fsync on) p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                 args.bookings,
                 confirmed as f64 / elapsed,
-                elapsed * 1000.0 / args.bookings as f64
+                percentile(0.50),
+                percentile(0.99),
+                percentile(1.0),
             );
             Ok(if confirmed == args.bookings as usize {
                 0
