@@ -278,12 +278,18 @@ impl ClusterConfig {
         let ttl = Duration::from_secs(self.hold_ttl_seconds);
         ProtocolConfig {
             hold_ttl: Some(ttl..ttl + Duration::from_millis(1)),
-            client_retries: 30,
+            // A client resends (and refreshes its map) every 100-150 ms for
+            // about 12 s: short enough that a redirect during a cutover,
+            // before the new map is published, costs little.
+            client_retries: 100,
             leader_resends: 30,
             resend_fences: true,
             detector: Detector::Probes { misses: 4 },
             max_append_entries: Some(32),
-            timeouts: Timeouts::default(),
+            timeouts: Timeouts {
+                client_retry: Duration::from_millis(100)..Duration::from_millis(150),
+                ..Timeouts::default()
+            },
             ..ProtocolConfig::default()
         }
     }

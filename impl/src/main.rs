@@ -7,6 +7,7 @@ use berth::cluster::{self, Layout};
 use berth::config::{ClusterConfig, Member};
 use berth::wire::Report;
 use berth::{member, status};
+use berth_model::hashing::bucket_of;
 use berth_model::{Bucket, GroupId, InventoryUnit, Msg, Outcome, Task};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,6 +62,12 @@ struct BenchArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300.0)]
     timeout: f64,
+    /// Book only cabins of this bucket and move it to `--to-group` while booking (measures the write pause of a cutover under load).
+    #[arg(long, requires = "to_group")]
+    move_bucket: Option<u32>,
+    /// The group `--move-bucket` goes to.
+    #[arg(long, requires = "move_bucket")]
+    to_group: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -292,12 +299,58 @@ fn run(command: Command) -> Result<u8> {
             // Fresh cabins on a trip of their own, so that each run books
             // what it measures.
             let trip = format!("BENCH-{:08x}", fastrand::u32(..));
-            let tasks: Vec<Task> = (0..args.bookings)
-                .map(|n| Task::Book(InventoryUnit::new(trip.as_str(), format!("C{n}"))))
-                .collect();
+            let units = (0..).map(|n| InventoryUnit::new(trip.as_str(), format!("C{n}")));
+            let tasks: Vec<Task> = match args.move_bucket {
+                None => units.take(args.bookings as usize).map(Task::Book).collect(),
+                Some(bucket) => {
+                    check_bucket(&config, bucket)?;
+                    units
+                        .filter(|unit| bucket_of(unit, config.buckets).0 == bucket)
+                        .take(args.bookings as usize)
+                        .map(Task::Book)
+                        .collect()
+                }
+            };
+            let timeout = seconds(args.timeout)?;
             let started = Instant::now();
-            let answers = client::run_tasks_timed(&config, tasks, seconds(args.timeout)?)?;
+            let (answers, moved) = std::thread::scope(|scope| {
+                let mover = args.move_bucket.zip(args.to_group).map(|(bucket, group)| {
+                    let config = &config;
+                    scope.spawn(move || {
+                        // Let the bookings get going, then move under them.
+                        std::thread::sleep(Duration::from_millis(300));
+                        let asked = Instant::now();
+                        let code = change(
+                            config,
+                            Msg::MoveBucket {
+                                bucket: Bucket(bucket),
+                                group: GroupId(group),
+                            },
+                            Bucket(bucket),
+                            timeout,
+                            |before, now| now.group.0 == group && now.epoch > before.epoch,
+                        );
+                        (code, asked.elapsed())
+                    })
+                });
+                let answers = client::run_tasks_timed(&config, tasks, timeout);
+                (
+                    answers,
+                    mover.map(|mover| mover.join().expect("the mover thread")),
+                )
+            });
+            let answers = answers?;
             let elapsed = started.elapsed().as_secs_f64();
+            if let Some((code, took)) = moved {
+                if code? != 0 {
+                    println!("the move did not complete");
+                    return Ok(Ending::Unreachable.exit_code());
+                }
+                println!(
+                    "the move completed {:.0} ms after it was asked for",
+                    took.as_secs_f64() * 1000.0
+                );
+            }
             let Some(answers) = answers else {
                 println!(
                     "unreachable: the bookings did not finish within {}s",
