@@ -202,7 +202,7 @@ fn expiring_holds_keep_every_property() {
         report.property(properties::HOLD_EXPIRED).unwrap().status,
         PropertyStatus::Reached
     );
-    assert_eq!(report.unique_states, 208_205);
+    assert_eq!(report.unique_states, 197_201);
 }
 
 /// Goal: a reachable state in which the leader has confirmed a booking, to

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use berth_model::{BerthActor, Msg, NodeState, Storage, Timer};
 use stateright::actor::{Actor, Command, Id, Out};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::ops::Range;
@@ -43,6 +43,8 @@ pub struct Runtime {
     config: ClusterConfig,
     store: Option<Store>,
     timers: BTreeMap<Timer, Instant>,
+    /// The same timers ordered by deadline.
+    deadlines: BTreeSet<(Instant, Timer)>,
     /// Messages to send once the batch's save is durable.
     outbox: Vec<(Id, Msg)>,
     /// The batch's latest save, not yet durable.
@@ -94,6 +96,7 @@ impl Runtime {
             config,
             store,
             timers: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             outbox: Vec::new(),
             unsaved: None,
             reports: Vec::new(),
@@ -129,7 +132,7 @@ impl Runtime {
     fn turn(&mut self, deadline: Option<Instant>) -> Result<()> {
         let now = Instant::now();
         let mut wait = TICK;
-        if let Some(next) = self.timers.values().min() {
+        if let Some((next, _)) = self.deadlines.first() {
             wait = wait.min(next.saturating_duration_since(now));
         }
         if let Some(deadline) = deadline {
@@ -151,14 +154,16 @@ impl Runtime {
         }
         self.socket.set_nonblocking(false)?;
         let now = Instant::now();
-        let due: Vec<Timer> = self
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(timer, _)| timer.clone())
-            .collect();
-        for timer in due {
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.deadlines.first() {
+            if *at > now {
+                break;
+            }
+            let (_, timer) = self.deadlines.pop_first().expect("just looked");
             self.timers.remove(&timer);
+            due.push(timer);
+        }
+        for timer in due {
             let mut out = Out::new();
             let mut state = Cow::Borrowed(&self.state);
             self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
@@ -238,10 +243,16 @@ impl Runtime {
             match command {
                 Command::Send(dst, msg) => self.outbox.push((dst, msg)),
                 Command::SetTimer(timer, range) => {
-                    self.timers.insert(timer, Instant::now() + pick(&range));
+                    let at = Instant::now() + pick(&range);
+                    if let Some(old) = self.timers.insert(timer.clone(), at) {
+                        self.deadlines.remove(&(old, timer.clone()));
+                    }
+                    self.deadlines.insert((at, timer));
                 }
                 Command::CancelTimer(timer) => {
-                    self.timers.remove(&timer);
+                    if let Some(old) = self.timers.remove(&timer) {
+                        self.deadlines.remove(&(old, timer));
+                    }
                 }
                 Command::Save(storage) => self.unsaved = Some(storage),
                 Command::ChooseRandom(..) => {}
@@ -252,7 +263,7 @@ impl Runtime {
     /// Makes the batch's save durable, then sends its messages.
     fn flush(&mut self) -> Result<()> {
         if let Some(storage) = self.unsaved.take() {
-            if let Some(store) = &self.store {
+            if let Some(store) = &mut self.store {
                 store.save(&storage)?;
             }
         }

@@ -1,38 +1,80 @@
 //! Crash-safe storage of one member's durable state (`Storage`).
 //!
-//! The state lives in `DIR/state.bin` (postcard). A save writes
-//! `state.bin.tmp`,
-//! fsyncs it, renames it over `state.bin` and fsyncs the directory: a
-//! crash at any point leaves either the previous state or the new one,
+//! Two files in the member's directory, both postcard:
+//!
+//! - `state.bin`, a snapshot: the whole state and the sequence number of
+//!   the last change it includes. Replaced atomically: written to
+//!   `state.bin.tmp`, fsynced, renamed over `state.bin`, directory fsynced.
+//! - `wal.bin`, the changes since: one record per save, each framed by its
+//!   length and a CRC-32, appended and fsynced. A replica's record holds
+//!   only the buckets that changed (by `Arc` identity, then by value), so a
+//!   save costs what changed, not what is stored.
+//!
+//! When the log outgrows the snapshot, the next save writes a new snapshot
+//! and empties the log. Recovery reads the snapshot and replays the log's
+//! records numbered after it, stopping at the first torn or corrupt record
+//! (the tail a crash mid-append leaves), which it cuts off. A crash at any
+//! point therefore leaves the last completed save or the one before it,
 //! never a torn mix. The runtime saves once per batch of steps (group
 //! commit) and sends that batch's messages only after the save returned.
 //!
-//! The file records which member wrote it, so a data directory is never
-//! silently adopted by another member; a file that does not parse is an
+//! The snapshot records which member wrote it, so a data directory is never
+//! silently adopted by another member; a snapshot that does not parse is an
 //! error, never overwritten.
 
 use anyhow::{bail, Context, Result};
-use berth_model::Storage;
+use berth_model::replica::{DurableBucket, ReplicaStorage};
+use berth_model::{Bucket, Storage};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const STATE: &str = "state.bin";
 const TEMPORARY: &str = "state.bin.tmp";
+const LOG: &str = "wal.bin";
+/// The log is compacted into a snapshot once it is larger than this and
+/// than twice the snapshot.
+const MIN_COMPACTION: u64 = 1 << 20;
 
 /// What `state.bin` holds.
 #[derive(Serialize, Deserialize)]
 struct StateFile {
     /// Who wrote it, e.g. "replica 3" or "controller".
     member: String,
+    /// The last log record this snapshot includes.
+    seq: u64,
     storage: Storage,
+}
+
+/// One record of `wal.bin`.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    seq: u64,
+    change: Change,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Change {
+    /// The whole state (the controller's is small).
+    Replace(Storage),
+    /// A replica's changed buckets; `None` for a bucket it dropped.
+    Buckets(Vec<(Bucket, Option<Arc<DurableBucket>>)>),
 }
 
 /// One member's data directory.
 pub struct Store {
     dir: PathBuf,
     member: String,
+    log: Option<File>,
+    log_bytes: u64,
+    snapshot_bytes: u64,
+    seq: u64,
+    /// The last durable state, to compute what changed.
+    last: Option<Storage>,
+    /// The log size below which it is never compacted.
+    min_compaction: u64,
 }
 
 impl Store {
@@ -42,7 +84,17 @@ impl Store {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
         let path = dir.join(STATE);
-        let saved = match fs::read(&path) {
+        let mut store = Store {
+            dir: dir.to_path_buf(),
+            member: member.to_owned(),
+            log: None,
+            log_bytes: 0,
+            snapshot_bytes: 0,
+            seq: 0,
+            last: None,
+            min_compaction: MIN_COMPACTION,
+        };
+        match fs::read(&path) {
             Ok(bytes) => {
                 let file: StateFile = postcard::from_bytes(&bytes).with_context(|| {
                     format!(
@@ -57,26 +109,92 @@ impl Store {
                         file.member
                     );
                 }
-                Some(file.storage)
+                store.snapshot_bytes = bytes.len() as u64;
+                store.seq = file.seq;
+                store.last = Some(file.storage);
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()))
+            }
+        }
+        store.replay()?;
+        let saved = store.last.clone();
+        Ok((store, saved))
+    }
+
+    /// Applies the log's records after the snapshot; cuts off a torn tail.
+    fn replay(&mut self) -> Result<()> {
+        let path = self.dir.join(LOG);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(error) => {
                 return Err(error).with_context(|| format!("cannot read {}", path.display()))
             }
         };
-        Ok((
-            Store {
-                dir: dir.to_path_buf(),
-                member: member.to_owned(),
-            },
-            saved,
-        ))
+        let mut offset = 0;
+        while let Some((record, next)) = read_record(&bytes, offset) {
+            if record.seq > self.seq {
+                if self.last.is_none() {
+                    bail!(
+                        "{} has changes but {} has no snapshot: the directory is damaged; it was left as it is",
+                        path.display(),
+                        self.dir.join(STATE).display()
+                    );
+                }
+                self.last = Some(apply(self.last.take(), record.change));
+                self.seq = record.seq;
+            }
+            offset = next;
+        }
+        if offset < bytes.len() {
+            tracing::warn!(
+                log = %path.display(),
+                kept = offset,
+                dropped = bytes.len() - offset,
+                "cut off a torn tail of the log (a crash during a save that never completed)"
+            );
+        }
+        if path.exists() {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            file.set_len(offset as u64)?;
+            file.sync_all()?;
+        }
+        self.log_bytes = offset as u64;
+        Ok(())
     }
 
     /// Makes `storage` durable: when this returns, it survives a crash.
-    pub fn save(&self, storage: &Storage) -> Result<()> {
+    pub fn save(&mut self, storage: &Storage) -> Result<()> {
+        let compact = self.last.is_none()
+            || (self.log_bytes > self.min_compaction && self.log_bytes > 2 * self.snapshot_bytes);
+        self.seq += 1;
+        if compact {
+            self.write_snapshot(storage)?;
+        } else {
+            let change = match (&self.last, storage) {
+                (Some(Storage::Replica(before)), Storage::Replica(after)) => {
+                    Change::Buckets(changed_buckets(before, after))
+                }
+                _ => Change::Replace(storage.clone()),
+            };
+            self.append(&Record {
+                seq: self.seq,
+                change,
+            })?;
+        }
+        self.last = Some(storage.clone());
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, storage: &Storage) -> Result<()> {
         let bytes = postcard::to_stdvec(&StateFile {
             member: self.member.clone(),
+            seq: self.seq,
             storage: storage.clone(),
         })?;
         let temporary = self.dir.join(TEMPORARY);
@@ -92,10 +210,117 @@ impl Store {
         drop(file);
         fs::rename(&temporary, self.dir.join(STATE))
             .with_context(|| format!("cannot replace the state in {}", self.dir.display()))?;
+        self.sync_dir()?;
+        // The snapshot includes every record so far: the log may be emptied
+        // (a crash before this leaves records the snapshot's number skips).
+        let log = self.log_file()?;
+        log.set_len(0)?;
+        log.seek(SeekFrom::Start(0))?;
+        log.sync_all()?;
+        self.log_bytes = 0;
+        self.snapshot_bytes = bytes.len() as u64;
+        Ok(())
+    }
+
+    fn append(&mut self, record: &Record) -> Result<()> {
+        let payload = postcard::to_stdvec(record)?;
+        let mut framed = Vec::with_capacity(payload.len() + 8);
+        framed.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        framed.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        framed.extend_from_slice(&payload);
+        let log = self.log_file()?;
+        log.seek(SeekFrom::End(0))?;
+        log.write_all(&framed)?;
+        log.sync_data().context("cannot fsync the log")?;
+        self.log_bytes += framed.len() as u64;
+        Ok(())
+    }
+
+    /// The log, opened (and created, durably) on first use.
+    fn log_file(&mut self) -> Result<&mut File> {
+        if self.log.is_none() {
+            let path = self.dir.join(LOG);
+            let existed = path.exists();
+            let file = OpenOptions::new()
+                .create(true)
+                .append(false)
+                .write(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            if !existed {
+                self.sync_dir()?;
+            }
+            self.log = Some(file);
+        }
+        Ok(self.log.as_mut().expect("just opened"))
+    }
+
+    fn sync_dir(&self) -> Result<()> {
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("cannot fsync the directory {}", self.dir.display()))?;
-        Ok(())
+            .with_context(|| format!("cannot fsync the directory {}", self.dir.display()))
+    }
+}
+
+/// The record starting at `offset`, and where the next one starts; `None`
+/// at the end or at a torn or corrupt record.
+fn read_record(bytes: &[u8], offset: usize) -> Option<(Record, usize)> {
+    let header = bytes.get(offset..offset + 8)?;
+    let length = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+    let payload = bytes.get(offset + 8..offset + 8 + length)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let record = postcard::from_bytes(payload).ok()?;
+    Some((record, offset + 8 + length))
+}
+
+/// The buckets of `after` that differ from `before`, and those dropped.
+fn changed_buckets(
+    before: &ReplicaStorage,
+    after: &ReplicaStorage,
+) -> Vec<(Bucket, Option<Arc<DurableBucket>>)> {
+    let mut changed: Vec<_> = after
+        .iter()
+        .filter(|(bucket, durable)| {
+            before
+                .get(bucket)
+                .is_none_or(|old| !Arc::ptr_eq(old, durable) && old != *durable)
+        })
+        .map(|(bucket, durable)| (*bucket, Some(Arc::clone(durable))))
+        .collect();
+    changed.extend(
+        before
+            .keys()
+            .filter(|bucket| !after.contains_key(bucket))
+            .map(|bucket| (*bucket, None)),
+    );
+    changed
+}
+
+fn apply(state: Option<Storage>, change: Change) -> Storage {
+    match (state, change) {
+        (_, Change::Replace(storage)) => storage,
+        (Some(Storage::Replica(mut buckets)), Change::Buckets(changed)) => {
+            for (bucket, durable) in changed {
+                match durable {
+                    Some(durable) => {
+                        buckets.insert(bucket, durable);
+                    }
+                    None => {
+                        buckets.remove(&bucket);
+                    }
+                }
+            }
+            Storage::Replica(buckets)
+        }
+        (state, Change::Buckets(_)) => {
+            // A replica's change on a controller's state cannot be written
+            // by this store; keep the state as it is.
+            state.expect("replay checks for a snapshot first")
+        }
     }
 }
 
@@ -107,18 +332,21 @@ mod tests {
     use berth_model::{Epoch, GroupId};
     use stateright::actor::Id;
 
-    fn storage(version: u64) -> Storage {
-        let placement = BucketPlacement {
-            epoch: Epoch(1),
+    fn placement(epoch: u64) -> BucketPlacement {
+        BucketPlacement {
+            epoch: Epoch(epoch),
             group: GroupId(1),
             leader: Id::from(1),
             sync_followers: vec![Id::from(2)],
             async_followers: vec![],
-        };
+        }
+    }
+
+    fn controller(version: u64) -> Storage {
         Storage::Controller(ControllerState {
             map: PlacementMap {
                 version,
-                ..PlacementMap::uniform(4, placement)
+                ..PlacementMap::uniform(4, placement(1))
             },
             fencing: Default::default(),
             moving: Default::default(),
@@ -126,38 +354,103 @@ mod tests {
         })
     }
 
-    /// Goal: what was saved is what a restart finds; a second save replaces
-    /// the first.
+    /// A replica's storage whose bucket `b` is at epoch `epochs[b]`.
+    fn replica(epochs: &[u64]) -> Storage {
+        Storage::Replica(
+            epochs
+                .iter()
+                .enumerate()
+                .map(|(bucket, epoch)| {
+                    (
+                        Bucket(bucket as u32),
+                        Arc::new(DurableBucket::empty(placement(*epoch))),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Goal: what was saved is what a restart finds, through snapshot and
+    /// log alike; a later save replaces an earlier one.
     #[test]
     fn saved_state_survives_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, saved) = Store::open(dir.path(), "controller").unwrap();
+        let (mut store, saved) = Store::open(dir.path(), "controller").unwrap();
         assert!(saved.is_none());
-        store.save(&storage(1)).unwrap();
-        store.save(&storage(2)).unwrap();
+        store.save(&controller(1)).unwrap();
+        store.save(&controller(2)).unwrap();
         let (_, saved) = Store::open(dir.path(), "controller").unwrap();
-        assert_eq!(saved, Some(storage(2)));
+        assert_eq!(saved, Some(controller(2)));
     }
 
-    /// Goal: a torn write (a crash while writing the temporary file) leaves
-    /// the previous state intact.
+    /// Goal: a replica's log records only the buckets that changed, and
+    /// replaying it rebuilds the whole state, through a compaction too.
+    #[test]
+    fn replica_changes_replay_and_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
+        let mut epochs = vec![1; 64];
+        store.save(&replica(&epochs)).unwrap();
+        let snapshot = fs::metadata(dir.path().join(STATE)).unwrap().len();
+        epochs[3] = 2;
+        store.save(&replica(&epochs)).unwrap();
+        let record = fs::metadata(dir.path().join(LOG)).unwrap().len();
+        assert!(
+            record * 20 < snapshot,
+            "a one-bucket record ({record} bytes) is small next to the snapshot ({snapshot})"
+        );
+        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved, Some(replica(&epochs)));
+        // Enough changes to compact: the state survives it.
+        store.min_compaction = 4096;
+        for round in 0..20_000u64 {
+            epochs[(round % 64) as usize] = round + 3;
+            store.save(&replica(&epochs)).unwrap();
+            if fs::metadata(dir.path().join(LOG)).unwrap().len() == 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            fs::metadata(dir.path().join(LOG)).unwrap().len(),
+            0,
+            "compacted"
+        );
+        epochs[0] = 99;
+        store.save(&replica(&epochs)).unwrap();
+        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved, Some(replica(&epochs)));
+    }
+
+    /// Goal: a torn write (a crash in the middle of a save) leaves the
+    /// previous state: a half-written snapshot is ignored, a torn log
+    /// record is cut off, and saving continues after it.
     #[test]
     fn a_torn_write_keeps_the_previous_state() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path(), "controller").unwrap();
-        store.save(&storage(1)).unwrap();
+        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
+        store.save(&replica(&[1, 1])).unwrap();
+        store.save(&replica(&[2, 1])).unwrap();
         fs::write(dir.path().join(TEMPORARY), b"\x0acontr").unwrap();
-        let (_, saved) = Store::open(dir.path(), "controller").unwrap();
-        assert_eq!(saved, Some(storage(1)));
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(LOG))
+            .unwrap();
+        log.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5]).unwrap();
+        drop(log);
+        let (mut store, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved, Some(replica(&[2, 1])));
+        store.save(&replica(&[2, 3])).unwrap();
+        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved, Some(replica(&[2, 3])));
     }
 
-    /// Goal: a damaged state file or another member's directory is a clear
+    /// Goal: a damaged snapshot or another member's directory is a clear
     /// error, and the file is left untouched.
     #[test]
     fn foreign_or_damaged_directories_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path(), "replica 1").unwrap();
-        store.save(&storage(1)).unwrap();
+        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
+        store.save(&controller(1)).unwrap();
         let error = Store::open(dir.path(), "replica 2").err().unwrap();
         assert!(
             format!("{error:#}").contains("belongs to replica 1"),

@@ -1149,6 +1149,13 @@ impl ReplicaActor {
                     let Some(command) = entry.as_command() else {
                         continue;
                     };
+                    if let crate::bucket::Op::Confirm { hold, .. } = &command.op {
+                        // A confirmed hold no longer expires.
+                        if entry_committed(durable, command.token) {
+                            o.cancel_timer(Timer::HoldExpiry(bucket, *hold));
+                        }
+                        continue;
+                    }
                     if matches!(command.op, crate::bucket::Op::Hold { .. })
                         && durable
                             .applied
