@@ -284,7 +284,7 @@ impl ClusterConfig {
             client_retries: 100,
             leader_resends: 30,
             resend_fences: true,
-            detector: Detector::Probes { misses: 4 },
+            detector: Detector::Probes { misses: 6 },
             max_append_entries: Some(32),
             timeouts: Timeouts {
                 client_retry: Duration::from_millis(100)..Duration::from_millis(150),

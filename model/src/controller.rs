@@ -279,7 +279,7 @@ impl ControllerActor {
                 }
             }
             Timer::SuspectSyncFollower(bucket) => {
-                if !self.suspect_sync_follower(state, *bucket, o) {
+                if !self.suspect_sync_follower(state, *bucket, &BTreeSet::new(), o) {
                     o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
                 }
             }
@@ -350,13 +350,21 @@ impl ControllerActor {
                     continue;
                 };
                 if down.contains(&placement.leader) {
-                    self.suspect_leader(state, bucket, o);
+                    // Only a live sync follower can report what it holds;
+                    // with every copy of the committed prefix down, wait.
+                    if placement
+                        .sync_followers
+                        .iter()
+                        .any(|follower| !down.contains(follower))
+                    {
+                        self.suspect_leader(state, bucket, o);
+                    }
                 } else if placement
                     .sync_followers
                     .iter()
                     .any(|follower| down.contains(follower))
                 {
-                    self.suspect_sync_follower(state, bucket, o);
+                    self.suspect_sync_follower(state, bucket, &down, o);
                 }
             }
         }
@@ -454,13 +462,15 @@ impl ControllerActor {
         true
     }
 
-    /// Moves the first async follower of `bucket` into the sync role
-    /// through epoch N+1; the suspected sync follower becomes async.
-    /// Returns whether the suspicion is settled (see `suspect_leader`).
+    /// Moves the first async follower of `bucket` that is not `down` into
+    /// the sync role through epoch N+1; the suspected sync follower becomes
+    /// async. Returns whether the suspicion is settled (see
+    /// `suspect_leader`).
     fn suspect_sync_follower(
         &self,
         state: &mut ControllerState,
         bucket: Bucket,
+        down: &BTreeSet<Id>,
         o: &mut Out<BerthActor>,
     ) -> bool {
         let Some(placement) = state.map.placement(bucket).cloned() else {
@@ -474,7 +484,11 @@ impl ControllerActor {
         }
         let (Some(suspect), Some(replacement)) = (
             placement.sync_followers.first().copied(),
-            placement.async_followers.first().copied(),
+            placement
+                .async_followers
+                .iter()
+                .find(|follower| !down.contains(follower))
+                .copied(),
         ) else {
             // No sync follower to replace, or nobody to replace it with: the
             // group keeps its quorum and writes wait.
@@ -747,6 +761,40 @@ mod tests {
             .buckets
             .iter()
             .all(|placement| placement.leader == Id::from(SYNC) && placement.epoch == Epoch(2)));
+    }
+
+    /// Goal: the probe detector never makes a change that cannot help: no
+    /// failover while every sync follower is down too (nobody could report
+    /// the committed prefix), and no down async follower is moved into the
+    /// sync role.
+    #[test]
+    fn probes_do_not_act_on_dead_replacements() {
+        let (actor, mut state) = probing_controller(1);
+        let probe = |state: &mut NodeState| fire(&actor, state, Timer::Probe);
+        // Leader and sync follower both silent; only the async follower
+        // answers.
+        for _ in 0..3 {
+            let commands = probe(&mut state);
+            assert!(fences(&commands).is_empty(), "{commands:?}");
+            deliver(&actor, &mut state, ASYNC, Msg::Alive);
+        }
+        assert!(state.as_controller().unwrap().fencing.is_empty());
+        assert_eq!(state.as_controller().unwrap().map.version, 1);
+        // Now the leader answers but the sync and async followers do not:
+        // the sync follower is down, and so is the only replacement.
+        let (actor, mut state) = probing_controller(1);
+        for _ in 0..3 {
+            fire(&actor, &mut state, Timer::Probe);
+            deliver(&actor, &mut state, LEADER, Msg::Alive);
+        }
+        assert_eq!(state.as_controller().unwrap().map.version, 1);
+        // The async follower comes back: it replaces the down sync follower.
+        deliver(&actor, &mut state, ASYNC, Msg::Alive);
+        deliver(&actor, &mut state, LEADER, Msg::Alive);
+        fire(&actor, &mut state, Timer::Probe);
+        let map = &state.as_controller().unwrap().map;
+        assert_eq!(map.version, 2);
+        assert_eq!(map.buckets[0].sync_followers, vec![Id::from(ASYNC)]);
     }
 
     /// Goal: the operator's `Failover` fences a live leader's commit quorum
