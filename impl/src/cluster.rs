@@ -111,6 +111,8 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
                 }
             }
         }
+        // Polling: the stop flag is set from a signal handler and std
+        // cannot wait on several children at once.
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("stopping the cluster");
@@ -131,6 +133,7 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
                     child.wait().ok();
                     break;
                 }
+                // Polling: std has no wait-with-timeout for a child.
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }

@@ -317,7 +317,9 @@ fn run(command: Command) -> Result<u8> {
                 let mover = args.move_bucket.zip(args.to_group).map(|(bucket, group)| {
                     let config = &config;
                     scope.spawn(move || {
-                        // Let the bookings get going, then move under them.
+                        // Let the bookings get going, then move under them
+                        // (a benchmark's warm-up: the move must start while
+                        // the client is mid-stream, not before).
                         std::thread::sleep(Duration::from_millis(300));
                         let asked = Instant::now();
                         let code = change(
@@ -513,6 +515,7 @@ fn change(
                 return Ok(0);
             }
         }
+        // Polling: the controller announces changes only to replicas.
         std::thread::sleep(Duration::from_millis(100));
     }
     println!(

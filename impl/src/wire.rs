@@ -191,32 +191,30 @@ mod tests {
     use berth_model::{Command, InventoryUnit, Op, Token};
     use proptest::prelude::*;
 
-    /// Goal: every message survives the wire unchanged.
-    #[test]
-    fn protocol_messages_round_trip() {
-        let msg = Msg::Request {
-            bucket: Bucket(7),
+    /// A hold request for `trip`'s cabin C14 on `bucket`.
+    fn hold_request(bucket: u32, trip: &str) -> Msg {
+        Msg::Request {
+            bucket: Bucket(bucket),
             epoch: Epoch(3),
             command: Command {
                 token: Token { client: 9, seq: 2 },
                 op: Op::Hold {
-                    unit: InventoryUnit::new("BCN-JFK-2026-07-14", "C14"),
+                    unit: InventoryUnit::new(trip, "C14"),
                 },
             },
-        };
+        }
+    }
+
+    /// Goal: every message survives the wire unchanged.
+    #[test]
+    fn protocol_messages_round_trip() {
+        let msg = hold_request(7, "BCN-JFK-2026-07-14");
         let datagram = Datagram::Protocol(vec![msg.clone()]);
         assert_eq!(decode(&encode(&datagram).unwrap()).unwrap(), datagram);
         // Packed: many messages, few datagrams, each decoding to its share
         // in order.
         let many: Vec<Msg> = (0..3000)
-            .map(|seq| match &msg {
-                Msg::Request { command, .. } => Msg::Request {
-                    bucket: Bucket(seq),
-                    epoch: Epoch(3),
-                    command: command.clone(),
-                },
-                _ => unreachable!(),
-            })
+            .map(|bucket| hold_request(bucket, "BCN-JFK-2026-07-14"))
             .collect();
         let (datagrams, refused) = pack(&many);
         assert!(refused.is_empty());
@@ -251,16 +249,7 @@ mod tests {
         assert!(decode(&vec![0; MAX_DATAGRAM + 1])
             .unwrap_err()
             .contains("oversized"));
-        let huge_msg = Msg::Request {
-            bucket: Bucket(0),
-            epoch: Epoch(1),
-            command: Command {
-                token: Token { client: 1, seq: 1 },
-                op: Op::Hold {
-                    unit: InventoryUnit::new("T".repeat(70_000), "C1"),
-                },
-            },
-        };
+        let huge_msg = hold_request(0, &"T".repeat(70_000));
         let huge = Datagram::Protocol(vec![huge_msg.clone()]);
         assert!(encode(&huge).unwrap_err().contains("datagram limit"));
         let (datagrams, refused) = pack(&[huge_msg]);

@@ -371,17 +371,7 @@ impl ReplicaActor {
         else {
             return; // confirmed, or already expiring
         };
-        let durable = Arc::make_mut(&mut replica.durable);
-        durable
-            .log
-            .push(Entry::expire(durable.placement.epoch, unit, hold));
-        if self.config.leader_resends > 0 {
-            o.set_timer(
-                Timer::Replicate(bucket),
-                self.config.timeouts.replicate.clone(),
-            );
-        }
-        self.send_appends(bucket, replica, FollowerSet::All, o);
+        self.append_as_leader(bucket, replica, |epoch| Entry::expire(epoch, unit, hold), o);
         self.commit_and_reply(bucket, replica, o);
     }
 
@@ -654,7 +644,22 @@ impl ReplicaActor {
         }
         tracing::info!(%bucket, %epoch, "leading");
         self.arm_hold_expiries(bucket, durable, o);
-        durable.log.push(Entry::epoch_start(epoch));
+        self.append_as_leader(bucket, replica, Entry::epoch_start, o);
+        self.commit_and_reply(bucket, replica, o);
+    }
+
+    /// The leader appends the entry `entry` makes at its epoch (the step
+    /// saves it), arms its resend timer, and sends every follower what it
+    /// lacks. Returns the entry's position.
+    fn append_as_leader(
+        &self,
+        bucket: Bucket,
+        replica: &mut BucketReplica,
+        entry: impl FnOnce(Epoch) -> Entry,
+        o: &mut Out<BerthActor>,
+    ) -> Position {
+        let durable = Arc::make_mut(&mut replica.durable);
+        let position = durable.log.push(entry(durable.placement.epoch));
         if self.config.leader_resends > 0 {
             o.set_timer(
                 Timer::Replicate(bucket),
@@ -662,7 +667,7 @@ impl ReplicaActor {
             );
         }
         self.send_appends(bucket, replica, FollowerSet::All, o);
-        self.commit_and_reply(bucket, replica, o);
+        position
     }
 
     /// The controller asks this leader to move `bucket` out to
@@ -871,16 +876,7 @@ impl ReplicaActor {
                 // know it yet would answer from a stale log) and everything
                 // it inherited is committed: both hold once a fresh entry of
                 // its epoch commits through its commit quorum.
-                let durable = Arc::make_mut(&mut replica.durable);
-                let position = durable.log.push(Entry::noop(durable.placement.epoch));
-                if self.config.leader_resends > 0 {
-                    o.set_timer(
-                        Timer::Replicate(bucket),
-                        self.config.timeouts.replicate.clone(),
-                    );
-                }
-                self.send_appends(bucket, replica, FollowerSet::All, o);
-                position
+                self.append_as_leader(bucket, replica, Entry::noop, o)
             }
         };
         replica.leader.waiters.insert(Waiter {
@@ -930,18 +926,7 @@ impl ReplicaActor {
                 position
             }
             None => {
-                let durable = Arc::make_mut(&mut replica.durable);
-                let position = durable
-                    .log
-                    .push(Entry::command(durable.placement.epoch, command));
-                if self.config.leader_resends > 0 {
-                    o.set_timer(
-                        Timer::Replicate(bucket),
-                        self.config.timeouts.replicate.clone(),
-                    );
-                }
-                self.send_appends(bucket, replica, FollowerSet::All, o);
-                position
+                self.append_as_leader(bucket, replica, |epoch| Entry::command(epoch, command), o)
             }
         };
         replica.leader.waiters.insert(Waiter {

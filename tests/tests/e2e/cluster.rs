@@ -144,6 +144,18 @@ impl Cluster {
         stdout(&self.berth(&["status"]))
     }
 
+    /// Asserts that `berth token` reports each of `tokens` confirmed.
+    pub fn assert_confirmed(&self, tokens: &[String]) {
+        for token in tokens {
+            let answer = self.berth(&["token", token]);
+            assert!(
+                stdout(&answer).starts_with("confirmed:"),
+                "{token}: {}",
+                stdout(&answer)
+            );
+        }
+    }
+
     /// Polls `berth status` until `ready` holds, at most `limit`.
     pub fn wait_until(&self, limit: Duration, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + limit;
@@ -320,14 +332,7 @@ fn kill_the_leader_and_lose_nothing() {
     let failover = killed.elapsed();
     assert_eq!(after.status.code(), Some(0), "{}", stdout(&after));
     println!("failover: kill -9 to the next confirmed booking took {failover:?}");
-    for token in &tokens {
-        let answer = cluster.berth(&["token", token]);
-        assert!(
-            stdout(&answer).starts_with("confirmed:"),
-            "{token}: {}",
-            stdout(&answer)
-        );
-    }
+    cluster.assert_confirmed(&tokens);
     let status = cluster.wait_until(Duration::from_secs(10), "a new leader", |status| {
         placement_line(status, bucket).contains("leader 2 (madrid-b)")
     });
@@ -374,14 +379,7 @@ fn move_a_bucket_while_booking() {
     });
     tokens.extend(during);
     assert_eq!(tokens.len(), 16);
-    for token in &tokens {
-        let answer = cluster.berth(&["token", token]);
-        assert!(
-            stdout(&answer).starts_with("confirmed:"),
-            "{token}: {}",
-            stdout(&answer)
-        );
-    }
+    cluster.assert_confirmed(&tokens);
     let status = cluster.status();
     assert!(
         placement_line(&status, bucket).contains("leader 4 (paris-a)"),
@@ -407,14 +405,7 @@ fn restart_the_whole_cluster_from_its_directory() {
     );
     cluster.stop();
     cluster.up();
-    for token in &tokens {
-        let answer = cluster.berth(&["token", token]);
-        assert!(
-            stdout(&answer).starts_with("confirmed:"),
-            "{token}: {}",
-            stdout(&answer)
-        );
-    }
+    cluster.assert_confirmed(&tokens);
     let again = cluster.book("A1");
     assert_eq!(again.status.code(), Some(1), "{}", stdout(&again));
     let status = cluster.status();
