@@ -32,9 +32,11 @@ fn failover_with_one_crash_holds() {
             properties::FAILOVER_COMPLETED,
             properties::SYNC_FOLLOWER_REPLACED,
             properties::BOOKING_CONFIRMED_AFTER_FAILOVER,
+            properties::FOLLOWER_READ_SERVED,
+            properties::LAGGING_FOLLOWER_BYPASSED,
         ],
     );
-    assert_eq!(report.unique_states, 518_238);
+    assert_eq!(report.unique_states, 809_838);
 }
 
 /// Runs `variant` in the failover scenario until `no lost confirmed booking`

@@ -69,19 +69,19 @@ fn on_network(network: NetworkKind) -> ScenarioConfig {
 /// sometimes-property; DFS visits the same space as BFS.
 #[test]
 fn replication_unordered_two_clients_holds() {
-    assert_passes_with_state_count(&ScenarioConfig::default(), Strategy::Bfs, 7_457);
-    assert_passes_with_state_count(&ScenarioConfig::default(), Strategy::Dfs, 7_457);
+    assert_passes_with_state_count(&ScenarioConfig::default(), Strategy::Bfs, 20_711);
+    assert_passes_with_state_count(&ScenarioConfig::default(), Strategy::Dfs, 20_711);
 }
 
 #[test]
 fn replication_ordered_network_holds() {
-    assert_passes_with_state_count(&on_network(NetworkKind::Ordered), Strategy::Bfs, 1_953);
+    assert_passes_with_state_count(&on_network(NetworkKind::Ordered), Strategy::Bfs, 4_746);
 }
 
 /// Goal: message loss never breaks safety (loss only stalls progress).
 #[test]
 fn replication_lossy_network_holds() {
-    assert_passes_with_state_count(&on_network(NetworkKind::Lossy), Strategy::Bfs, 50_602);
+    assert_passes_with_state_count(&on_network(NetworkKind::Lossy), Strategy::Bfs, 124_734);
 }
 
 /// Goal: duplicated requests (what a retry looks like to the leader) get the
@@ -103,7 +103,7 @@ fn replication_with_one_crash_holds() {
         crashes: 1,
         ..ScenarioConfig::default()
     };
-    assert_passes_with_state_count(&config, Strategy::Bfs, 223_628);
+    assert_passes_with_state_count(&config, Strategy::Bfs, 511_688);
 }
 
 /// Goal: the broken commit rule (DESIGN.md variant `async-ack`: the leader
@@ -184,6 +184,57 @@ fn multi_leader_is_refuted_by_no_double_sale() {
     assert_eq!(report.verdict(), Verdict::Pass);
 }
 
+/// Goal: `--variant ignore-read-token` (a follower serves a read whatever
+/// position the client observed) is refuted by `session reads` in the
+/// replication scenario: the client is told of a decision at p2, then the
+/// remote follower, which has applied nothing, answers its read from p0.
+/// The correct design on the same scenario holds it and reaches both read
+/// paths.
+#[test]
+fn ignore_read_token_is_refuted_by_session_reads() {
+    let config = ScenarioConfig::exposing(Variant::IgnoreReadToken);
+    assert_eq!(config.flags(), "--scenario replication");
+    let report = run(
+        &config,
+        &RunOptions {
+            stop_at: StopAt::AnyOf(vec![properties::SESSION_READS]),
+            ..RunOptions::default()
+        },
+        |_| {},
+    );
+    let property = report.property(properties::SESSION_READS).unwrap();
+    assert_eq!(property.status, PropertyStatus::Violated);
+    let trace = property.trace.as_ref().unwrap();
+    assert_eq!(trace.len(), 7, "{trace:#?}");
+    assert!(
+        trace.last().unwrap().contains("ReadReply")
+            && trace.last().unwrap().contains("at p0 from follower"),
+        "{trace:#?}"
+    );
+    assert!(property
+        .explanation
+        .as_ref()
+        .unwrap()
+        .contains("which it had already observed"));
+    let correct = exhaustive(
+        &ScenarioConfig {
+            variant: Variant::Correct,
+            ..config
+        },
+        Strategy::Bfs,
+    );
+    assert_passes(&correct);
+    for reached in [
+        properties::FOLLOWER_READ_SERVED,
+        properties::LAGGING_FOLLOWER_BYPASSED,
+    ] {
+        assert_eq!(
+            correct.property(reached).unwrap().status,
+            PropertyStatus::Reached
+        );
+    }
+}
+
 /// Goal: holds that expire (the leader's expiry may fire at any moment and
 /// ends the hold through the log) keep every property: a confirm after the
 /// expiry is refused, and the other client may then take the cabin, but no
@@ -202,7 +253,7 @@ fn expiring_holds_keep_every_property() {
         report.property(properties::HOLD_EXPIRED).unwrap().status,
         PropertyStatus::Reached
     );
-    assert_eq!(report.unique_states, 197_201);
+    assert_eq!(report.unique_states, 542_914);
 }
 
 /// Goal: a reachable state in which the leader has confirmed a booking, to

@@ -6,7 +6,9 @@ use crate::config::{controller_id, ClusterConfig};
 use crate::runtime::Runtime;
 use crate::wire::{self, Datagram, Report};
 use anyhow::{bail, Context, Result};
-use berth_model::{BerthActor, Bucket, ClientActor, Msg, NodeState, Task, Token};
+use berth_model::{
+    BerthActor, Bucket, ClientActor, Customer, Msg, NodeState, Position, Task, Token,
+};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -64,15 +66,29 @@ fn client_socket(config: &ClusterConfig) -> Result<UdpSocket> {
     UdpSocket::bind(local).context("cannot open a UDP socket")
 }
 
-/// Runs `tasks` as a client of `config`'s cluster; returns the answers
-/// (`Reply` or `NotDecided`, in order), or `None` if the cluster did not
-/// answer everything within `timeout`.
+/// Who a client acts for and what its session has seen.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    /// Who its holds are for.
+    pub customer: Customer,
+    /// Positions already observed (position tokens given on the command
+    /// line): reads must not return older state.
+    pub observed: BTreeMap<Bucket, Position>,
+    /// The replica to read from first (default: the bucket's remote
+    /// follower).
+    pub reader: Option<Id>,
+}
+
+/// Runs `tasks` as a client of `config`'s cluster in `session`; returns
+/// the answers (`Reply`, `NotDecided` or `ReadReply`, in order), or `None`
+/// if the cluster did not answer everything within `timeout`.
 pub fn run_tasks(
     config: &ClusterConfig,
+    session: &Session,
     tasks: Vec<Task>,
     timeout: Duration,
 ) -> Result<Option<Vec<Msg>>> {
-    Ok(run_tasks_timed(config, tasks, timeout)?
+    Ok(run_tasks_timed(config, session, tasks, timeout)?
         .map(|answers| answers.into_iter().map(|(msg, _)| msg).collect()))
 }
 
@@ -80,6 +96,7 @@ pub fn run_tasks(
 /// of the event loop).
 pub fn run_tasks_timed(
     config: &ClusterConfig,
+    session: &Session,
     tasks: Vec<Task>,
     timeout: Duration,
 ) -> Result<Option<Vec<(Msg, Instant)>>> {
@@ -92,7 +109,10 @@ pub fn run_tasks_timed(
         // Tokens must not collide across client processes.
         client: fastrand::u64(1..u64::from(u32::MAX)),
         controller: controller_id(),
+        customer: session.customer.clone(),
         tasks,
+        observed: session.observed.clone(),
+        reader: session.reader,
         initial_map: config.initial_map(),
         regional_replica: None,
         config: config.protocol(),

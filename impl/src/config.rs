@@ -283,7 +283,7 @@ impl ClusterConfig {
             // before the new map is published, costs little.
             client_retries: 100,
             leader_resends: 30,
-            resend_fences: true,
+            resend_unanswered: true,
             detector: Detector::Probes { misses: 6 },
             max_append_entries: Some(32),
             timeouts: Timeouts {

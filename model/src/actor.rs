@@ -7,12 +7,13 @@
 //! emits `Save` *before* any `Send` of the same step; the runtime must make
 //! the save durable before it sends.
 
-use crate::bucket::{BucketState, Command};
+use crate::bucket::{BucketState, Command, UnitStatus};
 use crate::client::{ClientActor, ClientState};
 use crate::controller::{ControllerActor, ControllerState};
 use crate::log::Entry;
 use crate::placement::{BucketPlacement, PlacementMap};
 use crate::replica::{ReplicaActor, ReplicaState, ReplicaStorage};
+use crate::stream::{SubscriberActor, SubscriberState};
 use crate::types::{Bucket, Epoch, GroupId, InventoryUnit, Position, Token};
 use crate::variant::Variant;
 use crate::Outcome;
@@ -142,8 +143,119 @@ pub enum Msg {
     Failover { bucket: Bucket },
     /// Controller → replica (`Detector::Probes`): are you there?
     Probe,
-    /// Replica → controller: the answer to `Probe`.
-    Alive,
+    /// Replica → controller: the answer to `Probe`, with the followers of
+    /// the buckets it leads that are over their lag budget (as the runtime
+    /// measured them; the checker never measures lag).
+    Alive { lagging: Vec<FollowerLag> },
+    /// Controller → operator: the planned move of `bucket` was not started.
+    MoveRefused { bucket: Bucket, reason: String },
+    /// Client → any replica of `bucket` (a session read): the status of
+    /// `unit`, from state no older than `after`, the newest position of the
+    /// bucket the client has observed.
+    Read {
+        bucket: Bucket,
+        unit: InventoryUnit,
+        after: Position,
+    },
+    /// Replica → client: `unit`'s status in the bucket's committed state
+    /// through `position` (never before the read's `after`), and which
+    /// serving path answered.
+    ReadReply {
+        bucket: Bucket,
+        unit: InventoryUnit,
+        position: Position,
+        status: Option<UnitStatus>,
+        path: ReadPath,
+    },
+    /// Replica → client: I have applied `bucket` only through `position`,
+    /// short of the read's `after`: read at the leader.
+    ReadBehind {
+        bucket: Bucket,
+        unit: InventoryUnit,
+        position: Position,
+    },
+    /// Subscriber → replica: the committed entries of each bucket after
+    /// the position given (the change stream, pulled).
+    Pull { from: Vec<(Bucket, Position)> },
+    /// Replica → subscriber: the answer to `Pull` for one bucket.
+    Changes(Arc<Changes>),
+}
+
+/// Which serving path answered a read (seed 000, Part 1: every endpoint is
+/// labelled with its path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ReadPath {
+    /// The bucket's leader.
+    Leader,
+    /// A follower that has applied through the caller's observed position.
+    Follower,
+}
+
+impl fmt::Display for ReadPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReadPath::Leader => "leader",
+            ReadPath::Follower => "follower",
+        })
+    }
+}
+
+/// A follower of a bucket whose lag is over the budget, as its leader
+/// measured it: it has not been caught up with the leader's log for
+/// `millis`, and lacks `entries` entries.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FollowerLag {
+    pub bucket: Bucket,
+    pub follower: Id,
+    pub entries: u64,
+    pub millis: u64,
+}
+
+impl fmt::Display for FollowerLag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "replica {} is {:.1} s ({} entries) behind on {}",
+            usize::from(self.follower),
+            self.millis as f64 / 1000.0,
+            self.entries,
+            self.bucket
+        )
+    }
+}
+
+/// The contents of `Msg::Changes`: `bucket`'s committed entries following
+/// `after`, or — when the sender's log no longer keeps them (it started
+/// from a snapshot) — its committed state at `reset`'s position and the
+/// entries following that.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Changes {
+    pub bucket: Bucket,
+    /// The sender's epoch of the bucket, and whether it leads the bucket
+    /// at that epoch (and has not sealed it): if not, the subscriber asks
+    /// the controller for a newer map and pulls from the new owner.
+    pub epoch: Epoch,
+    pub leads: bool,
+    pub after: Position,
+    pub reset: Option<(Position, BucketState)>,
+    pub entries: Vec<Entry>,
+    /// The sender's commit position: a subscriber that reached it is caught
+    /// up with the sender.
+    pub commit_position: Position,
+}
+
+impl Changes {
+    /// The position the entries follow.
+    pub fn first_after(&self) -> Position {
+        self.reset
+            .as_ref()
+            .map_or(self.after, |(position, _)| *position)
+    }
+
+    /// The position of the last entry carried.
+    pub fn through(&self) -> Position {
+        Position(self.first_after().0 + self.entries.len() as u64)
+    }
 }
 
 impl fmt::Display for Msg {
@@ -156,7 +268,63 @@ impl fmt::Display for Msg {
             } => write!(f, "Request {{ {bucket}@{epoch} {command} }}"),
             Msg::Failover { bucket } => write!(f, "Failover {{ {bucket} }}"),
             Msg::Probe => f.write_str("Probe"),
-            Msg::Alive => f.write_str("Alive"),
+            Msg::Alive { lagging } => {
+                let lagging: Vec<String> = lagging.iter().map(ToString::to_string).collect();
+                write!(f, "Alive {{ lagging [{}] }}", lagging.join("; "))
+            }
+            Msg::MoveRefused { bucket, reason } => {
+                write!(f, "MoveRefused {{ {bucket}: {reason} }}")
+            }
+            Msg::Read {
+                bucket,
+                unit,
+                after,
+            } => write!(f, "Read {{ {bucket} {unit} after {after} }}"),
+            Msg::ReadReply {
+                bucket,
+                unit,
+                position,
+                status,
+                path,
+            } => {
+                let status = status
+                    .as_ref()
+                    .map_or("available".to_owned(), |s| s.to_string());
+                write!(
+                    f,
+                    "ReadReply {{ {bucket} {unit} {status} at {position} from {path} }}"
+                )
+            }
+            Msg::ReadBehind {
+                bucket,
+                unit,
+                position,
+            } => write!(
+                f,
+                "ReadBehind {{ {bucket} {unit}: applied only through {position} }}"
+            ),
+            Msg::Pull { from } => {
+                let from: Vec<String> =
+                    from.iter().map(|(b, p)| format!("{b} after {p}")).collect();
+                write!(f, "Pull {{ {} }}", from.join(", "))
+            }
+            Msg::Changes(changes) => {
+                let entries: Vec<String> =
+                    changes.entries.iter().map(ToString::to_string).collect();
+                let reset = match &changes.reset {
+                    Some((position, _)) => format!(" state at {position} then"),
+                    None => String::new(),
+                };
+                write!(
+                    f,
+                    "Changes {{ {}@{} after {}{reset} [{}] commit {} }}",
+                    changes.bucket,
+                    changes.epoch,
+                    changes.after,
+                    entries.join(", "),
+                    changes.commit_position
+                )
+            }
             Msg::Reply {
                 bucket,
                 epoch,
@@ -295,6 +463,8 @@ pub enum Timer {
     /// Controller (`Detector::Probes`): probe every replica, count who did
     /// not answer the last probe, act on those that are down.
     Probe,
+    /// Subscriber: pull the change stream of every followed bucket.
+    Pull,
     /// Leader: the hold `Token` on a unit of the bucket has run out of
     /// time; end it with a `Payload::Expire` entry (if still active). The
     /// checker fires it at any moment when holds expire.
@@ -310,6 +480,7 @@ impl fmt::Display for Timer {
             Timer::SuspectSyncFollower(bucket) => write!(f, "suspect sync follower of {bucket}"),
             Timer::PlannedMove(bucket) => write!(f, "planned move of {bucket}"),
             Timer::Probe => f.write_str("probe"),
+            Timer::Pull => f.write_str("pull"),
             Timer::HoldExpiry(bucket, hold) => write!(f, "expiry of hold {hold} in {bucket}"),
         }
     }
@@ -332,6 +503,8 @@ pub struct Timeouts {
     pub suspect: Range<Duration>,
     /// How often the controller probes the replicas (`Detector::Probes`).
     pub probe: Range<Duration>,
+    /// How often a subscriber pulls the change stream.
+    pub pull: Range<Duration>,
 }
 
 impl Default for Timeouts {
@@ -341,6 +514,7 @@ impl Default for Timeouts {
             replicate: Duration::from_millis(100)..Duration::from_millis(200),
             suspect: Duration::from_millis(1000)..Duration::from_millis(1500),
             probe: Duration::from_millis(250)..Duration::from_millis(300),
+            pull: Duration::from_millis(100)..Duration::from_millis(150),
         }
     }
 }
@@ -371,11 +545,12 @@ pub struct ProtocolConfig {
     /// retry loop has a bound; in the model it keeps the state space finite.
     pub leader_resends: u8,
     /// Whether the controller resends an unanswered fence each time its
-    /// suspicion timer fires again. The runtime does, because UDP loses
-    /// datagrams; the checker does not, because every resend is a new
-    /// message in its network and the fence is saved, so a restarted
-    /// controller resumes it rather than sending another.
-    pub resend_fences: bool,
+    /// suspicion timer fires again, and a subscriber an unanswered pull on
+    /// its pull timer. The runtime does, because UDP loses datagrams; the
+    /// checker does not, because every resend is a new message in its
+    /// network (and the fence is saved, so a restarted controller resumes
+    /// it rather than sending another).
+    pub resend_unanswered: bool,
     pub detector: Detector,
     /// The most entries one `Append` (or `Snapshot`) carries; a follower
     /// further behind catches up over several. `None`: no limit (the
@@ -388,12 +563,14 @@ pub struct ProtocolConfig {
     pub timeouts: Timeouts,
 }
 
-/// One berth process: the controller, a replica, or a client (router).
+/// One berth process: the controller, a replica, a client (router), or a
+/// change-stream subscriber (the projections' feed).
 #[derive(Clone, Debug)]
 pub enum BerthActor {
     Controller(ControllerActor),
     Replica(ReplicaActor),
     Client(ClientActor),
+    Subscriber(SubscriberActor),
 }
 
 /// The state of a `BerthActor`, by role.
@@ -402,6 +579,7 @@ pub enum NodeState {
     Controller(ControllerState),
     Replica(ReplicaState),
     Client(ClientState),
+    Subscriber(SubscriberState),
 }
 
 impl NodeState {
@@ -461,6 +639,12 @@ impl BerthActor {
                 Event::Msg(src, msg) => actor.on_msg(id, client, src, msg, &mut sends),
                 Event::Timeout(timer) => actor.on_timeout(id, client, timer, &mut sends),
             },
+            (BerthActor::Subscriber(actor), NodeState::Subscriber(subscriber), event) => {
+                match event {
+                    Event::Msg(src, msg) => actor.on_msg(id, subscriber, src, msg, &mut sends),
+                    Event::Timeout(timer) => actor.on_timeout(id, subscriber, timer, &mut sends),
+                }
+            }
             (actor, state, _) => unreachable!("actor {actor:?} runs with foreign state {state:?}"),
         }
         o.append(&mut sends);
@@ -482,6 +666,7 @@ impl Actor for BerthActor {
             BerthActor::Controller(_) => "controller".to_owned(),
             BerthActor::Replica(actor) => format!("replica {}", actor.region),
             BerthActor::Client(_) => "client".to_owned(),
+            BerthActor::Subscriber(_) => "subscriber".to_owned(),
         }
     }
 
@@ -502,6 +687,7 @@ impl Actor for BerthActor {
                 NodeState::Replica(actor.on_start(id, durable, o))
             }
             BerthActor::Client(actor) => NodeState::Client(actor.on_start(id, o)),
+            BerthActor::Subscriber(actor) => NodeState::Subscriber(actor.on_start(id, o)),
         }
     }
 

@@ -6,7 +6,7 @@
 //! "the idempotency token ... is part of the storage contract"): it is
 //! logged, replicated, snapshotted and moved with the bucket.
 
-use crate::types::{InventoryUnit, Position, Token};
+use crate::types::{Customer, InventoryUnit, Position, Token};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,8 +14,11 @@ use std::fmt;
 /// What a client asks the bucket leader to do.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Op {
-    /// Hold `unit` for the caller. The hold's id is the action's token.
-    Hold { unit: InventoryUnit },
+    /// Hold `unit` for `customer`. The hold's id is the action's token.
+    Hold {
+        unit: InventoryUnit,
+        customer: Customer,
+    },
     /// Turn the active hold `hold` on `unit` into a booking. The booking's id
     /// is the action's token.
     Confirm { unit: InventoryUnit, hold: Token },
@@ -25,7 +28,7 @@ impl Op {
     /// The inventory unit the operation is about.
     pub fn unit(&self) -> &InventoryUnit {
         match self {
-            Op::Hold { unit } | Op::Confirm { unit, .. } => unit,
+            Op::Hold { unit, .. } | Op::Confirm { unit, .. } => unit,
         }
     }
 }
@@ -33,7 +36,7 @@ impl Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::Hold { unit } => write!(f, "Hold {unit}"),
+            Op::Hold { unit, customer } => write!(f, "Hold {unit} for {customer}"),
             Op::Confirm { unit, hold } => write!(f, "Confirm {unit} with hold {hold}"),
         }
     }
@@ -100,10 +103,37 @@ impl fmt::Display for Outcome {
 }
 
 /// The state of one inventory unit. Absent from the map means available.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum UnitStatus {
-    Held { hold: Token },
-    Booked { hold: Token, booking: Token },
+    Held {
+        hold: Token,
+        customer: Customer,
+    },
+    Booked {
+        hold: Token,
+        booking: Token,
+        customer: Customer,
+    },
+}
+
+impl UnitStatus {
+    /// The customer the unit is held or booked for.
+    pub fn customer(&self) -> &Customer {
+        match self {
+            UnitStatus::Held { customer, .. } | UnitStatus::Booked { customer, .. } => customer,
+        }
+    }
+}
+
+impl fmt::Display for UnitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnitStatus::Held { hold, customer } => write!(f, "held by {customer} (hold {hold})"),
+            UnitStatus::Booked {
+                booking, customer, ..
+            } => write!(f, "sold to {customer} (booking {booking})"),
+        }
+    }
 }
 
 /// An outcome together with the unit it is about and the log position of
@@ -142,7 +172,7 @@ impl BucketState {
             (Op::Hold { .. }, Some(UnitStatus::Booked { .. })) => {
                 Outcome::Refused(Refusal::UnitSold)
             }
-            (Op::Confirm { hold, .. }, Some(UnitStatus::Held { hold: active }))
+            (Op::Confirm { hold, .. }, Some(UnitStatus::Held { hold: active, .. }))
                 if hold == active =>
             {
                 Outcome::Confirmed
@@ -172,20 +202,27 @@ impl BucketState {
         }
         let outcome = self.decide(command);
         match (&command.op, outcome) {
-            (Op::Hold { unit }, Outcome::Held) => {
+            (Op::Hold { unit, customer }, Outcome::Held) => {
                 self.units.insert(
                     unit.clone(),
                     UnitStatus::Held {
                         hold: command.token,
+                        customer: customer.clone(),
                     },
                 );
             }
             (Op::Confirm { unit, hold }, Outcome::Confirmed) => {
+                let customer = self
+                    .units
+                    .get(unit)
+                    .map(|status| status.customer().clone())
+                    .unwrap_or_default();
                 self.units.insert(
                     unit.clone(),
                     UnitStatus::Booked {
                         hold: *hold,
                         booking: command.token,
+                        customer,
                     },
                 );
             }
@@ -205,7 +242,8 @@ impl BucketState {
     /// Ends the hold `hold` on `unit` if it is still the unit's active hold
     /// (a committed `Payload::Expire` entry); otherwise changes nothing.
     pub fn expire(&mut self, unit: &InventoryUnit, hold: Token) {
-        if self.units.get(unit) == Some(&UnitStatus::Held { hold }) {
+        if matches!(self.units.get(unit), Some(UnitStatus::Held { hold: active, .. }) if *active == hold)
+        {
             self.units.remove(unit);
         }
     }
@@ -213,7 +251,7 @@ impl BucketState {
     /// The active holds: unit and hold token.
     pub fn holds(&self) -> impl Iterator<Item = (&InventoryUnit, Token)> {
         self.units.iter().filter_map(|(unit, status)| match status {
-            UnitStatus::Held { hold } => Some((unit, *hold)),
+            UnitStatus::Held { hold, .. } => Some((unit, *hold)),
             UnitStatus::Booked { .. } => None,
         })
     }
@@ -293,7 +331,10 @@ mod tests {
         let token = (0..3u64, 0..3u32).prop_map(|(client, seq)| Token { client, seq });
         (token, unit, prop::option::of((0..3u64, 0..3u32))).prop_map(|(token, unit, hold)| {
             let op = match hold {
-                None => Op::Hold { unit },
+                None => Op::Hold {
+                    unit,
+                    customer: Customer::new("alice"),
+                },
                 Some((client, seq)) => Op::Confirm {
                     unit,
                     hold: Token { client, seq },
@@ -357,7 +398,10 @@ mod tests {
         let unit = InventoryUnit::new("BCN-JFK-2026-07-14", "C14");
         let hold = |client, seq, unit: &InventoryUnit| Command {
             token: Token { client, seq },
-            op: Op::Hold { unit: unit.clone() },
+            op: Op::Hold {
+                unit: unit.clone(),
+                customer: Customer::new("alice"),
+            },
         };
         let first = Token { client: 1, seq: 0 };
         let mut state = BucketState::default();
@@ -401,12 +445,18 @@ mod tests {
         let mut state = BucketState::default();
         let hold_cmd = Command {
             token: hold,
-            op: Op::Hold { unit: unit.clone() },
+            op: Op::Hold {
+                unit: unit.clone(),
+                customer: Customer::new("alice"),
+            },
         };
         assert_eq!(state.apply(Position(1), &hold_cmd), Outcome::Held);
         let rival = Command {
             token: Token { client: 2, seq: 0 },
-            op: Op::Hold { unit: unit.clone() },
+            op: Op::Hold {
+                unit: unit.clone(),
+                customer: Customer::new("alice"),
+            },
         };
         assert_eq!(
             state.apply(Position(2), &rival),

@@ -8,16 +8,23 @@
 //! the same token, once the map is newer; on its retry timer it resends the
 //! same message too. It therefore never turns one business action into two.
 //! Every answer that ends a task is kept in `ClientState::answers`, in
-//! order, for whoever runs the client (the checker's properties read
-//! replies from the network instead).
+//! order, for whoever runs the client; `session reads` checks them.
+//!
+//! The client's session: for each bucket, the newest position it has
+//! observed (`ClientState::observed`), from the position every write reply
+//! and read reply carries. A `Task::Read` asks a follower first (the
+//! `reader`, or the bucket's remote follower), naming that position; a
+//! follower that has not applied through it answers `ReadBehind`, and the
+//! client reads at the leader instead.
 
 use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
 use crate::bucket::{Command, Op, Outcome};
 use crate::placement::PlacementMap;
-use crate::types::{Bucket, InventoryUnit, Token};
+use crate::types::{Bucket, Customer, InventoryUnit, Position, Token};
 use crate::variant::Variant;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
+use std::collections::BTreeMap;
 
 /// One thing a client does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,6 +37,9 @@ pub enum Task {
     Confirm { unit: InventoryUnit, hold: Token },
     /// Ask `bucket`'s leader what became of `token`.
     Query { bucket: Bucket, token: Token },
+    /// Read `unit`'s status, at a follower if it has applied through the
+    /// client's observed position of the unit's bucket.
+    Read(InventoryUnit),
 }
 
 /// A client process and its script.
@@ -38,8 +48,16 @@ pub struct ClientActor {
     /// The client part of every token this client issues.
     pub client: u64,
     pub controller: Id,
+    /// Who the client's holds are for.
+    pub customer: Customer,
     /// What to do, in order.
     pub tasks: Vec<Task>,
+    /// Positions the client's session has already observed (a position
+    /// token from an earlier session, given on the command line).
+    pub observed: BTreeMap<Bucket, Position>,
+    /// The replica to read from first; `None`: the bucket's first async
+    /// follower, else its first sync follower, else its leader.
+    pub reader: Option<Id>,
     /// The map the router starts with (from its configuration).
     pub initial_map: PlacementMap,
     /// `Variant::MultiLeader` only: the replica in this client's region,
@@ -53,14 +71,27 @@ pub struct ClientActor {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     Command(Command),
-    Query { bucket: Bucket, token: Token },
+    Query {
+        bucket: Bucket,
+        token: Token,
+    },
+    /// A read of `unit` in `bucket`, no older than `after`; `at_leader`
+    /// once a follower sent the client to the leader.
+    Read {
+        bucket: Bucket,
+        unit: InventoryUnit,
+        after: Position,
+        at_leader: bool,
+    },
 }
 
 impl Action {
-    fn token(&self) -> Token {
+    /// The token of a write or query (reads have none).
+    fn token(&self) -> Option<Token> {
         match self {
-            Action::Command(command) => command.token,
-            Action::Query { token, .. } => *token,
+            Action::Command(command) => Some(command.token),
+            Action::Query { token, .. } => Some(*token),
+            Action::Read { .. } => None,
         }
     }
 }
@@ -82,8 +113,11 @@ pub struct ClientState {
     /// The sequence number of the next token.
     pub next_seq: u32,
     pub pending: Option<Pending>,
-    /// The `Reply` or `NotDecided` that ended each finished step, in order.
+    /// The `Reply`, `NotDecided` or `ReadReply` that ended each finished
+    /// step, in order.
     pub answers: Vec<Msg>,
+    /// The session: per bucket, the newest position observed.
+    pub observed: BTreeMap<Bucket, Position>,
 }
 
 impl ClientState {
@@ -101,6 +135,7 @@ impl ClientActor {
             next_seq: 0,
             pending: None,
             answers: Vec::new(),
+            observed: self.observed.clone(),
         };
         self.start_task(&mut state, o);
         state
@@ -115,18 +150,28 @@ impl ClientActor {
         o: &mut Out<BerthActor>,
     ) {
         match msg {
-            Msg::Reply { token, outcome, .. } => {
+            Msg::Reply {
+                token,
+                outcome,
+                bucket,
+                position,
+                ..
+            } => {
                 let Some(pending) = &state.pending else {
                     return; // ignore_reply_when_idle (a duplicate)
                 };
-                if pending.action.token() != token {
+                if pending.action.token() != Some(token) {
                     return; // ignore_reply_for_other_token (a duplicate)
                 }
+                observe(state, bucket, position);
+                let Some(pending) = &state.pending else {
+                    unreachable!("checked above")
+                };
                 let book = matches!(self.tasks.get(state.task_index), Some(Task::Book(_)));
                 let next = match (&pending.action, outcome) {
                     (
                         Action::Command(Command {
-                            op: Op::Hold { unit },
+                            op: Op::Hold { unit, .. },
                             ..
                         }),
                         Outcome::Held,
@@ -146,15 +191,45 @@ impl ClientActor {
                 }
             }
             Msg::NotDecided { token, .. }
-                if state.pending.as_ref().map(|p| p.action.token()) == Some(token) =>
+                if state.pending.as_ref().and_then(|p| p.action.token()) == Some(token) =>
             {
                 state.answers.push(msg);
                 self.finish_task(state, o);
             }
             Msg::Redirect { token, .. }
-                if state.pending.as_ref().map(|p| p.action.token()) == Some(token) =>
+                if state.pending.as_ref().and_then(|p| p.action.token()) == Some(token) =>
             {
                 o.send(self.controller, Msg::FetchMap);
+            }
+            Msg::ReadReply {
+                bucket,
+                ref unit,
+                position,
+                ..
+            } if reading(state, bucket, unit) => {
+                observe(state, bucket, position);
+                state.answers.push(msg);
+                self.finish_task(state, o);
+            }
+            Msg::ReadBehind {
+                bucket, ref unit, ..
+            } if reading(state, bucket, unit) => {
+                let Some(Pending {
+                    action: Action::Read { at_leader, .. },
+                    ..
+                }) = &mut state.pending
+                else {
+                    unreachable!("reading() checked the pending action")
+                };
+                if *at_leader {
+                    // The leader itself is behind (just promoted) or is no
+                    // longer the leader: refresh the map; the retry timer
+                    // reads again.
+                    o.send(self.controller, Msg::FetchMap);
+                } else {
+                    *at_leader = true;
+                    self.send_pending(state, o);
+                }
             }
             Msg::Map(map) => {
                 if map.version <= state.map.version {
@@ -200,9 +275,13 @@ impl ClientActor {
     fn start_task(&self, state: &mut ClientState, o: &mut Out<BerthActor>) {
         let action = match self.tasks.get(state.task_index) {
             None => return,
-            Some(Task::Book(unit) | Task::Hold(unit)) => {
-                Action::Command(self.command(state, Op::Hold { unit: unit.clone() }))
-            }
+            Some(Task::Book(unit) | Task::Hold(unit)) => Action::Command(self.command(
+                state,
+                Op::Hold {
+                    unit: unit.clone(),
+                    customer: self.customer.clone(),
+                },
+            )),
             Some(Task::Confirm { unit, hold }) => Action::Command(self.command(
                 state,
                 Op::Confirm {
@@ -214,6 +293,15 @@ impl ClientActor {
                 bucket: *bucket,
                 token: *token,
             },
+            Some(Task::Read(unit)) => {
+                let (bucket, _) = state.map.route(unit);
+                Action::Read {
+                    bucket,
+                    unit: unit.clone(),
+                    after: state.observed.get(&bucket).copied().unwrap_or_default(),
+                    at_leader: false,
+                }
+            }
         };
         self.start(state, action, o);
     }
@@ -243,13 +331,29 @@ impl ClientActor {
         };
         let (bucket, placement) = match &pending.action {
             Action::Command(command) => state.map.route(command.op.unit()),
-            Action::Query { bucket, .. } => match state.map.placement(*bucket) {
-                Some(placement) => (*bucket, placement),
-                None => return, // a bucket the map does not have
-            },
+            Action::Query { bucket, .. } | Action::Read { bucket, .. } => {
+                match state.map.placement(*bucket) {
+                    Some(placement) => (*bucket, placement),
+                    None => return, // a bucket the map does not have
+                }
+            }
         };
-        let writer = match self.regional_replica {
-            Some(replica) if self.config.variant == Variant::MultiLeader => replica,
+        let writer = match (&pending.action, self.regional_replica) {
+            (
+                Action::Read {
+                    at_leader: false, ..
+                },
+                _,
+            ) => self.reader.unwrap_or_else(|| {
+                *placement
+                    .async_followers
+                    .first()
+                    .or(placement.sync_followers.first())
+                    .unwrap_or(&placement.leader)
+            }),
+            (Action::Command(_), Some(replica)) if self.config.variant == Variant::MultiLeader => {
+                replica
+            }
             _ => placement.leader,
         };
         let msg = match &pending.action {
@@ -263,6 +367,11 @@ impl ClientActor {
                 epoch: placement.epoch,
                 token: *token,
             },
+            Action::Read { unit, after, .. } => Msg::Read {
+                bucket,
+                unit: unit.clone(),
+                after: *after,
+            },
         };
         o.send(writer, msg);
         if pending.retries_left > 0 {
@@ -272,4 +381,18 @@ impl ClientActor {
             );
         }
     }
+}
+
+/// Whether the client's pending action is a read of `unit` in `bucket`.
+fn reading(state: &ClientState, bucket: Bucket, unit: &InventoryUnit) -> bool {
+    matches!(
+        &state.pending,
+        Some(Pending { action: Action::Read { bucket: b, unit: u, .. }, .. }) if *b == bucket && u == unit
+    )
+}
+
+/// Records that the session has observed `bucket` through `position`.
+fn observe(state: &mut ClientState, bucket: Bucket, position: Position) {
+    let observed = state.observed.entry(bucket).or_default();
+    *observed = (*observed).max(position);
 }

@@ -38,7 +38,7 @@
 //! bucket it serves as sync follower is reconfigured. The operator's
 //! `Msg::Failover` runs the same failover on a live leader (planned).
 
-use crate::actor::{BerthActor, Detector, Msg, ProtocolConfig, Timer};
+use crate::actor::{BerthActor, Detector, FollowerLag, Msg, ProtocolConfig, Timer};
 use crate::placement::{BucketPlacement, GroupLayout, PlacementMap};
 use crate::types::{Bucket, Epoch, GroupId};
 use crate::variant::Variant;
@@ -101,6 +101,9 @@ pub struct Liveness {
     pub heard: BTreeSet<Id>,
     /// Probes in a row each replica has not answered.
     pub missed: BTreeMap<Id, u8>,
+    /// The followers over their lag budget each leader reported in its
+    /// last `Alive`.
+    pub lagging: BTreeMap<Id, Vec<FollowerLag>>,
 }
 
 impl ControllerState {
@@ -189,7 +192,21 @@ impl ControllerActor {
                 last_epoch,
                 ..
             } => self.on_fenced(state, src, bucket, epoch, last_epoch, o),
-            Msg::MoveBucket { bucket, group } => self.start_move(state, bucket, group, o),
+            Msg::Alive { lagging } => {
+                if lagging.is_empty() {
+                    state.liveness.lagging.remove(&src);
+                } else {
+                    state.liveness.lagging.insert(src, lagging);
+                }
+            }
+            Msg::MoveBucket { bucket, group } => {
+                if let Err(reason) = self.may_move(state, bucket, group) {
+                    tracing::warn!(%bucket, group = group.0, %reason, "move refused");
+                    o.send(src, Msg::MoveRefused { bucket, reason });
+                    return;
+                }
+                self.start_move(state, bucket, group, o)
+            }
             Msg::MovedOut {
                 bucket,
                 epoch,
@@ -215,6 +232,54 @@ impl ControllerActor {
             }
             _ => {}
         }
+    }
+
+    /// Whether the operator may start moving `bucket` to `group` now; if
+    /// not, why. A planned move waits while a group involved is over its
+    /// lag budget (seed 000, Part 3: lag budgets "can pause planned
+    /// topology changes until the budget is back inside bounds"): moving
+    /// load onto or off a group whose remote copy is behind widens the
+    /// window of writes a regional loss would take.
+    pub fn may_move(
+        &self,
+        state: &ControllerState,
+        bucket: Bucket,
+        group: GroupId,
+    ) -> Result<(), String> {
+        let Some(placement) = state.map.placement(bucket) else {
+            return Err(format!("there is no bucket {bucket}"));
+        };
+        if !self.groups.iter().any(|layout| layout.group == group) {
+            return Err(format!("there is no group {}", group.0));
+        }
+        if state.fencing.contains_key(&bucket) {
+            return Err(format!("{bucket} is being failed over"));
+        }
+        let involved = [placement.group, group];
+        let over: Vec<String> = state
+            .liveness
+            .lagging
+            .values()
+            .flatten()
+            .filter(|lag| {
+                state
+                    .map
+                    .placement(lag.bucket)
+                    .is_some_and(|p| involved.contains(&p.group))
+            })
+            .map(ToString::to_string)
+            .collect();
+        if let Some(first) = over.first() {
+            let more = match over.len() {
+                1 => String::new(),
+                n => format!(" (and {} more lagging followers)", n - 1),
+            };
+            return Err(format!(
+                "a group involved (group {} or {}) is over its lag budget: {first}{more}; retry once it has caught up",
+                placement.group.0, group.0
+            ));
+        }
+        Ok(())
     }
 
     /// Starts moving `bucket` to `group`: the destination placement is
@@ -296,7 +361,7 @@ impl ControllerActor {
                 }
             }
             Timer::Probe => self.probe(state, o),
-            Timer::ClientRetry | Timer::Replicate(_) | Timer::HoldExpiry(..) => {}
+            Timer::ClientRetry | Timer::Replicate(_) | Timer::HoldExpiry(..) | Timer::Pull => {}
         }
     }
 
@@ -339,7 +404,7 @@ impl ControllerActor {
                 }
             }
         }
-        if self.config.resend_fences {
+        if self.config.resend_unanswered {
             self.resend(state, o);
         }
         let down = state.down(misses);
@@ -424,8 +489,8 @@ impl ControllerActor {
         if let Some(epoch) = state.fencing.get(&bucket) {
             // A failover of this bucket is in progress. A fence may have
             // been lost: resend it if so configured (see
-            // `ProtocolConfig::resend_fences`; with probes, `resend` does).
-            if self.config.resend_fences && self.config.detector == Detector::Anytime {
+            // `ProtocolConfig::resend_unanswered`; with probes, `resend` does).
+            if self.config.resend_unanswered && self.config.detector == Detector::Anytime {
                 for follower in &placement.sync_followers {
                     o.send(
                         *follower,
@@ -667,7 +732,7 @@ mod tests {
             initial_map: PlacementMap::uniform(buckets, placement(1, LEADER, SYNC, ASYNC)),
             config: ProtocolConfig {
                 detector: Detector::Probes { misses: 2 },
-                resend_fences: true,
+                resend_unanswered: true,
                 ..ProtocolConfig::default()
             },
             failover: Some(FailoverPolicy { epoch_limit: None }),
@@ -697,7 +762,14 @@ mod tests {
         let (actor, mut state) = probing_controller(3);
         let probe = |state: &mut NodeState| fire(&actor, state, Timer::Probe);
         let answer = |state: &mut NodeState, from: usize| {
-            deliver(&actor, state, from, Msg::Alive);
+            deliver(
+                &actor,
+                state,
+                from,
+                Msg::Alive {
+                    lagging: Vec::new(),
+                },
+            );
         };
         // Everyone answers: probes go out, nobody is suspected.
         for _ in 0..3 {
@@ -776,7 +848,14 @@ mod tests {
         for _ in 0..3 {
             let commands = probe(&mut state);
             assert!(fences(&commands).is_empty(), "{commands:?}");
-            deliver(&actor, &mut state, ASYNC, Msg::Alive);
+            deliver(
+                &actor,
+                &mut state,
+                ASYNC,
+                Msg::Alive {
+                    lagging: Vec::new(),
+                },
+            );
         }
         assert!(state.as_controller().unwrap().fencing.is_empty());
         assert_eq!(state.as_controller().unwrap().map.version, 1);
@@ -785,12 +864,33 @@ mod tests {
         let (actor, mut state) = probing_controller(1);
         for _ in 0..3 {
             fire(&actor, &mut state, Timer::Probe);
-            deliver(&actor, &mut state, LEADER, Msg::Alive);
+            deliver(
+                &actor,
+                &mut state,
+                LEADER,
+                Msg::Alive {
+                    lagging: Vec::new(),
+                },
+            );
         }
         assert_eq!(state.as_controller().unwrap().map.version, 1);
         // The async follower comes back: it replaces the down sync follower.
-        deliver(&actor, &mut state, ASYNC, Msg::Alive);
-        deliver(&actor, &mut state, LEADER, Msg::Alive);
+        deliver(
+            &actor,
+            &mut state,
+            ASYNC,
+            Msg::Alive {
+                lagging: Vec::new(),
+            },
+        );
+        deliver(
+            &actor,
+            &mut state,
+            LEADER,
+            Msg::Alive {
+                lagging: Vec::new(),
+            },
+        );
         fire(&actor, &mut state, Timer::Probe);
         let map = &state.as_controller().unwrap().map;
         assert_eq!(map.version, 2);

@@ -19,9 +19,11 @@
 //! Module map:
 //! - [`types`], [`hashing`], [`placement`]: the vocabulary and routing.
 //! - [`bucket`], [`log`]: the bucket state machine and its replicated log.
-//! - [`actor`], [`replica`], [`controller`], [`client`]: the actors.
+//! - [`actor`], [`replica`], [`controller`], [`client`], [`stream`]: the
+//!   actors (the last is the change-stream subscriber behind projections).
 //! - [`properties`], [`variant`]: what the checker proves, and the broken
 //!   designs it must refute.
+//! - [`rebalance`]: the planner of moves that even the groups' write load.
 
 pub mod actor;
 pub mod bucket;
@@ -31,7 +33,9 @@ pub mod hashing;
 pub mod log;
 pub mod placement;
 pub mod properties;
+pub mod rebalance;
 pub mod replica;
+pub mod stream;
 #[cfg(test)]
 mod test_support;
 pub mod types;
@@ -43,5 +47,5 @@ pub use client::{ClientActor, ClientState, Task};
 pub use controller::ControllerActor;
 pub use placement::{BucketPlacement, PlacementMap, Role};
 pub use replica::ReplicaActor;
-pub use types::{Bucket, Epoch, GroupId, InventoryUnit, Position, Token};
+pub use types::{Bucket, Customer, Epoch, GroupId, InventoryUnit, Position, PositionToken, Token};
 pub use variant::Variant;

@@ -285,6 +285,7 @@ mod tests {
                 token: Token { client: epoch, seq },
                 op: Op::Hold {
                     unit: InventoryUnit::new("T", "C"),
+                    customer: crate::Customer::new("alice"),
                 },
             },
         )

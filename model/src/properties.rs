@@ -2,8 +2,9 @@
 //! history of what clients were told (DESIGN.md, "What the checker must
 //! prove"). The names are the ones the checker prints.
 
-use crate::actor::{BerthActor, Msg, Storage};
-use crate::bucket::{BucketState, Outcome};
+use crate::actor::{BerthActor, Msg, NodeState, ReadPath, Storage};
+use crate::bucket::{BucketState, Outcome, UnitStatus};
+use crate::client::ClientState;
 use crate::placement::{BucketPlacement, PlacementMap};
 use crate::replica::{DurableBucket, ReplicaState};
 use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
@@ -139,6 +140,117 @@ pub const CUTOVER_COMPLETED: &str = "cutover completed";
 pub const BOOKING_CONFIRMED_BY_NEW_OWNER: &str = "booking confirmed by new owner";
 pub const STALE_ROUTER_REDIRECTED: &str = "stale router redirected";
 pub const HOLD_EXPIRED: &str = "hold expired";
+pub const SESSION_READS: &str = "session reads";
+pub const FOLLOWER_READ_SERVED: &str = "follower read served";
+pub const LAGGING_FOLLOWER_BYPASSED: &str = "lagging follower bypassed";
+
+/// The session-read properties of scenarios whose clients read: the
+/// always-property and the two serving paths it must be seen through.
+pub fn session_read_properties() -> Vec<PropertySpec> {
+    vec![
+        PropertySpec::always(
+            SESSION_READS,
+            |_, state| stale_session_read(state).is_none(),
+            stale_session_read,
+            "a read never returns state older than what the same client already observed",
+        ),
+        PropertySpec::sometimes(
+            FOLLOWER_READ_SERVED,
+            |_, state| read_served_by(state, ReadPath::Follower, true),
+            "a follower serves a read that reflects a write the client made",
+        ),
+        PropertySpec::sometimes(
+            LAGGING_FOLLOWER_BYPASSED,
+            |_, state| read_served_by(state, ReadPath::Leader, true),
+            "a follower behind the client's position sends the read to the leader, which serves it",
+        ),
+    ]
+}
+
+/// Whether some client's read was served on `path` after the client had
+/// observed a write (so the position token mattered).
+fn read_served_by(state: &BerthState, path: ReadPath, after_write: bool) -> bool {
+    clients(state).any(|client| {
+        let mut wrote = false;
+        client.answers.iter().any(|answer| match answer {
+            Msg::Reply { .. } => {
+                wrote = true;
+                false
+            }
+            Msg::ReadReply { path: served, .. } => *served == path && (wrote || !after_write),
+            _ => false,
+        })
+    })
+}
+
+fn clients(state: &BerthState) -> impl Iterator<Item = &ClientState> {
+    state.actor_states.iter().filter_map(|node| match &**node {
+        NodeState::Client(client) => Some(client),
+        _ => None,
+    })
+}
+
+/// `session reads`: every read a client accepted reflects everything the
+/// same client observed before it — its position is no older than any
+/// position of that bucket the client was told of earlier, and a booking
+/// the client was told is confirmed shows as sold in it.
+pub fn stale_session_read(state: &BerthState) -> Option<String> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .find_map(|(index, node)| {
+            let NodeState::Client(client) = &**node else {
+                return None;
+            };
+            let mut observed: BTreeMap<Bucket, Position> = BTreeMap::new();
+            let mut booked: BTreeMap<&InventoryUnit, Token> = BTreeMap::new();
+            for answer in &client.answers {
+                match answer {
+                    Msg::Reply {
+                        bucket,
+                        position,
+                        unit,
+                        outcome,
+                        token,
+                        ..
+                    } => {
+                        let seen = observed.entry(*bucket).or_default();
+                        *seen = (*seen).max(*position);
+                        if *outcome == Outcome::Confirmed {
+                            booked.insert(unit, *token);
+                        }
+                    }
+                    Msg::ReadReply {
+                        bucket,
+                        unit,
+                        position,
+                        status,
+                        path,
+                    } => {
+                        let seen = observed.entry(*bucket).or_default();
+                        if *position < *seen {
+                            return Some(format!(
+                                "client {index} read {unit} at {position} from a {path}, older than {seen}, which it had already observed"
+                            ));
+                        }
+                        if let Some(booking) = booked.get(unit) {
+                            let sold = matches!(status, Some(UnitStatus::Booked { booking: b, .. }) if b == booking);
+                            if !sold {
+                                return Some(format!(
+                                    "client {index} was told booking {booking} of {unit} is confirmed, then read {unit} as {} from a {path}",
+                                    status.as_ref().map_or("available".to_owned(), ToString::to_string)
+                                ));
+                            }
+                        }
+                        *seen = *position;
+                    }
+                    _ => {}
+                }
+            }
+            None
+        })
+}
 
 /// The sometimes-property of scenarios whose holds expire: a client's
 /// confirm was refused because its hold had expired.

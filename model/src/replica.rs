@@ -18,11 +18,12 @@
 //!    matches it durably, and only then replies. Async followers never hold
 //!    up a commit.
 
-use crate::actor::{BerthActor, Msg, ProtocolConfig, Snapshot, Timer};
+use crate::actor::{BerthActor, FollowerLag, Msg, ProtocolConfig, ReadPath, Snapshot, Timer};
 use crate::bucket::{BucketState, Command};
 use crate::log::{Entry, Log, Payload};
 use crate::placement::{BucketPlacement, PlacementMap};
-use crate::types::{Bucket, Epoch, Position, Token};
+use crate::stream;
+use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
 use crate::variant::Variant;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
@@ -102,6 +103,10 @@ pub struct BucketReplica {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ReplicaState {
     pub buckets: BTreeMap<Bucket, BucketReplica>,
+    /// The followers of buckets this replica leads that are over their lag
+    /// budget, as the runtime last measured them (volatile; reported to
+    /// the controller with every `Alive`). The checker never measures lag.
+    pub lagging: Vec<FollowerLag>,
 }
 
 impl DurableBucket {
@@ -327,6 +332,7 @@ impl ReplicaActor {
                 .into_iter()
                 .map(|(bucket, durable)| (bucket, BucketReplica::new(durable, &self.config)))
                 .collect(),
+            lagging: Vec::new(),
         };
         for (bucket, replica) in &state.buckets {
             if replica.durable.is_leader(id) {
@@ -518,10 +524,43 @@ impl ReplicaActor {
             Msg::Snapshot(snapshot) => {
                 self.on_snapshot(id, state, src, Arc::unwrap_or_clone(snapshot), o)
             }
-            Msg::Probe if src == self.controller => o.send(src, Msg::Alive),
+            Msg::Probe if src == self.controller => o.send(
+                src,
+                Msg::Alive {
+                    lagging: state.lagging.clone(),
+                },
+            ),
+            Msg::Read {
+                bucket,
+                unit,
+                after,
+            } => self.on_read(id, state, src, bucket, unit, after, o),
+            Msg::Pull { from } => {
+                for (bucket, after) in from {
+                    let Some(replica) = state.buckets.get(&bucket) else {
+                        continue; // not a replica of it: no answer
+                    };
+                    let durable = &replica.durable;
+                    let leads = durable.is_leader(id) && !durable.sealed();
+                    o.send(
+                        src,
+                        stream::changes_msg(stream::changes_of(
+                            bucket,
+                            durable,
+                            leads,
+                            after,
+                            self.config.max_append_entries,
+                        )),
+                    );
+                }
+            }
             Msg::MoveOut { .. }
             | Msg::Probe
-            | Msg::Alive
+            | Msg::Alive { .. }
+            | Msg::MoveRefused { .. }
+            | Msg::ReadReply { .. }
+            | Msg::ReadBehind { .. }
+            | Msg::Changes(_)
             | Msg::Failover { .. }
             | Msg::MoveBucket { .. }
             | Msg::MovedOut { .. }
@@ -887,6 +926,67 @@ impl ReplicaActor {
         self.commit_and_reply(bucket, replica, o);
     }
 
+    /// A session read (seed 000, Part 1: "read from a replica only if it
+    /// has replayed the caller's observed version"): any replica of the
+    /// bucket answers from its committed state if it has applied through
+    /// the caller's position; otherwise it sends the caller to the leader.
+    /// A leader that has not applied through it either (just promoted, its
+    /// inherited entries not yet committed) says the same; the client
+    /// retries.
+    #[allow(clippy::too_many_arguments)]
+    fn on_read(
+        &self,
+        id: Id,
+        state: &ReplicaState,
+        client: Id,
+        bucket: Bucket,
+        unit: InventoryUnit,
+        after: Position,
+        o: &mut Out<BerthActor>,
+    ) {
+        let Some(durable) = state.buckets.get(&bucket).map(|replica| &replica.durable) else {
+            o.send(
+                client,
+                Msg::ReadBehind {
+                    bucket,
+                    unit,
+                    position: Position(0),
+                },
+            );
+            return;
+        };
+        let position = durable.commit_position;
+        // The broken variant serves whatever it has applied.
+        let ignore_token = self.config.variant == Variant::IgnoreReadToken;
+        if position < after && !ignore_token {
+            o.send(
+                client,
+                Msg::ReadBehind {
+                    bucket,
+                    unit,
+                    position,
+                },
+            );
+            return;
+        }
+        let path = if durable.is_leader(id) {
+            ReadPath::Leader
+        } else {
+            ReadPath::Follower
+        };
+        let status = durable.applied.units.get(&unit).cloned();
+        o.send(
+            client,
+            Msg::ReadReply {
+                bucket,
+                unit,
+                position,
+                status,
+                path,
+            },
+        );
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_request(
         &self,
@@ -1204,7 +1304,7 @@ mod tests {
 
     use super::*;
     use crate::actor::{NodeState, Storage};
-    use crate::bucket::Op;
+    use crate::bucket::{Op, UnitStatus};
     use crate::test_support::{self, placement, sent, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
     use crate::types::InventoryUnit;
     use stateright::actor::Command as Cmd;
@@ -1226,6 +1326,7 @@ mod tests {
                 token: Token { client: 4, seq: 0 },
                 op: Op::Hold {
                     unit: InventoryUnit::new("BCN-JFK-2026-07-14", "C14"),
+                    customer: crate::Customer::new("alice"),
                 },
             },
         }
@@ -1354,6 +1455,7 @@ mod tests {
             token: Token { client: 4, seq },
             op: Op::Hold {
                 unit: InventoryUnit::new("BCN-JFK-2026-07-14", format!("C{seq}")),
+                customer: crate::Customer::new("alice"),
             },
         }
     }
@@ -1766,5 +1868,150 @@ mod tests {
             ),
             "{commands:?}"
         );
+    }
+
+    /// Goal: a session read is served by a follower only once it has
+    /// applied (committed) through the caller's observed position; before
+    /// that it sends the caller to the leader, whatever it holds
+    /// uncommitted. Served reads are labelled with their path, and the
+    /// broken variant serves the stale state.
+    #[test]
+    fn follower_reads_wait_for_the_observed_position() {
+        let unit = InventoryUnit::new("BCN-JFK-2026-07-14", "C0");
+        let read = |after| Msg::Read {
+            bucket: Bucket(0),
+            unit: unit.clone(),
+            after: Position(after),
+        };
+        let mut follower = start(ASYNC);
+        // The hold is in the follower's log but not yet known committed.
+        let hold = Entry::command(Epoch(1), command(0));
+        deliver(
+            &mut follower,
+            ASYNC,
+            LEADER,
+            append(1, 0, 0, vec![hold.clone()], 0),
+        );
+        let commands = deliver(&mut follower, ASYNC, CLIENT, read(1));
+        assert!(
+            matches!(
+                sent(&commands).as_slice(),
+                [Msg::ReadBehind {
+                    position: Position(0),
+                    ..
+                }]
+            ),
+            "{commands:?}"
+        );
+        // A client with no observed position may read the old state here.
+        let commands = deliver(&mut follower, ASYNC, CLIENT, read(0));
+        assert!(
+            matches!(
+                sent(&commands).as_slice(),
+                [Msg::ReadReply {
+                    position: Position(0),
+                    status: None,
+                    path: ReadPath::Follower,
+                    ..
+                }]
+            ),
+            "{commands:?}"
+        );
+        // Once the commit position reaches it, the follower serves the hold.
+        deliver(&mut follower, ASYNC, LEADER, append(1, 1, 1, vec![], 1));
+        let commands = deliver(&mut follower, ASYNC, CLIENT, read(1));
+        match sent(&commands).as_slice() {
+            [Msg::ReadReply {
+                position: Position(1),
+                status: Some(UnitStatus::Held { customer, .. }),
+                path: ReadPath::Follower,
+                ..
+            }] => assert_eq!(customer.to_string(), "alice"),
+            other => panic!("{other:?}"),
+        }
+        // The leader labels its answers as the leader's.
+        let mut leader = start(LEADER);
+        let commands = deliver(&mut leader, LEADER, CLIENT, read(0));
+        assert!(matches!(
+            sent(&commands).as_slice(),
+            [Msg::ReadReply {
+                path: ReadPath::Leader,
+                ..
+            }]
+        ));
+        // The broken variant answers a read it is behind on.
+        let broken = BerthActor::Replica(ReplicaActor {
+            config: ProtocolConfig {
+                variant: Variant::IgnoreReadToken,
+                ..ProtocolConfig::default()
+            },
+            ..match replica() {
+                BerthActor::Replica(actor) => actor,
+                _ => unreachable!(),
+            }
+        });
+        let mut stale = test_support::start(&broken, ASYNC);
+        let commands = test_support::deliver(&broken, &mut stale, ASYNC, CLIENT, read(5));
+        assert!(matches!(
+            sent(&commands).as_slice(),
+            [Msg::ReadReply {
+                position: Position(0),
+                ..
+            }]
+        ));
+    }
+
+    /// Goal: a pull is answered with committed entries only, from the
+    /// position asked, labelled with whether the sender leads; a replica
+    /// whose log starts after a snapshot answers a pull from before it with
+    /// its committed state.
+    #[test]
+    fn pulls_are_answered_with_committed_entries_only() {
+        let mut follower = start(SYNC);
+        let entries = vec![
+            Entry::command(Epoch(1), command(0)),
+            Entry::command(Epoch(1), command(1)),
+        ];
+        deliver(&mut follower, SYNC, LEADER, append(1, 0, 0, entries, 1));
+        let pull = |after| Msg::Pull {
+            from: vec![(Bucket(0), Position(after))],
+        };
+        let commands = deliver(&mut follower, SYNC, 9, pull(0));
+        match sent(&commands).as_slice() {
+            [Msg::Changes(changes)] => {
+                assert_eq!(changes.entries.len(), 1, "only the committed entry");
+                assert_eq!(changes.commit_position, Position(1));
+                assert!(!changes.leads);
+                assert!(changes.reset.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        // A replica that started from a snapshot at p1.
+        {
+            let NodeState::Replica(state) = &mut follower else {
+                unreachable!()
+            };
+            let durable = Arc::make_mut(&mut state.buckets.get_mut(&Bucket(0)).unwrap().durable);
+            durable.log = Log::after_snapshot(Position(1), Epoch(1));
+        }
+        let commands = deliver(&mut follower, SYNC, 9, pull(0));
+        match sent(&commands).as_slice() {
+            [Msg::Changes(changes)] => {
+                let (position, state) = changes.reset.as_ref().expect("a reset");
+                assert_eq!(*position, Position(1));
+                assert_eq!(state.units.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not a replica of the bucket: no answer.
+        let commands = deliver(
+            &mut follower,
+            SYNC,
+            9,
+            Msg::Pull {
+                from: vec![(Bucket(7), Position(0))],
+            },
+        );
+        assert!(sent(&commands).is_empty());
     }
 }

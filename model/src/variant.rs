@@ -55,11 +55,17 @@ pub enum Variant {
     /// inventory path because "merge after conflict" is not a real answer
     /// once two agents believe cabin C14 is theirs".
     MultiLeader,
+    /// A follower serves a session read from whatever it has applied,
+    /// ignoring the caller's observed position. Seed 000, Part 1: hold
+    /// reads "read from a replica only if it has replayed the caller's
+    /// observed version"; "the agent cannot safely see hold expiry move
+    /// backward in the same session" — this variant lets it.
+    IgnoreReadToken,
 }
 
 impl Variant {
     /// Every variant, the correct design first.
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 9] = [
         Variant::Correct,
         Variant::AsyncAck,
         Variant::PromoteLagging,
@@ -68,6 +74,7 @@ impl Variant {
         Variant::NoIdempotency,
         Variant::NoFencing,
         Variant::MultiLeader,
+        Variant::IgnoreReadToken,
     ];
 
     /// The name used on the command line.
@@ -81,6 +88,7 @@ impl Variant {
             Variant::NoIdempotency => "no-idempotency",
             Variant::NoFencing => "no-fencing",
             Variant::MultiLeader => "multi-leader",
+            Variant::IgnoreReadToken => "ignore-read-token",
         }
     }
 
@@ -89,6 +97,7 @@ impl Variant {
     pub fn expected_violations(self) -> &'static [&'static str] {
         use crate::properties::{
             NO_DOUBLE_SALE, NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP, ONE_OUTCOME_PER_TOKEN,
+            SESSION_READS,
         };
         match self {
             Variant::Correct => &[],
@@ -98,6 +107,7 @@ impl Variant {
             Variant::UncheckedEpoch => &[NO_SPLIT_OWNERSHIP],
             Variant::NoIdempotency => &[ONE_OUTCOME_PER_TOKEN],
             Variant::MultiLeader => &[NO_DOUBLE_SALE],
+            Variant::IgnoreReadToken => &[SESSION_READS],
             Variant::NoFencing => &[
                 NO_SPLIT_OWNERSHIP,
                 NO_DOUBLE_SALE,
@@ -121,6 +131,9 @@ impl Variant {
             Variant::NoIdempotency => "retries after a timeout are new actions",
             Variant::NoFencing => "new owner published without fencing the old commit quorum",
             Variant::MultiLeader => "both regions accept writes, merged after the fact",
+            Variant::IgnoreReadToken => {
+                "a follower serves reads whatever position the caller observed"
+            }
         }
     }
 }

@@ -1,0 +1,338 @@
+//! The change stream (CDC) and its subscriber.
+//!
+//! Any replica serves a bucket's *committed* entries after a position
+//! (`Msg::Pull` → `Msg::Changes`): committed entries are the same at every
+//! replica that has them, whoever leads now, so a subscriber resumes from
+//! its last position at whichever replica owns the bucket today — after a
+//! failover, at the promoted leader; after a cutover, at the destination —
+//! without gaps and without duplicates. A replica whose log no longer keeps
+//! the entries after that position (a destination that started from a
+//! snapshot) sends its committed state at its commit position instead, and
+//! the entries after it.
+//!
+//! `SubscriberActor` follows a set of buckets: on its pull timer it asks
+//! each bucket's leader (by its cached map) for what follows its position,
+//! applies what continues its stream exactly, and refreshes the map when a
+//! replica says it no longer leads or nobody answered. What it keeps per
+//! bucket — position and the `BucketState` there — is what the runtime's
+//! projections (search, customer trips) read.
+
+use crate::actor::{BerthActor, Changes, Msg, ProtocolConfig, Timer};
+use crate::bucket::BucketState;
+use crate::placement::PlacementMap;
+use crate::types::{Bucket, Position};
+use stateright::actor::{Id, Out};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A change-stream subscriber.
+#[derive(Clone, Debug)]
+pub struct SubscriberActor {
+    pub controller: Id,
+    /// The map the subscriber starts with (from its configuration).
+    pub initial_map: PlacementMap,
+    /// The buckets it follows.
+    pub buckets: Vec<Bucket>,
+    pub config: ProtocolConfig,
+}
+
+/// One followed bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BucketStream {
+    /// Every committed entry through this position has been applied, each
+    /// exactly once.
+    pub position: Position,
+    /// The bucket's committed state at `position`.
+    pub state: BucketState,
+    /// Whether the last answer came from the bucket's leader and left the
+    /// stream at the leader's commit position (the runtime stamps the time
+    /// of such answers to tell the data's age).
+    pub caught_up: bool,
+}
+
+/// A subscriber's state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SubscriberState {
+    pub map: PlacementMap,
+    pub streams: BTreeMap<Bucket, BucketStream>,
+    /// Buckets with a pull in flight.
+    pub awaiting: BTreeSet<Bucket>,
+}
+
+impl SubscriberActor {
+    pub fn on_start(&self, _id: Id, o: &mut Out<BerthActor>) -> SubscriberState {
+        let mut state = SubscriberState {
+            map: self.initial_map.clone(),
+            streams: self
+                .buckets
+                .iter()
+                .map(|bucket| (*bucket, BucketStream::default()))
+                .collect(),
+            awaiting: BTreeSet::new(),
+        };
+        self.pull(&mut state, o);
+        state
+    }
+
+    pub fn on_msg(
+        &self,
+        _id: Id,
+        state: &mut SubscriberState,
+        _src: Id,
+        msg: Msg,
+        o: &mut Out<BerthActor>,
+    ) {
+        match msg {
+            Msg::Changes(changes) => {
+                let leads = changes.leads;
+                if !apply(state, &changes) {
+                    return; // ignore_unrelated_changes (an old duplicate)
+                }
+                if !leads {
+                    o.send(self.controller, Msg::FetchMap);
+                }
+            }
+            Msg::Map(map) if map.version > state.map.version => state.map = map,
+            _ => {}
+        }
+    }
+
+    pub fn on_timeout(
+        &self,
+        _id: Id,
+        state: &mut SubscriberState,
+        timer: &Timer,
+        o: &mut Out<BerthActor>,
+    ) {
+        if *timer == Timer::Pull {
+            if !state.awaiting.is_empty() && self.config.resend_unanswered {
+                // Somebody did not answer: the leader may be down and the
+                // route stale.
+                o.send(self.controller, Msg::FetchMap);
+            }
+            self.pull(state, o);
+        }
+    }
+
+    /// Sends each leader one `Pull` for the followed buckets it leads (by
+    /// the cached map) that have no pull in flight — or all of them where
+    /// unanswered pulls are resent — and sets the pull timer.
+    fn pull(&self, state: &mut SubscriberState, o: &mut Out<BerthActor>) {
+        let mut by_leader: BTreeMap<Id, Vec<(Bucket, Position)>> = BTreeMap::new();
+        for (bucket, stream) in &state.streams {
+            if state.awaiting.contains(bucket) && !self.config.resend_unanswered {
+                continue;
+            }
+            if let Some(placement) = state.map.placement(*bucket) {
+                by_leader
+                    .entry(placement.leader)
+                    .or_default()
+                    .push((*bucket, stream.position));
+            }
+        }
+        for (leader, from) in by_leader {
+            state
+                .awaiting
+                .extend(from.iter().map(|(bucket, _)| *bucket));
+            o.send(leader, Msg::Pull { from });
+        }
+        o.set_timer(Timer::Pull, self.config.timeouts.pull.clone());
+    }
+}
+
+/// Applies `changes` to the subscriber's stream of its bucket: exactly the
+/// entries that continue the stream, each once. Returns whether the answer
+/// was for a followed bucket.
+pub fn apply(state: &mut SubscriberState, changes: &Changes) -> bool {
+    let Some(stream) = state.streams.get_mut(&changes.bucket) else {
+        return false;
+    };
+    state.awaiting.remove(&changes.bucket);
+    if let Some((position, snapshot)) = &changes.reset {
+        if *position > stream.position {
+            // The sender no longer keeps the entries we lack: its committed
+            // state replaces ours (it contains everything we applied).
+            stream.position = *position;
+            stream.state = snapshot.clone();
+        }
+    }
+    let first = changes.first_after();
+    if first <= stream.position {
+        for (offset, entry) in changes.entries.iter().enumerate() {
+            let position = Position(first.0 + 1 + offset as u64);
+            if position <= stream.position {
+                continue; // already applied: no duplicates
+            }
+            stream.state.apply_entry(position, entry);
+            stream.position = position;
+        }
+    }
+    // An answer that starts past our position would leave a gap: skipped,
+    // the next pull asks again from our position.
+    stream.caught_up = changes.leads && stream.position >= changes.commit_position;
+    true
+}
+
+/// What a replica answers to a pull of `bucket` after `after`: its
+/// committed entries after it (at most `limit`), or its committed state
+/// and the entries after that if its log no longer keeps them.
+pub fn changes_of(
+    bucket: Bucket,
+    durable: &crate::replica::DurableBucket,
+    leads: bool,
+    after: Position,
+    limit: Option<usize>,
+) -> Changes {
+    let commit = durable.commit_position;
+    let (reset, first) = if after < durable.log.start() {
+        (Some((commit, durable.applied.clone())), commit)
+    } else {
+        (None, after.min(commit))
+    };
+    let entries: Vec<_> = durable
+        .log
+        .iter_after(first)
+        .take_while(|(position, _)| *position <= commit)
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(_, entry)| entry.clone())
+        .collect();
+    Changes {
+        bucket,
+        epoch: durable.placement.epoch,
+        leads,
+        after,
+        reset,
+        entries,
+        commit_position: commit,
+    }
+}
+
+/// Shares a `Changes` answer as a message.
+pub fn changes_msg(changes: Changes) -> Msg {
+    Msg::Changes(Arc::new(changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::{Command, Op, UnitStatus};
+    use crate::log::Entry;
+    use crate::placement::BucketPlacement;
+    use crate::replica::DurableBucket;
+    use crate::test_support::placement;
+    use crate::types::{Customer, Epoch, InventoryUnit, Token};
+    use proptest::prelude::*;
+
+    fn hold(seq: u32) -> Entry {
+        Entry::command(
+            Epoch(1),
+            Command {
+                token: Token { client: 4, seq },
+                op: Op::Hold {
+                    unit: InventoryUnit::new("BCN-JFK-2026-07-14", format!("C{seq}")),
+                    customer: Customer::new("alice"),
+                },
+            },
+        )
+    }
+
+    fn subscriber() -> SubscriberState {
+        SubscriberState {
+            map: PlacementMap::uniform(1, placement(1, 1, 2, 3)),
+            streams: [(Bucket(0), BucketStream::default())].into(),
+            awaiting: BTreeSet::new(),
+        }
+    }
+
+    /// A replica's copy of bucket 0 with `count` committed holds.
+    fn committed(count: u32, placement: BucketPlacement) -> DurableBucket {
+        let mut durable = DurableBucket::empty(placement);
+        for seq in 0..count {
+            let position = durable.log.push(hold(seq));
+            durable.applied.apply_entry(position, &hold(seq));
+            durable.commit_position = position;
+        }
+        durable
+    }
+
+    proptest! {
+        /// Goal: whatever the order, duplication and chunking of answers —
+        /// from the old leader, the promoted one, or a destination that
+        /// started from a snapshot — the subscriber ends at the same
+        /// state as a replica that applied every committed entry once.
+        #[test]
+        fn streams_have_no_gaps_or_duplicates(
+            answers in prop::collection::vec((0u64..8, 0usize..3, 1usize..4, any::<bool>()), 1..30),
+        ) {
+            let full = committed(6, placement(1, 1, 2, 3));
+            let mut snapshotted = full.clone();
+            snapshotted.log = crate::log::Log::after_snapshot(Position(3), Epoch(1));
+            for position in 4..=6 {
+                snapshotted.log.push(full.log.entry(Position(position)).unwrap().clone());
+            }
+            let senders = [&full, &snapshotted];
+            let mut state = subscriber();
+            for (after, sender, limit, leads) in answers {
+                let changes = changes_of(
+                    Bucket(0),
+                    senders[sender % 2],
+                    leads,
+                    Position(after.min(6)),
+                    Some(limit),
+                );
+                apply(&mut state, &changes);
+            }
+            // Then the subscriber catches up by pulling from its position.
+            for _ in 0..10 {
+                let position = state.streams[&Bucket(0)].position;
+                apply(&mut state, &changes_of(Bucket(0), &full, true, position, Some(2)));
+            }
+            let stream = &state.streams[&Bucket(0)];
+            prop_assert_eq!(stream.position, Position(6));
+            prop_assert_eq!(&stream.state, &full.applied);
+            prop_assert!(stream.caught_up);
+        }
+    }
+
+    /// Goal: a subscriber keeps what it has and asks the controller for a
+    /// new map when the replica it pulled from no longer leads; it then
+    /// pulls from the new leader, from where it stopped.
+    #[test]
+    fn subscriber_follows_the_new_leader_from_its_position() {
+        let actor = BerthActor::Subscriber(SubscriberActor {
+            controller: Id::from(0),
+            initial_map: PlacementMap::uniform(1, placement(1, 1, 2, 3)),
+            buckets: vec![Bucket(0)],
+            config: ProtocolConfig::default(),
+        });
+        let mut state = crate::test_support::start(&actor, 9);
+        let old = committed(2, placement(1, 1, 2, 3));
+        let answer = changes_msg(changes_of(Bucket(0), &old, false, Position(0), None));
+        let commands = crate::test_support::deliver(&actor, &mut state, 9, 1, answer);
+        assert_eq!(
+            crate::test_support::sent(&commands),
+            [&Msg::FetchMap],
+            "a replica that does not lead sends the subscriber to the map"
+        );
+        let mut map = PlacementMap::uniform(1, placement(2, 2, 1, 3));
+        map.version = 2;
+        crate::test_support::deliver(&actor, &mut state, 9, 0, Msg::Map(map));
+        let commands = crate::test_support::fire(&actor, &mut state, 9, Timer::Pull);
+        assert!(
+            commands.iter().any(|command| matches!(
+                command,
+                stateright::actor::Command::Send(to, Msg::Pull { from })
+                    if usize::from(*to) == 2 && from == &vec![(Bucket(0), Position(2))]
+            )),
+            "{commands:?}"
+        );
+        let crate::actor::NodeState::Subscriber(subscriber) = &state else {
+            unreachable!()
+        };
+        let stream = &subscriber.streams[&Bucket(0)];
+        assert!(matches!(
+            stream.state.units.values().next(),
+            Some(UnitStatus::Held { .. })
+        ));
+    }
+}
