@@ -13,9 +13,11 @@
 //! it is strictly smaller than the gap. Both groups then end strictly
 //! inside the old range, so the spread (most minus least loaded) never
 //! grows, and the sum of squared group loads strictly falls, so no step
-//! undoes another. A bucket already being moved, a bucket without load,
-//! and a bucket already in the plan are never proposed. The plan stops
-//! after `max_moves` moves, or when no bucket fits.
+//! undoes another. A bucket already being moved, a bucket without load or
+//! lighter than the minimum, and a bucket already in the plan are never
+//! proposed. The plan stops once the spread is within the tolerance, after
+//! `max_moves` moves, or when no bucket fits. (A move costs a cutover:
+//! evening out noise, or moving crumbs, is not worth one.)
 
 use crate::placement::PlacementMap;
 use crate::types::{Bucket, GroupId};
@@ -33,6 +35,17 @@ pub struct Move {
     pub from_load: (u64, u64),
     /// The load of `to` before this move and after it.
     pub to_load: (u64, u64),
+}
+
+/// How far a plan goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Propose at most this many moves.
+    pub max_moves: usize,
+    /// Stop once the spread is at most this (in the loads' unit).
+    pub tolerance: u64,
+    /// Never move a bucket whose load is below this.
+    pub min_load: u64,
 }
 
 /// The moves, in the order to carry them out, and each group's load before
@@ -84,8 +97,8 @@ pub fn group_loads(
     totals
 }
 
-/// Plans at most `max_moves` moves that even the load of the groups (those
-/// of `groups` and those `map` names). `moving` are the buckets whose move
+/// Plans moves that even the load of the groups (those of `groups` and
+/// those `map` names), within `limits`. `moving` are the buckets whose move
 /// is already in progress: their load counts where the map places them,
 /// and they are not moved again.
 pub fn plan(
@@ -93,14 +106,14 @@ pub fn plan(
     groups: &[GroupId],
     loads: &BTreeMap<Bucket, u64>,
     moving: &BTreeSet<Bucket>,
-    max_moves: usize,
+    limits: Limits,
 ) -> Plan {
     let before = group_loads(map, groups, loads);
     let mut current = before.clone();
     // The movable buckets of each group, with their loads.
     let mut movable: BTreeMap<GroupId, Vec<(Bucket, u64)>> = BTreeMap::new();
     for (bucket, load) in loads {
-        if *load == 0 || moving.contains(bucket) {
+        if *load == 0 || *load < limits.min_load || moving.contains(bucket) {
             continue;
         }
         if let Some(placement) = map.placement(*bucket) {
@@ -111,7 +124,7 @@ pub fn plan(
         }
     }
     let mut moves = Vec::new();
-    while moves.len() < max_moves {
+    while moves.len() < limits.max_moves && spread(&current) > limits.tolerance {
         let Some(step) = best_step(&current, &movable) else {
             break;
         };
@@ -228,6 +241,15 @@ mod tests {
         }
     }
 
+    /// At most `max_moves` moves, down to an even spread.
+    fn moves(max_moves: usize) -> Limits {
+        Limits {
+            max_moves,
+            tolerance: 0,
+            min_load: 0,
+        }
+    }
+
     fn loads_of(loads: &[(u32, u64)]) -> BTreeMap<Bucket, u64> {
         loads
             .iter()
@@ -243,7 +265,7 @@ mod tests {
         // Buckets 0-3 on group 1 (loads 60, 30, 10, 0), 4-7 on group 2 (idle).
         let map = map_of(&[1, 1, 1, 1, 2, 2, 2, 2]);
         let loads = loads_of(&[(0, 60), (1, 30), (2, 10)]);
-        let plan = plan(&map, &[], &loads, &BTreeSet::new(), 8);
+        let plan = plan(&map, &[], &loads, &BTreeSet::new(), moves(8));
         // Gap 100: bucket 0 (60) leaves 40 against 60, bucket 1 (30) 70
         // against 30. Then group 2 leads by 20 but holds no movable bucket
         // (bucket 0 is planned already): no subset of {60, 30, 10} does
@@ -272,7 +294,13 @@ mod tests {
     #[test]
     fn a_bucket_as_hot_as_the_gap_stays() {
         let map = map_of(&[1, 1, 2, 2]);
-        let plan = plan(&map, &[], &loads_of(&[(0, 100)]), &BTreeSet::new(), 8);
+        let plan = plan(
+            &map,
+            &[],
+            &loads_of(&[(0, 100)]),
+            &BTreeSet::new(),
+            moves(8),
+        );
         assert!(plan.moves.is_empty(), "{plan:?}");
         assert_eq!(plan.spread_after(), 100);
         // Already even: nothing to do either.
@@ -281,7 +309,7 @@ mod tests {
     }
 
     fn plan_of(map: &PlacementMap, loads: &BTreeMap<Bucket, u64>, max_moves: usize) -> Plan {
-        plan(map, &[], loads, &BTreeSet::new(), max_moves)
+        plan(map, &[], loads, &BTreeSet::new(), moves(max_moves))
     }
 
     /// Goal: buckets being moved, and buckets without load, are never
@@ -291,7 +319,7 @@ mod tests {
         let map = map_of(&[1, 1, 1, 2]);
         let loads = loads_of(&[(0, 40), (1, 20), (2, 0)]);
         let moving = BTreeSet::from([Bucket(0)]);
-        let plan = plan(&map, &[], &loads, &moving, 8);
+        let plan = plan(&map, &[], &loads, &moving, moves(8));
         // Bucket 0 still counts for group 1 (60 against 0), but only
         // bucket 1 may go.
         assert_eq!(plan.moves.len(), 1, "{plan:?}");
@@ -317,13 +345,63 @@ mod tests {
         assert_eq!(full.spread_after(), 0);
     }
 
+    /// Goal: within the tolerance nothing moves; beyond it the plan stops
+    /// as soon as the spread is within it.
+    #[test]
+    fn a_spread_within_the_tolerance_is_left_alone() {
+        // 42 against 38: bucket 2 would even it exactly, unless a spread
+        // of 4 is within the tolerance.
+        let map = map_of(&[1, 1, 1, 2]);
+        let loads = loads_of(&[(0, 30), (1, 10), (2, 2), (3, 38)]);
+        let within = Limits {
+            tolerance: 4,
+            ..moves(8)
+        };
+        assert!(plan(&map, &[], &loads, &BTreeSet::new(), within)
+            .moves
+            .is_empty());
+        let even = plan(&map, &[], &loads, &BTreeSet::new(), moves(8));
+        assert_eq!(even.moves.len(), 1, "{even:?}");
+        assert_eq!(even.moves[0].bucket, Bucket(2));
+        assert_eq!(even.spread_after(), 0);
+        // A looser bound stops after the first move that gets within it.
+        let map = map_of(&[1, 1, 1, 1, 1, 1, 2]);
+        let loads: BTreeMap<Bucket, u64> = (0..6).map(|bucket| (Bucket(bucket), 10)).collect();
+        let loose = Limits {
+            tolerance: 25,
+            ..moves(8)
+        };
+        let plan = super::plan(&map, &[], &loads, &BTreeSet::new(), loose);
+        // 60/0 → 50/10 → 40/20 (spread 20, within 25).
+        assert_eq!(plan.moves.len(), 2, "{plan:?}");
+        assert_eq!(plan.spread_after(), 20);
+    }
+
+    /// Goal: buckets below the minimum load stay, however many of them
+    /// could even the groups.
+    #[test]
+    fn crumbs_are_not_moved() {
+        let map = map_of(&[1, 1, 1, 1, 1, 2]);
+        // 48 against 32: four moves of 2 even them.
+        let loads = loads_of(&[(0, 40), (1, 2), (2, 2), (3, 2), (4, 2), (5, 32)]);
+        let limits = Limits {
+            min_load: 3,
+            ..moves(8)
+        };
+        let plan = plan(&map, &[], &loads, &BTreeSet::new(), limits);
+        assert!(plan.moves.is_empty(), "{plan:?}");
+        let unlimited = super::plan(&map, &[], &loads, &BTreeSet::new(), moves(8));
+        assert_eq!(unlimited.moves.len(), 4, "{unlimited:?}");
+        assert_eq!(unlimited.spread_after(), 0);
+    }
+
     /// Goal: a group that holds no bucket (all moved away, or new) is a
     /// destination too, when the caller names it.
     #[test]
     fn an_empty_group_takes_load() {
         let map = map_of(&[1, 1, 2, 2]);
         let loads = loads_of(&[(0, 30), (1, 30), (2, 30), (3, 30)]);
-        let plan = plan(&map, &[GroupId(3)], &loads, &BTreeSet::new(), 8);
+        let plan = plan(&map, &[GroupId(3)], &loads, &BTreeSet::new(), moves(8));
         assert_eq!(plan.before[&GroupId(3)], 0);
         assert_eq!(plan.moves[0].to, GroupId(3));
         assert_eq!(plan.moves[0].from, GroupId(1));
@@ -333,9 +411,10 @@ mod tests {
     proptest! {
         /// Goal: whatever the map and the loads, the plan never increases
         /// the spread (after any prefix of its moves), never proposes a
-        /// no-op, a bucket twice, a bucket being moved or one from a group
-        /// that does not hold it, stays within `max_moves`, adds up, and is
-        /// the same every time.
+        /// no-op, a bucket twice, a bucket being moved, one below the
+        /// minimum load or one from a group that does not hold it, moves
+        /// nothing once within the tolerance,
+        /// stays within `max_moves`, adds up, and is the same every time.
         #[test]
         fn plans_never_widen_the_spread(
             groups in prop::collection::vec(1u32..5, 1..40),
@@ -343,7 +422,10 @@ mod tests {
             moving_mask in prop::collection::vec(any::<bool>(), 40),
             extra_group in prop::option::of(5u32..7),
             max_moves in 0usize..12,
+            tolerance in prop::sample::select(vec![0u64, 0, 50, 400]),
+            min_load in prop::sample::select(vec![0u64, 0, 100, 600]),
         ) {
+            let limits = Limits { max_moves, tolerance, min_load };
             let map = map_of(&groups);
             let loads: BTreeMap<Bucket, u64> = (0..groups.len() as u32)
                 .map(|bucket| (Bucket(bucket), raw_loads[bucket as usize]))
@@ -353,19 +435,20 @@ mod tests {
                 .map(Bucket)
                 .collect();
             let named: Vec<GroupId> = extra_group.into_iter().map(GroupId).collect();
-            let plan = plan(&map, &named, &loads, &moving, max_moves);
+            let plan = plan(&map, &named, &loads, &moving, limits);
             prop_assert!(plan.moves.len() <= max_moves);
-            prop_assert_eq!(&plan, &super::plan(&map, &named, &loads, &moving, max_moves));
+            prop_assert_eq!(&plan, &super::plan(&map, &named, &loads, &moving, limits));
             let mut current = plan.before.clone();
             let mut seen = BTreeSet::new();
             for step in &plan.moves {
                 prop_assert!(step.from != step.to, "{:?}", step);
-                prop_assert!(step.load > 0, "{:?}", step);
+                prop_assert!(step.load > 0 && step.load >= min_load, "{:?}", step);
                 prop_assert_eq!(step.load, loads[&step.bucket]);
                 prop_assert!(!moving.contains(&step.bucket), "{:?}", step);
                 prop_assert!(seen.insert(step.bucket), "{:?} twice", step.bucket);
                 prop_assert_eq!(map.placement(step.bucket).unwrap().group, step.from);
                 let spread_before = spread(&current);
+                prop_assert!(spread_before > tolerance, "{:?} within tolerance", step);
                 prop_assert_eq!(step.from_load.0, current[&step.from]);
                 prop_assert_eq!(step.to_load.0, current[&step.to]);
                 *current.get_mut(&step.from).unwrap() -= step.load;

@@ -229,7 +229,7 @@ fn booking_token(output: &Output) -> String {
 }
 
 /// The line of `berth status` whose bucket range covers `bucket`.
-fn placement_line(status: &str, bucket: u32) -> String {
+pub(crate) fn placement_line(status: &str, bucket: u32) -> String {
     status
         .lines()
         .find(|line| {
@@ -251,7 +251,7 @@ fn placement_line(status: &str, bucket: u32) -> String {
 }
 
 /// `count` cabins whose units hash into `bucket`.
-fn cabins_in(bucket: u32, count: usize) -> Vec<String> {
+pub(crate) fn cabins_in(bucket: u32, count: usize) -> Vec<String> {
     (0..)
         .map(|n| format!("X{n}"))
         .filter(|cabin| bucket_of(&InventoryUnit::new(TRIP, cabin.as_str()), BUCKETS).0 == bucket)

@@ -7,4 +7,5 @@
 mod checker_cli;
 mod cluster;
 mod explorer_browser;
+mod hot;
 mod util;
