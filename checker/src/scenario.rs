@@ -322,6 +322,7 @@ impl ScenarioConfig {
             client_retries: self.retries,
             leader_resends: 0,
             resend_unanswered: false,
+            announce_commits: false,
             detector: Detector::Anytime,
             max_append_entries: None,
             // The checker ignores durations: the timer may fire at any moment.

@@ -11,7 +11,7 @@ use berth_model::{
 };
 use stateright::actor::Id;
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -195,14 +195,103 @@ pub fn request_status(
     Ok(reports)
 }
 
-/// Sends `msg` to the controller.
-pub fn send_to_controller(config: &ClusterConfig, msg: Msg) -> Result<()> {
+/// Sends `request` to the projector and returns its first answer, resent
+/// every `resend` (datagrams get lost); `None` if nothing came back within
+/// `timeout`.
+pub fn ask_projector(
+    config: &ClusterConfig,
+    request: &Datagram,
+    resend: Duration,
+    timeout: Duration,
+) -> Result<Option<Datagram>> {
+    let Some(projector) = &config.projector else {
+        bail!("the cluster configuration has no [projector] section: this cluster runs no projections");
+    };
     let socket = client_socket(config)?;
-    let bytes = wire::encode(&Datagram::Protocol(vec![msg])).map_err(anyhow::Error::msg)?;
-    socket
-        .send_to(&bytes, config.controller.addr)
-        .context("cannot reach the controller")?;
-    Ok(())
+    let bytes = wire::encode(request).map_err(anyhow::Error::msg)?;
+    let deadline = Instant::now() + timeout;
+    let mut buffer = vec![0; wire::MAX_DATAGRAM + 1];
+    let mut next_send = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        if now >= next_send {
+            socket.send_to(&bytes, projector.addr).ok();
+            next_send = now + resend;
+        }
+        let wait = deadline.min(next_send).saturating_duration_since(now);
+        socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        let Ok((length, from)) = socket.recv_from(&mut buffer) else {
+            continue;
+        };
+        if from != SocketAddr::V4(projector.addr) {
+            continue;
+        }
+        match wire::decode(&buffer[..length]) {
+            Ok(answer @ (Datagram::SearchResult(_) | Datagram::TripsResult(_))) => {
+                return Ok(Some(answer))
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// An operator's line to the controller: one socket, so that the
+/// controller's answers (a `MoveRefused`) come back to it.
+pub struct ControllerLink {
+    socket: UdpSocket,
+    addr: SocketAddrV4,
+    buffer: Vec<u8>,
+}
+
+impl ControllerLink {
+    pub fn open(config: &ClusterConfig) -> Result<Self> {
+        Ok(ControllerLink {
+            socket: client_socket(config)?,
+            addr: config.controller.addr,
+            buffer: vec![0; wire::MAX_DATAGRAM + 1],
+        })
+    }
+
+    /// Sends `msg` to the controller.
+    pub fn send(&self, msg: Msg) -> Result<()> {
+        let bytes = wire::encode(&Datagram::Protocol(vec![msg])).map_err(anyhow::Error::msg)?;
+        self.socket
+            .send_to(&bytes, self.addr)
+            .context("cannot reach the controller")?;
+        Ok(())
+    }
+
+    /// The reason the controller refused a move of `bucket`, if it said
+    /// so within `wait`.
+    pub fn refusal(&mut self, bucket: Bucket, wait: Duration) -> Result<Option<String>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            let Ok((length, from)) = self.socket.recv_from(&mut self.buffer) else {
+                return Ok(None);
+            };
+            if from != SocketAddr::V4(self.addr) {
+                continue;
+            }
+            if let Ok(Datagram::Protocol(msgs)) = wire::decode(&self.buffer[..length]) {
+                for msg in msgs {
+                    if let Msg::MoveRefused { bucket: b, reason } = msg {
+                        if b == bucket {
+                            return Ok(Some(reason));
+                        }
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
 }
 
 /// The controller's report, or `None` if it does not answer in `timeout`.

@@ -47,22 +47,25 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
         ClusterConfig::load(&path)?
     };
     // A member that cannot bind would only say so in its log: check first.
-    for addr in
-        std::iter::once(config.controller.addr).chain(config.replicas.iter().map(|r| r.addr))
+    for addr in std::iter::once(config.controller.addr)
+        .chain(config.replicas.iter().map(|r| r.addr))
+        .chain(config.projector.iter().map(|p| p.addr))
     {
         std::net::UdpSocket::bind(addr).with_context(|| {
             format!("cannot start the cluster: {addr} is in use (is this cluster already up? or pick another --base-port)")
         })?;
     }
     let exe = std::env::current_exe().context("cannot find the berth binary")?;
-    let mut members: Vec<(String, Vec<String>, Id)> = vec![(
+    // (log name, arguments, display name, address) of every process.
+    let mut members: Vec<(String, Vec<String>, String, std::net::SocketAddrV4)> = vec![(
         "controller".to_owned(),
         vec![
             "controller".into(),
             "--config".into(),
             path.display().to_string(),
         ],
-        controller_id(),
+        config.name_of(controller_id()),
+        config.controller.addr,
     )];
     for replica in &config.replicas {
         members.push((
@@ -74,11 +77,24 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
                 "--id".into(),
                 replica.id.to_string(),
             ],
-            Id::from(replica.id),
+            config.name_of(Id::from(replica.id)),
+            replica.addr,
+        ));
+    }
+    if let Some(projector) = &config.projector {
+        members.push((
+            "projector".to_owned(),
+            vec![
+                "projector".into(),
+                "--config".into(),
+                path.display().to_string(),
+            ],
+            "projector (search, trips)".to_owned(),
+            projector.addr,
         ));
     }
     let mut children: Vec<(String, Child)> = Vec::new();
-    for (name, args, id) in &members {
+    for (name, args, display, addr) in &members {
         let log = dir.join("logs").join(format!("{name}.log"));
         let log_file = File::options()
             .create(true)
@@ -93,9 +109,7 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
         println!(
-            "{:<28} listening on {} pid {} (log {})",
-            config.name_of(*id),
-            config.addr_of(*id).expect("members have addresses"),
+            "{display:<28} listening on {addr} pid {} (log {})",
             child.id(),
             log.display()
         );

@@ -20,7 +20,16 @@
 //! leader = 1
 //! sync = [2]
 //! async = [3]
+//!
+//! [projector]            # optional: the change-stream projections
+//! addr = "127.0.0.1:7004"
 //! ```
+//!
+//! Optional settings: `hold_ttl_seconds` (600), `lag_budget_ms` (5000: an
+//! async follower further behind than this voids the group's RPO claim and
+//! pauses planned moves), `search_staleness_ms` (2000: the search view's
+//! freshness budget), `cabins` (the cabins of every trip, for "available"
+//! in search; C1 to C40).
 //!
 //! Member ids are the model's actor ids: the controller is 0, replicas are
 //! 1 and up. Data directories are relative to the file's directory.
@@ -76,9 +85,24 @@ pub struct ClusterConfig {
     /// How long a hold lasts before its leader expires it, in seconds.
     #[serde(default = "default_hold_ttl")]
     pub hold_ttl_seconds: u64,
+    /// The RPO budget of async followers: a follower that has not caught
+    /// up with its leader for longer is over budget (`berth status`), and
+    /// the controller refuses planned moves of its group.
+    #[serde(default = "default_lag_budget")]
+    pub lag_budget_ms: u64,
+    /// The search view's freshness budget: older data is labelled stale.
+    #[serde(default = "default_search_staleness")]
+    pub search_staleness_ms: u64,
+    /// The cabins every trip has (search lists the unsold ones).
+    #[serde(default = "default_cabins")]
+    pub cabins: Vec<String>,
     pub controller: ControllerEntry,
     pub replicas: Vec<ReplicaEntry>,
     pub groups: Vec<GroupEntry>,
+    /// The projector: follows every bucket's change stream and serves
+    /// `berth search` and `berth trips`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projector: Option<ProjectorEntry>,
     /// The directory the file was read from (data directories are relative
     /// to it); not written.
     #[serde(skip)]
@@ -87,6 +111,25 @@ pub struct ClusterConfig {
 
 fn default_hold_ttl() -> u64 {
     600
+}
+
+fn default_lag_budget() -> u64 {
+    5000
+}
+
+fn default_search_staleness() -> u64 {
+    2000
+}
+
+fn default_cabins() -> Vec<String> {
+    (1..=40).map(|n| format!("C{n}")).collect()
+}
+
+/// Where the projector listens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectorEntry {
+    pub addr: SocketAddrV4,
 }
 
 /// Which member a process runs.
@@ -112,7 +155,7 @@ impl ClusterConfig {
             );
         }
         let members = groups as usize * replicas;
-        if base_port as usize + members > u16::MAX as usize {
+        if base_port as usize + members + 1 > u16::MAX as usize {
             bail!(
                 "--base-port {base_port} leaves no room for {members} replicas and the controller"
             );
@@ -123,12 +166,18 @@ impl ClusterConfig {
         let mut config = ClusterConfig {
             buckets,
             hold_ttl_seconds: default_hold_ttl(),
+            lag_budget_ms: default_lag_budget(),
+            search_staleness_ms: default_search_staleness(),
+            cabins: default_cabins(),
             controller: ControllerEntry {
                 addr: addr(0),
                 dir: PathBuf::from("controller"),
             },
             replicas: Vec::new(),
             groups: Vec::new(),
+            projector: Some(ProjectorEntry {
+                addr: addr(members + 1),
+            }),
             base: PathBuf::new(),
         };
         for group in 0..groups as usize {
@@ -192,6 +241,9 @@ impl ClusterConfig {
         if self.hold_ttl_seconds == 0 {
             bail!("hold_ttl_seconds must be at least 1");
         }
+        if self.lag_budget_ms == 0 || self.search_staleness_ms == 0 {
+            bail!("lag_budget_ms and search_staleness_ms must be at least 1");
+        }
         if self.groups.is_empty() {
             bail!("at least one group is needed");
         }
@@ -213,6 +265,11 @@ impl ClusterConfig {
             }
             if !addrs.insert(replica.addr) {
                 bail!("address {} is used twice", replica.addr);
+            }
+        }
+        if let Some(projector) = &self.projector {
+            if !addrs.insert(projector.addr) {
+                bail!("address {} is used twice (projector)", projector.addr);
             }
         }
         let mut placed = BTreeSet::new();
@@ -284,6 +341,7 @@ impl ClusterConfig {
             client_retries: 100,
             leader_resends: 30,
             resend_unanswered: true,
+            announce_commits: true,
             detector: Detector::Probes { misses: 6 },
             max_append_entries: Some(32),
             timeouts: Timeouts {

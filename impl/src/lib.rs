@@ -6,17 +6,25 @@
 //! the code `berth-check` explores.
 //!
 //! - [`config`]: `cluster.toml`, members, addresses, groups, the initial map.
-//! - [`wire`]: datagrams (JSON) and status reports.
+//! - [`wire`]: datagrams (postcard), status reports, projection answers.
 //! - [`storage`]: one member's durable state, saved atomically.
 //! - [`runtime`]: the event loop (batch, one fsync, then send).
-//! - [`member`]: running the controller or a replica.
+//! - [`rates`]: per-bucket write rates, measured by the event loop.
+//! - [`lag`]: how far each leader's followers trail, measured by the event
+//!   loop.
+//! - [`projector`]: the search and customer-trips views fed by the change
+//!   stream.
+//! - [`member`]: running the controller, a replica or the projector.
 //! - [`client`]: clients and operator requests.
 //! - [`cluster`]: `berth cluster up`.
 
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod lag;
 pub mod member;
+pub mod projector;
+pub mod rates;
 pub mod runtime;
 pub mod status;
 pub mod storage;

@@ -2,13 +2,15 @@
 //! move buckets and fail them over.
 
 use anyhow::{Context, Result};
-use berth::client::{self, parse_token, token_text, Ending};
+use berth::client::{self, parse_token, token_text, Ending, Session};
 use berth::cluster::{self, Layout};
 use berth::config::{ClusterConfig, Member};
+use berth::wire::Datagram;
 use berth::wire::Report;
 use berth::{member, status};
 use berth_model::hashing::bucket_of;
-use berth_model::{Bucket, GroupId, InventoryUnit, Msg, Outcome, Task};
+use berth_model::rebalance;
+use berth_model::{Bucket, Customer, GroupId, InventoryUnit, Msg, Outcome, PositionToken, Task};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,10 +36,18 @@ enum Command {
     Controller(ConfigArg),
     /// Run one replica of a cluster.
     Node(NodeArgs),
-    /// Show the placement map, each replica's positions and lag, and which members are down.
+    /// Show the placement map, each replica's positions and lag, and which members are down (with --hot: the buckets with the most writes).
     Status(StatusArgs),
+    /// Run the projector: the search and customer-trips views, fed by every bucket's change stream.
+    Projector(ConfigArg),
     /// Hold a cabin; prints the hold's token for `confirm`.
     Hold(UnitArgs),
+    /// Read a cabin's status at a follower that has applied through your observed positions, else at the leader; says which path answered.
+    Read(ReadArgs),
+    /// Search a trip's cabins in the change-stream-fed search view (bounded staleness: says when over its budget).
+    Search(SearchArgs),
+    /// A customer's trips, once the trips view reflects the position tokens given (e.g. the one a confirm printed).
+    Trips(TripsArgs),
     /// Confirm a hold.
     Confirm(ConfirmArgs),
     /// Hold, then confirm, a cabin.
@@ -48,6 +58,8 @@ enum Command {
     Move(MoveArgs),
     /// Fail a bucket over from its leader to its sync follower (planned failover).
     Failover(FailoverArgs),
+    /// Plan moves of hot buckets that even the groups' write load, and carry them out one by one (live cutover).
+    Rebalance(RebalanceArgs),
     /// Measure: one client books N fresh cabins one after another; prints confirmed bookings per second.
     Bench(BenchArgs),
 }
@@ -65,6 +77,9 @@ struct BenchArgs {
     /// Book only cabins of this bucket and move it to `--to-group` while booking (measures the write pause of a cutover under load).
     #[arg(long, requires = "to_group")]
     move_bucket: Option<u32>,
+    /// Book only cabins of this bucket (makes it hot, for `status --hot` and `rebalance`).
+    #[arg(long, conflicts_with = "move_bucket")]
+    bucket: Option<u32>,
     /// The group `--move-bucket` goes to.
     #[arg(long, requires = "move_bucket")]
     to_group: Option<u32>,
@@ -121,6 +136,33 @@ struct StatusArgs {
     /// How long to wait for members to answer, in seconds.
     #[arg(long, default_value_t = 1.0)]
     timeout: f64,
+    /// List the hottest buckets (client writes per second over the last 10 s) and their share of their group's writes, instead of the map.
+    #[arg(long)]
+    hot: bool,
+    /// How many buckets --hot lists.
+    #[arg(long, default_value_t = 10, requires = "hot", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    top: u32,
+}
+
+#[derive(Args, Debug)]
+struct RebalanceArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Print the plan and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Propose at most this many moves.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_moves: u32,
+    /// Leave a spread (most minus least loaded group) of up to this percentage of the mean group load alone, and never move a bucket carrying less than that.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    tolerance: u32,
+    /// How long to wait for members to answer the status request, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    status_timeout: f64,
+    /// Give up waiting for each move after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
 }
 
 #[derive(Args, Debug)]
@@ -133,9 +175,63 @@ struct UnitArgs {
     /// The cabin, e.g. C14.
     #[arg(long)]
     cabin: String,
+    /// Who the hold and booking are for (the key of `berth trips`).
+    #[arg(long, default_value = "guest")]
+    customer: String,
     /// Give up after this many seconds without an answer.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+}
+
+#[derive(Args, Debug)]
+struct ReadArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The trip, e.g. BCN-JFK-2026-07-14.
+    #[arg(long)]
+    trip: String,
+    /// The cabin, e.g. C14.
+    #[arg(long)]
+    cabin: String,
+    /// A position token you observed (b<bucket>@p<position>, as hold, confirm, book and read print it); repeatable. The read never returns older state.
+    #[arg(long = "after")]
+    after: Vec<String>,
+    /// Read at this replica first (default: the bucket's remote follower).
+    #[arg(long = "from")]
+    from: Option<usize>,
+    /// Give up after this many seconds without an answer.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+#[derive(Args, Debug)]
+struct SearchArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The route, e.g. BCN-JFK.
+    #[arg(long)]
+    route: String,
+    /// The departure date, e.g. 2026-07-14.
+    #[arg(long)]
+    date: String,
+    /// Give up after this many seconds without an answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+}
+
+#[derive(Args, Debug)]
+struct TripsArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The customer, as given to hold or book.
+    #[arg(long)]
+    customer: String,
+    /// A dependency token (b<bucket>@p<position>, as confirm prints it): answer only once the view reflects it. Repeatable.
+    #[arg(long = "after")]
+    after: Vec<String>,
+    /// How long the view may take to reflect the tokens, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    wait: f64,
 }
 
 #[derive(Args, Debug)]
@@ -248,9 +344,24 @@ fn run(command: Command) -> Result<u8> {
         }
         Command::Status(args) => {
             let config = ClusterConfig::load(&args.config.config)?;
-            print!("{}", status::status(&config, seconds(args.timeout)?)?);
+            if args.hot {
+                print!(
+                    "{}",
+                    status::hot(&config, seconds(args.timeout)?, args.top as usize)?
+                );
+            } else {
+                print!("{}", status::status(&config, seconds(args.timeout)?)?);
+            }
             Ok(0)
         }
+        Command::Projector(args) => {
+            let config = ClusterConfig::load(&args.config)?;
+            member::run_projector(config, stop_flag()?)?;
+            Ok(0)
+        }
+        Command::Read(args) => read(&args),
+        Command::Search(args) => search(&args),
+        Command::Trips(args) => trips(&args),
         Command::Hold(args) => unit_task(&args, Task::Hold),
         Command::Book(args) => unit_task(&args, Task::Book),
         Command::Confirm(args) => {
@@ -270,6 +381,7 @@ fn run(command: Command) -> Result<u8> {
             }
             let answers = client::run_tasks(
                 &config,
+                &Session::default(),
                 vec![Task::Query { bucket, token }],
                 seconds(args.timeout)?,
             )?;
@@ -281,26 +393,21 @@ fn run(command: Command) -> Result<u8> {
             if !config.groups.iter().any(|g| g.id == args.to_group) {
                 anyhow::bail!("the cluster has no group {}", args.to_group);
             }
-            let bucket = Bucket(args.bucket);
-            let msg = Msg::MoveBucket {
-                bucket,
-                group: GroupId(args.to_group),
-            };
-            change(
+            move_bucket(
                 &config,
-                msg,
-                bucket,
+                Bucket(args.bucket),
+                GroupId(args.to_group),
                 seconds(args.timeout)?,
-                |before, now| now.group.0 == args.to_group && now.epoch > before.epoch,
             )
         }
+        Command::Rebalance(args) => rebalance(&args),
         Command::Bench(args) => {
             let config = ClusterConfig::load(&args.config.config)?;
             // Fresh cabins on a trip of their own, so that each run books
             // what it measures.
             let trip = format!("BENCH-{:08x}", fastrand::u32(..));
             let units = (0..).map(|n| InventoryUnit::new(trip.as_str(), format!("C{n}")));
-            let tasks: Vec<Task> = match args.move_bucket {
+            let tasks: Vec<Task> = match args.move_bucket.or(args.bucket) {
                 None => units.take(args.bookings as usize).map(Task::Book).collect(),
                 Some(bucket) => {
                     check_bucket(&config, bucket)?;
@@ -322,20 +429,15 @@ fn run(command: Command) -> Result<u8> {
                         // the client is mid-stream, not before).
                         std::thread::sleep(Duration::from_millis(300));
                         let asked = Instant::now();
-                        let code = change(
-                            config,
-                            Msg::MoveBucket {
-                                bucket: Bucket(bucket),
-                                group: GroupId(group),
-                            },
-                            Bucket(bucket),
-                            timeout,
-                            |before, now| now.group.0 == group && now.epoch > before.epoch,
-                        );
+                        let code = move_bucket(config, Bucket(bucket), GroupId(group), timeout);
                         (code, asked.elapsed())
                     })
                 });
-                let answers = client::run_tasks_timed(&config, tasks, timeout);
+                let session = Session {
+                    customer: Customer::new("bench"),
+                    ..Session::default()
+                };
+                let answers = client::run_tasks_timed(&config, &session, tasks, timeout);
                 (
                     answers,
                     mover.map(|mover| mover.join().expect("the mover thread")),
@@ -429,7 +531,14 @@ fn unit_task(args: &UnitArgs, task: impl FnOnce(InventoryUnit) -> Task) -> Resul
         anyhow::bail!("--trip and --cabin must not be empty");
     }
     let unit = InventoryUnit::new(args.trip.as_str(), args.cabin.as_str());
-    let answers = client::run_tasks(&config, vec![task(unit)], seconds(args.timeout)?)?;
+    if args.customer.trim().is_empty() {
+        anyhow::bail!("--customer must not be empty");
+    }
+    let session = Session {
+        customer: Customer::new(args.customer.trim()),
+        ..Session::default()
+    };
+    let answers = client::run_tasks(&config, &session, vec![task(unit)], seconds(args.timeout)?)?;
     Ok(report_answers(answers, args.timeout).exit_code())
 }
 
@@ -450,7 +559,11 @@ fn report_answers(answers: Option<Vec<Msg>>, timeout: f64) -> Ending {
                 unit,
                 outcome,
             } => {
-                let at = format!("bucket {} at {epoch}, {position}", bucket.0);
+                let at = format!(
+                    "bucket {} at {epoch}; position token {}",
+                    bucket.0,
+                    PositionToken { bucket, position }
+                );
                 let token = token_text(token, bucket);
                 match outcome {
                     Outcome::Held => println!("held: {unit}, hold {token} ({at})"),
@@ -468,10 +581,307 @@ fn report_answers(answers: Option<Vec<Msg>>, timeout: f64) -> Ending {
                 );
                 ending = Ending::Refused;
             }
+            Msg::ReadReply {
+                bucket,
+                unit,
+                position,
+                status,
+                path,
+            } => {
+                let status = status.map_or("available".to_owned(), |s| s.to_string());
+                println!(
+                    "{unit}: {status} (read from the {path}; state as of position token {})",
+                    PositionToken { bucket, position }
+                );
+            }
             other => println!("unexpected answer: {other}"),
         }
     }
     ending
+}
+
+/// Parses position tokens given on the command line.
+fn position_tokens(texts: &[String]) -> Result<Vec<PositionToken>> {
+    texts
+        .iter()
+        .map(|text| text.parse::<PositionToken>().map_err(anyhow::Error::msg))
+        .collect()
+}
+
+/// `berth read`: a session read of one cabin.
+fn read(args: &ReadArgs) -> Result<u8> {
+    let config = ClusterConfig::load(&args.config.config)?;
+    if args.trip.is_empty() || args.cabin.is_empty() {
+        anyhow::bail!("--trip and --cabin must not be empty");
+    }
+    let unit = InventoryUnit::new(args.trip.as_str(), args.cabin.as_str());
+    let bucket = bucket_of(&unit, config.buckets);
+    let mut session = Session::default();
+    for token in position_tokens(&args.after)? {
+        check_bucket(&config, token.bucket.0)?;
+        let seen = session.observed.entry(token.bucket).or_default();
+        *seen = (*seen).max(token.position);
+    }
+    if let Some(from) = args.from {
+        if config.replica(from).is_none() {
+            anyhow::bail!("--from {from}: the cluster has no replica {from}");
+        }
+        session.reader = Some(stateright::actor::Id::from(from));
+    }
+    if !session.observed.is_empty() && !session.observed.contains_key(&bucket) {
+        println!(
+            "note: {unit} is in {bucket}; the tokens given are for other buckets and do not constrain this read"
+        );
+    }
+    let answers = client::run_tasks(
+        &config,
+        &session,
+        vec![Task::Read(unit)],
+        seconds(args.timeout)?,
+    )?;
+    Ok(report_answers(answers, args.timeout).exit_code())
+}
+
+/// `berth search`: the search view's answer, with the data's age; over
+/// the staleness budget it says so (exit 1).
+fn search(args: &SearchArgs) -> Result<u8> {
+    let config = ClusterConfig::load(&args.config.config)?;
+    if args.route.trim().is_empty() || args.date.trim().is_empty() {
+        anyhow::bail!("--route and --date must not be empty");
+    }
+    let trip = format!("{}-{}", args.route.trim(), args.date.trim());
+    let answer = client::ask_projector(
+        &config,
+        &Datagram::Search { trip: trip.clone() },
+        Duration::from_millis(500),
+        seconds(args.timeout)?,
+    )?;
+    let Some(Datagram::SearchResult(result)) = answer else {
+        println!(
+            "unreachable: no answer from the projector within {}s",
+            args.timeout
+        );
+        return Ok(Ending::Unreachable.exit_code());
+    };
+    let budget = result.budget_ms as f64 / 1000.0;
+    let fresh = result.age_ms.is_some_and(|age| age <= result.budget_ms);
+    match result.age_ms {
+        Some(age) if fresh => println!(
+            "search {trip}: data {:.2} s old (within its {budget:.1} s staleness budget; revalidated at booking)",
+            age as f64 / 1000.0
+        ),
+        Some(age) => println!(
+            "STALE: search {trip}: data {:.2} s old, over its {budget:.1} s staleness budget (the projection is not keeping up with every bucket's leader)",
+            age as f64 / 1000.0
+        ),
+        None => println!(
+            "STALE: search {trip}: the projection has not yet caught up with every bucket's leader (staleness budget {budget:.1} s)"
+        ),
+    }
+    let list = |cabins: &[String]| {
+        if cabins.is_empty() {
+            "-".to_owned()
+        } else {
+            cabins.join(" ")
+        }
+    };
+    println!(
+        "available ({}): {}",
+        result.available.len(),
+        list(&result.available)
+    );
+    println!("held ({}): {}", result.held.len(), list(&result.held));
+    println!("sold ({}): {}", result.sold.len(), list(&result.sold));
+    Ok(if fresh {
+        0
+    } else {
+        Ending::Refused.exit_code()
+    })
+}
+
+/// `berth trips`: the trips view, once it reflects the dependency tokens.
+fn trips(args: &TripsArgs) -> Result<u8> {
+    let config = ClusterConfig::load(&args.config.config)?;
+    if args.customer.trim().is_empty() {
+        anyhow::bail!("--customer must not be empty");
+    }
+    let after = position_tokens(&args.after)?;
+    for token in &after {
+        check_bucket(&config, token.bucket.0)?;
+    }
+    let wait = seconds(args.wait)?;
+    let request = Datagram::Trips {
+        customer: args.customer.trim().to_owned(),
+        after,
+        wait_ms: wait.as_millis() as u64,
+    };
+    let answer = client::ask_projector(
+        &config,
+        &request,
+        wait + Duration::from_millis(500),
+        wait + Duration::from_secs(3),
+    )?;
+    let Some(Datagram::TripsResult(result)) = answer else {
+        println!("unreachable: no answer from the projector");
+        return Ok(Ending::Unreachable.exit_code());
+    };
+    if !result.missing.is_empty() {
+        let missing: Vec<String> = result.missing.iter().map(ToString::to_string).collect();
+        println!(
+            "not yet reflected after {:.2} s: {} (the trips below may lack what those positions hold)",
+            result.waited_ms as f64 / 1000.0,
+            missing.join(", ")
+        );
+    } else if !args.after.is_empty() {
+        println!(
+            "reflects {} (waited {:.2} s)",
+            args.after.join(", "),
+            result.waited_ms as f64 / 1000.0
+        );
+    }
+    println!("trips of {} ({}):", result.customer, result.trips.len());
+    for trip in &result.trips {
+        println!("  {} {} ({})", trip.unit, trip.status, trip.token);
+    }
+    Ok(if result.missing.is_empty() {
+        0
+    } else {
+        Ending::Refused.exit_code()
+    })
+}
+
+/// Moves `bucket` to `group` (live cutover), waiting up to `timeout` until
+/// the map shows it there: `berth move`, and each move of `berth
+/// rebalance`. Returns the exit code.
+fn move_bucket(
+    config: &ClusterConfig,
+    bucket: Bucket,
+    group: GroupId,
+    timeout: Duration,
+) -> Result<u8> {
+    change(
+        config,
+        Msg::MoveBucket { bucket, group },
+        bucket,
+        timeout,
+        |before, now| now.group == group && now.epoch > before.epoch,
+    )
+}
+
+/// `berth rebalance`: measures, plans, prints the plan, and (unless
+/// `--dry-run`) carries out its moves one after another with
+/// `move_bucket`, stopping at the first that does not complete.
+fn rebalance(args: &RebalanceArgs) -> Result<u8> {
+    let config = ClusterConfig::load(&args.config.config)?;
+    let timeout = seconds(args.timeout)?;
+    let reports = client::request_status(
+        &config,
+        &status::members(&config),
+        seconds(args.status_timeout)?,
+    )?;
+    let Some(load) = status::Load::of(&config, &reports) else {
+        println!(
+            "unreachable: the controller at {} does not answer",
+            config.controller.addr
+        );
+        return Ok(Ending::Unreachable.exit_code());
+    };
+    if !load.silent.is_empty() {
+        let silent: Vec<String> = load.silent.iter().map(|id| config.name_of(*id)).collect();
+        println!(
+            "no answer from {}: their writes are not counted",
+            silent.join(", ")
+        );
+    }
+    let moving = load.moving.keys().copied().collect();
+    let group_writes = load.group_writes(&config);
+    let total: u64 = group_writes.values().sum();
+    let tolerance = total * u64::from(args.tolerance) / (100 * group_writes.len().max(1) as u64);
+    let plan = rebalance::plan(
+        &load.map,
+        &status::Load::groups(&config),
+        &load.writes,
+        &moving,
+        rebalance::Limits {
+            max_moves: args.max_moves as usize,
+            tolerance,
+            // A bucket lighter than the tolerated spread is not worth a
+            // cutover.
+            min_load: tolerance.max(1),
+        },
+    );
+    let loads = |loads: &std::collections::BTreeMap<GroupId, u64>| {
+        loads
+            .iter()
+            .map(|(group, writes)| format!("group {} {:.1}", group.0, status::per_second(*writes)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "group load (client writes/s, last {} s): {} (spread {:.1}; tolerated {:.1}, {}% of the mean)",
+        berth::rates::WINDOW.as_secs(),
+        loads(&plan.before),
+        status::per_second(plan.spread_before()),
+        status::per_second(tolerance),
+        args.tolerance
+    );
+    if plan.moves.is_empty() {
+        if plan.spread_before() <= tolerance {
+            println!("nothing to move: the spread is within the tolerance");
+        } else {
+            println!("nothing to move: no bucket heavy enough to be worth a move would narrow the spread");
+        }
+        return Ok(0);
+    }
+    println!("proposed moves:");
+    for (index, step) in plan.moves.iter().enumerate() {
+        println!(
+            "  {}. b{}: group {} → group {}, {:.1} writes/s; group {} {:.1} → {:.1}, group {} {:.1} → {:.1}",
+            index + 1,
+            step.bucket.0,
+            step.from.0,
+            step.to.0,
+            status::per_second(step.load),
+            step.from.0,
+            status::per_second(step.from_load.0),
+            status::per_second(step.from_load.1),
+            step.to.0,
+            status::per_second(step.to_load.0),
+            status::per_second(step.to_load.1),
+        );
+    }
+    println!(
+        "after the plan: {} (spread {:.1})",
+        loads(&plan.after),
+        status::per_second(plan.spread_after())
+    );
+    if args.dry_run {
+        println!("dry run: nothing moved");
+        return Ok(0);
+    }
+    let count = plan.moves.len();
+    for (index, step) in plan.moves.iter().enumerate() {
+        println!(
+            "move {} of {count}: b{} to group {}",
+            index + 1,
+            step.bucket.0,
+            step.to.0
+        );
+        let code = move_bucket(&config, step.bucket, step.to, timeout)?;
+        if code != 0 {
+            println!(
+                "move {} of {count} did not complete; {} not attempted",
+                index + 1,
+                count - index - 1
+            );
+            return Ok(code);
+        }
+    }
+    println!(
+        "rebalanced: {count} move{} done",
+        if count == 1 { "" } else { "s" }
+    );
+    Ok(0)
 }
 
 /// Asks the controller for a change of `bucket` and waits until the map
@@ -497,11 +907,16 @@ fn change(
         );
         return Ok(Ending::Unreachable.exit_code());
     };
+    let mut link = client::ControllerLink::open(config)?;
     let mut next_send = Instant::now();
     while Instant::now() < deadline {
         if Instant::now() >= next_send {
-            client::send_to_controller(config, msg.clone())?;
+            link.send(msg.clone())?;
             next_send = Instant::now() + Duration::from_secs(1);
+        }
+        if let Some(reason) = link.refusal(bucket, Duration::from_millis(20))? {
+            println!("refused: the controller did not start the move of {bucket}: {reason}");
+            return Ok(Ending::Refused.exit_code());
         }
         if let Some(now) = placement_now(Duration::from_millis(300))? {
             if changed(&before, &now) {

@@ -1,15 +1,19 @@
-//! Running one member of a cluster: the controller or a replica.
+//! Running one process of a cluster: the controller, a replica, or the
+//! projector.
 
 use crate::config::{controller_id, ClusterConfig, Member};
+use crate::projector::Projections;
 use crate::runtime::Runtime;
 use crate::storage::Store;
 use anyhow::{Context, Result};
 use berth_model::controller::FailoverPolicy;
-use berth_model::{BerthActor, ControllerActor, ReplicaActor};
+use berth_model::stream::SubscriberActor;
+use berth_model::{BerthActor, Bucket, ControllerActor, ReplicaActor};
 use stateright::actor::Id;
 use std::net::UdpSocket;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The actor `member` runs, and its id and display name.
 pub fn actor_of(config: &ClusterConfig, member: Member) -> Result<(Id, BerthActor, String)> {
@@ -63,6 +67,42 @@ pub fn run(config: ClusterConfig, member: Member, stop: Arc<AtomicBool>) -> Resu
         "started"
     );
     let mut runtime = Runtime::start(id, actor, socket, config, Some(store), saved)?;
+    runtime.run(&stop, None, |_| false)?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Runs the projector until `stop` is set: the model's `SubscriberActor`
+/// following every bucket's change stream, serving `berth search` and
+/// `berth trips`. It keeps nothing on disk: a restarted projector rebuilds
+/// its views from the streams (committed entries stay in the bucket logs).
+pub fn run_projector(config: ClusterConfig, stop: Arc<AtomicBool>) -> Result<()> {
+    let Some(entry) = config.projector.clone() else {
+        anyhow::bail!("the cluster configuration has no [projector] section");
+    };
+    let socket = UdpSocket::bind(entry.addr).with_context(|| {
+        format!(
+            "the projector cannot listen on {} (is it already running?)",
+            entry.addr
+        )
+    })?;
+    enlarge_receive_buffer(&socket);
+    let span = tracing::info_span!("projector", addr = %entry.addr);
+    let _entered = span.enter();
+    let actor = BerthActor::Subscriber(SubscriberActor {
+        controller: controller_id(),
+        initial_map: config.initial_map(),
+        buckets: (0..config.buckets).map(Bucket).collect(),
+        config: config.protocol(),
+    });
+    let projections = Projections::new(
+        config.buckets,
+        Duration::from_millis(config.search_staleness_ms),
+        config.cabins.clone(),
+    );
+    let mut runtime = Runtime::start(Id::from(entry.addr), actor, socket, config, None, None)?;
+    runtime.serve_projections(projections);
+    tracing::info!("started");
     runtime.run(&stop, None, |_| false)?;
     tracing::info!("stopped cleanly");
     Ok(())

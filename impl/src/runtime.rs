@@ -16,6 +16,9 @@
 //! dropped with a warning.
 
 use crate::config::ClusterConfig;
+use crate::lag::LagMeter;
+use crate::projector::Projections;
+use crate::rates::{self, WriteRates};
 use crate::storage::Store;
 use crate::wire::{self, Datagram, Report};
 use anyhow::{Context, Result};
@@ -53,6 +56,14 @@ pub struct Runtime {
     reports: Vec<(SocketAddr, Report)>,
     misses: u8,
     buffer: Vec<u8>,
+    /// Client commands committed per bucket led here (for status reports).
+    rates: WriteRates,
+    /// How far the followers of the buckets led here trail.
+    lag: LagMeter,
+    /// The projections' clocks, when this runtime is the projector.
+    projections: Option<Projections>,
+    /// Answers to projection queries to send with the batch.
+    replies: Vec<(SocketAddr, Datagram)>,
 }
 
 /// Whether a message may come from outside the cluster (clients and
@@ -69,6 +80,12 @@ fn from_anyone(msg: &Msg) -> bool {
             | Msg::Redirect { .. }
             | Msg::NotDecided { .. }
             | Msg::Map(_)
+            | Msg::MoveRefused { .. }
+            | Msg::Read { .. }
+            | Msg::ReadReply { .. }
+            | Msg::ReadBehind { .. }
+            | Msg::Pull { .. }
+            | Msg::Changes(_)
     )
 }
 
@@ -102,10 +119,20 @@ impl Runtime {
             reports: Vec::new(),
             misses,
             buffer: vec![0; wire::MAX_DATAGRAM + 1],
+            rates: WriteRates::new(Instant::now()),
+            lag: LagMeter::default(),
+            projections: None,
+            replies: Vec::new(),
         };
         runtime.absorb(out);
         runtime.flush()?;
         Ok(runtime)
+    }
+
+    /// Makes this runtime (running a `SubscriberActor`) the projector: it
+    /// answers search and trips queries from the subscriber's state.
+    pub fn serve_projections(&mut self, projections: Projections) {
+        self.projections = Some(projections);
     }
 
     /// Runs until `stop` is set, `done` holds, or `deadline` passes.
@@ -172,7 +199,32 @@ impl Runtime {
             }
             self.absorb(out);
         }
+        self.measure(now);
         self.flush()
+    }
+
+    /// The measurements and clocks of a turn's end: lag at a leader (the
+    /// followers over budget go to the replica's state, which reports them
+    /// to the controller), and trips queries whose wait is over.
+    fn measure(&mut self, now: Instant) {
+        if let NodeState::Replica(_) = &self.state {
+            if self.lag.due(now) {
+                let budget = Duration::from_millis(self.config.lag_budget_ms);
+                let lagging = self.lag.measure(self.id, &self.state, now, budget);
+                if let NodeState::Replica(replica) = &mut self.state {
+                    if replica.lagging != lagging {
+                        for lag in &lagging {
+                            tracing::warn!(bucket = %lag.bucket, %lag, "over the lag budget");
+                        }
+                        replica.lagging = lagging;
+                    }
+                }
+            }
+        }
+        if let Some(projections) = &mut self.projections {
+            let ready = projections.ready(&self.state, now);
+            self.replies.extend(ready);
+        }
     }
 
     /// Receives and handles one datagram; false if none was waiting.
@@ -206,9 +258,41 @@ impl Runtime {
         let member = self.config.member_at(from);
         match datagram {
             Datagram::StatusRequest => {
-                if let Some(report) = Report::of(self.id, &self.state, self.misses) {
+                let writes = self.rates.recent(Instant::now());
+                if let Some(mut report) = Report::of(self.id, &self.state, self.misses, &writes) {
+                    if let Report::Replica { buckets } = &mut report {
+                        self.lag.fill(buckets);
+                    }
                     self.reports.push((from, report));
                 }
+            }
+            Datagram::Search { trip } => match &self.projections {
+                Some(projections) => {
+                    let answer = projections.search(&self.state, &trip, Instant::now());
+                    self.replies.push((from, answer));
+                }
+                None => {
+                    tracing::warn!(%from, "dropped a search sent to a member that is not the projector")
+                }
+            },
+            Datagram::Trips {
+                customer,
+                after,
+                wait_ms,
+            } => match &mut self.projections {
+                Some(projections) => projections.ask_trips(
+                    from,
+                    customer,
+                    after,
+                    Duration::from_millis(wait_ms.min(60_000)),
+                    Instant::now(),
+                ),
+                None => {
+                    tracing::warn!(%from, "dropped a trips query sent to a member that is not the projector")
+                }
+            },
+            Datagram::SearchResult(_) | Datagram::TripsResult(_) => {
+                tracing::warn!(%from, "dropped an unrequested projection answer");
             }
             Datagram::Status(_) => {
                 tracing::warn!(%from, "dropped an unrequested status report");
@@ -223,11 +307,29 @@ impl Runtime {
                             continue;
                         }
                     };
+                    // Measured, not decided: the commit position of the
+                    // bucket this step may commit client commands in.
+                    let watched = rates::watched_bucket(&msg)
+                        .and_then(|bucket| Some((bucket, rates::commit_of(&self.state, bucket)?)));
+                    let streamed = match &msg {
+                        Msg::Changes(changes) => Some(changes.bucket),
+                        _ => None,
+                    };
                     let mut out = Out::new();
                     let mut state = Cow::Borrowed(&self.state);
                     self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
                     if let Cow::Owned(next) = state {
                         self.state = next;
+                        if let Some((bucket, before)) = watched {
+                            let count =
+                                rates::committed_commands(&self.state, self.id, bucket, before);
+                            if count > 0 {
+                                self.rates.record(bucket, count, Instant::now());
+                            }
+                        }
+                    }
+                    if let (Some(bucket), Some(projections)) = (streamed, &mut self.projections) {
+                        projections.heard(&self.state, bucket, Instant::now());
                     }
                     self.absorb(out);
                 }
@@ -289,6 +391,9 @@ impl Runtime {
         }
         for (addr, report) in std::mem::take(&mut self.reports) {
             self.send_to(addr, &Datagram::Status(report));
+        }
+        for (addr, reply) in std::mem::take(&mut self.replies) {
+            self.send_to(addr, &reply);
         }
         Ok(())
     }

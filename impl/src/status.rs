@@ -1,11 +1,14 @@
-//! `berth status`: the map, each replica's positions and lag, who is down.
+//! `berth status`: the map, each replica's positions and lag, who is down;
+//! `berth status --hot`: the buckets with the most writes.
 
 use crate::client::request_status;
 use crate::config::{controller_id, ClusterConfig};
+use crate::rates;
 use crate::wire::Report;
 use anyhow::Result;
-use berth_model::placement::BucketPlacement;
-use berth_model::{Bucket, Position, Role};
+use berth_model::placement::{BucketPlacement, PlacementMap};
+use berth_model::rebalance;
+use berth_model::{Bucket, GroupId, Position, Role};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -102,6 +105,20 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
             }
         }
     }
+    // Each follower's lag as its leaders measured it: the most entries it
+    // lacks and the longest it has not been caught up, over its buckets.
+    let mut trailing: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+    for report in reports.values() {
+        if let Report::Replica { buckets } = report {
+            for bucket in buckets {
+                for follower in &bucket.followers {
+                    let worst = trailing.entry(follower.follower).or_default();
+                    worst.0 = worst.0.max(follower.entries);
+                    worst.1 = worst.1.max(follower.millis);
+                }
+            }
+        }
+    }
     writeln!(out, "replicas:").unwrap();
     for replica in &config.replicas {
         let id = Id::from(replica.id);
@@ -125,9 +142,12 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
                         None => {}
                     }
                 }
+                let seconds = trailing
+                    .get(&replica.id)
+                    .map_or(0.0, |(_, millis)| *millis as f64 / 1000.0);
                 writeln!(
                     out,
-                    "  {name:<24} {:<16} up    leads {leads:<5} follows {follows:<5} applied entries {applied:<7} max lag {max_lag} entries",
+                    "  {name:<24} {:<16} up    leads {leads:<5} follows {follows:<5} applied entries {applied:<7} max lag {max_lag} entries, {seconds:.1} s",
                     replica.addr
                 )
                 .unwrap();
@@ -135,8 +155,245 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
             _ => writeln!(out, "  {name:<24} {:<16} DOWN (no answer)", replica.addr).unwrap(),
         }
     }
+    if let Some(map) = map {
+        render_readiness(config, map, reports, &mut out);
+    }
     if map.is_none() {
         writeln!(out, "(the map is unknown while the controller is down)").unwrap();
     }
     out
+}
+
+/// Every member: the controller, then the replicas.
+pub fn members(config: &ClusterConfig) -> Vec<Id> {
+    let mut members = vec![controller_id()];
+    members.extend(config.replicas.iter().map(|r| Id::from(r.id)));
+    members
+}
+
+/// The write load the members report: what `berth status --hot` shows and
+/// `berth rebalance` plans with.
+#[derive(Clone, Debug)]
+pub struct Load {
+    /// The controller's placement map.
+    pub map: PlacementMap,
+    /// Buckets whose move is in progress, and the group each goes to.
+    pub moving: BTreeMap<Bucket, GroupId>,
+    /// Client commands committed per bucket over the last `rates::WINDOW`
+    /// (buckets without any are absent), summed over the replicas that
+    /// answered: each command is counted once, by the replica that led the
+    /// bucket when it committed, so a bucket that moved or failed over
+    /// within the window keeps its earlier writes.
+    pub writes: BTreeMap<Bucket, u64>,
+    /// Replicas that did not answer: their writes are not counted.
+    pub silent: Vec<Id>,
+}
+
+impl Load {
+    /// The load in `reports`, or `None` without the controller's map.
+    pub fn of(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> Option<Load> {
+        let Some(Report::Controller { map, moving, .. }) = reports.get(&controller_id()) else {
+            return None;
+        };
+        let mut writes: BTreeMap<Bucket, u64> = BTreeMap::new();
+        let mut silent = Vec::new();
+        for replica in &config.replicas {
+            let id = Id::from(replica.id);
+            match reports.get(&id) {
+                Some(Report::Replica { buckets, .. }) => {
+                    for bucket in buckets.iter().filter(|bucket| bucket.writes > 0) {
+                        *writes.entry(bucket.bucket).or_insert(0) += u64::from(bucket.writes);
+                    }
+                }
+                _ => silent.push(id),
+            }
+        }
+        Some(Load {
+            map: map.clone(),
+            moving: moving
+                .iter()
+                .map(|(bucket, group)| (*bucket, GroupId(*group)))
+                .collect(),
+            writes,
+            silent,
+        })
+    }
+
+    /// Every group of the configuration.
+    pub fn groups(config: &ClusterConfig) -> Vec<GroupId> {
+        config
+            .groups
+            .iter()
+            .map(|group| GroupId(group.id))
+            .collect()
+    }
+
+    /// Each group's writes over the window.
+    pub fn group_writes(&self, config: &ClusterConfig) -> BTreeMap<GroupId, u64> {
+        rebalance::group_loads(&self.map, &Load::groups(config), &self.writes)
+    }
+}
+
+/// Writes over `rates::WINDOW` as writes per second.
+pub fn per_second(writes: u64) -> f64 {
+    writes as f64 / rates::WINDOW.as_secs_f64()
+}
+
+/// `berth status --hot` as text: the `top` hottest buckets, asking every
+/// member and waiting up to `timeout`.
+pub fn hot(config: &ClusterConfig, timeout: Duration, top: usize) -> Result<String> {
+    let reports = request_status(config, &members(config), timeout)?;
+    Ok(render_hot(config, &reports, top))
+}
+
+/// Renders the `top` hottest buckets in `reports`, each with its share of
+/// its group's writes, then every group's writes.
+pub fn render_hot(config: &ClusterConfig, reports: &BTreeMap<Id, Report>, top: usize) -> String {
+    let mut out = String::new();
+    let Some(load) = Load::of(config, reports) else {
+        writeln!(
+            out,
+            "controller {}: DOWN (no answer); without its map the groups are unknown",
+            config.controller.addr
+        )
+        .unwrap();
+        return out;
+    };
+    let group_writes = load.group_writes(config);
+    let mut hottest: Vec<(Bucket, u64)> = load.writes.iter().map(|(b, w)| (*b, *w)).collect();
+    // Hottest first; equal ones by bucket number.
+    hottest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    hottest.truncate(top);
+    let window = rates::WINDOW.as_secs();
+    if hottest.is_empty() {
+        writeln!(out, "no client writes committed in the last {window} s").unwrap();
+    } else {
+        writeln!(
+            out,
+            "hottest buckets (client writes committed per second, last {window} s):"
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "  {:<8} {:<6} {:<16} {:>9} {:>15}",
+            "bucket", "group", "leader", "writes/s", "share of group"
+        )
+        .unwrap();
+        for (bucket, writes) in hottest {
+            let Some(placement) = load.map.placement(bucket) else {
+                continue;
+            };
+            let total = group_writes.get(&placement.group).copied().unwrap_or(0);
+            let share = if total == 0 {
+                0.0
+            } else {
+                100.0 * writes as f64 / total as f64
+            };
+            writeln!(
+                out,
+                "  {:<8} {:<6} {:<16} {:>9.1} {:>14.1}%",
+                format!("b{}", bucket.0),
+                placement.group.0,
+                ids(config, &[placement.leader]),
+                per_second(writes),
+                share
+            )
+            .unwrap();
+        }
+    }
+    writeln!(out, "groups:").unwrap();
+    for (group, writes) in &group_writes {
+        let buckets = load
+            .map
+            .buckets
+            .iter()
+            .filter(|placement| placement.group == *group)
+            .count();
+        writeln!(
+            out,
+            "  group {:<3} {:>9.1} writes/s  {buckets} buckets",
+            group.0,
+            per_second(*writes)
+        )
+        .unwrap();
+    }
+    for (bucket, group) in &load.moving {
+        writeln!(out, "in progress: move of {bucket} to group {}", group.0).unwrap();
+    }
+    if !load.silent.is_empty() {
+        writeln!(
+            out,
+            "no answer from [{}]: their writes are not counted",
+            ids(config, &load.silent)
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// Per group: whether it is failover-ready — every async follower of every
+/// bucket it leads within the RPO budget (`lag_budget_ms`), as the leaders
+/// measured it. A group whose leaders did not report is unknown.
+fn render_readiness(
+    config: &ClusterConfig,
+    map: &PlacementMap,
+    reports: &BTreeMap<Id, Report>,
+    out: &mut String,
+) {
+    let budget = config.lag_budget_ms;
+    writeln!(
+        out,
+        "groups (RPO budget: async followers within {:.1} s):",
+        budget as f64 / 1000.0
+    )
+    .unwrap();
+    for group in &config.groups {
+        let led: Vec<&BucketPlacement> = map
+            .buckets
+            .iter()
+            .filter(|placement| placement.group.0 == group.id)
+            .collect();
+        let mut unknown = BTreeMap::new();
+        let mut worst: Option<(u64, usize, Bucket, u64)> = None;
+        for (index, placement) in map.buckets.iter().enumerate() {
+            if placement.group.0 != group.id {
+                continue;
+            }
+            let bucket = Bucket(index as u32);
+            let Some(Report::Replica { buckets }) = reports.get(&placement.leader) else {
+                unknown.insert(placement.leader, ());
+                continue;
+            };
+            let Some(report) = buckets.iter().find(|b| b.bucket == bucket) else {
+                continue;
+            };
+            for follower in &report.followers {
+                let remote = placement
+                    .async_followers
+                    .contains(&Id::from(follower.follower));
+                if remote && worst.is_none_or(|(millis, ..)| follower.millis > millis) {
+                    worst = Some((follower.millis, follower.follower, bucket, follower.entries));
+                }
+            }
+        }
+        let verdict = if led.is_empty() {
+            "leads no bucket".to_owned()
+        } else if !unknown.is_empty() {
+            let silent: Vec<Id> = unknown.keys().copied().collect();
+            format!("UNKNOWN: no report from leader {}", ids(config, &silent))
+        } else {
+            match worst {
+                Some((millis, follower, bucket, entries)) if millis > budget => format!(
+                    "NOT failover-ready: replica {follower} is {:.1} s ({entries} entries) behind on {bucket}, over the budget; planned moves of this group are refused",
+                    millis as f64 / 1000.0
+                ),
+                Some((millis, ..)) => format!(
+                    "failover-ready (slowest async follower {:.1} s behind)",
+                    millis as f64 / 1000.0
+                ),
+                None => "no async followers: no remote copy to fail over to".to_owned(),
+            }
+        };
+        writeln!(out, "  group {:<4} {verdict}", group.id).unwrap();
+    }
 }

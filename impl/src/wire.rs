@@ -6,9 +6,10 @@
 
 use berth_model::controller::ControllerState;
 use berth_model::placement::PlacementMap;
-use berth_model::{Bucket, Epoch, Msg, NodeState, Position, Role};
+use berth_model::{Bucket, Epoch, Msg, NodeState, Position, PositionToken, Role};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
+use std::collections::BTreeMap;
 
 /// The largest datagram berth sends or accepts (the UDP payload limit over
 /// IPv4).
@@ -24,6 +25,56 @@ pub enum Datagram {
     /// Anyone → member: report your state.
     StatusRequest,
     Status(Report),
+    /// Anyone → projector: the cabins of `trip` (route and date).
+    Search {
+        trip: String,
+    },
+    SearchResult(SearchResult),
+    /// Anyone → projector: the trips of `customer`, once the projection
+    /// has applied every bucket through the position of each `after` token
+    /// (waiting up to `wait_ms` for it).
+    Trips {
+        customer: String,
+        after: Vec<PositionToken>,
+        wait_ms: u64,
+    },
+    TripsResult(TripsResult),
+}
+
+/// The search view's answer (seed 000: "bounded staleness, up to 2s").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub trip: String,
+    pub available: Vec<String>,
+    pub held: Vec<String>,
+    pub sold: Vec<String>,
+    /// How old the data is: the time since the projection was last caught
+    /// up with the leader of the bucket it heard from longest ago; `None`
+    /// if some bucket has never been caught up.
+    pub age_ms: Option<u64>,
+    pub budget_ms: u64,
+}
+
+/// One trip of a customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trip {
+    pub unit: String,
+    /// "confirmed" or "held".
+    pub status: String,
+    /// The booking's (or hold's) token, as `berth token` takes it.
+    pub token: String,
+}
+
+/// The customer-trips view's answer (seed 000: "wait for the trip
+/// projection to catch up" to the dependency token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TripsResult {
+    pub customer: String,
+    pub trips: Vec<Trip>,
+    /// The `after` tokens the projection had not reached when it answered
+    /// (empty: every dependency is reflected).
+    pub missing: Vec<PositionToken>,
+    pub waited_ms: u64,
 }
 
 /// What a member reports about itself.
@@ -53,12 +104,33 @@ pub struct BucketReport {
     pub last: Position,
     /// Committed and applied through this position.
     pub applied: Position,
+    /// Client commands committed in the bucket while this replica led it,
+    /// over the last `rates::WINDOW` (a measurement, see `crate::rates`).
+    pub writes: u32,
+    /// Where this replica leads the bucket: how far each follower trails
+    /// (a measurement, see `crate::lag`).
+    pub followers: Vec<FollowerReport>,
+}
+
+/// A follower of a bucket, as its leader measures it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerReport {
+    pub follower: usize,
+    /// Entries of the leader's log the follower lacks.
+    pub entries: u64,
+    /// How long since the follower last matched the leader's whole log.
+    pub millis: u64,
 }
 
 impl Report {
     /// The report of a member in `state`, whose detector counts a replica
-    /// down after `misses` probes.
-    pub fn of(id: Id, state: &NodeState, misses: u8) -> Option<Report> {
+    /// down after `misses` probes, and which measured `writes` per bucket.
+    pub fn of(
+        id: Id,
+        state: &NodeState,
+        misses: u8,
+        writes: &BTreeMap<Bucket, u32>,
+    ) -> Option<Report> {
         match state {
             NodeState::Controller(controller) => Some(controller_report(controller, misses)),
             NodeState::Replica(replica) => Some(Report::Replica {
@@ -73,11 +145,13 @@ impl Report {
                             role: durable.placement.role_of(id),
                             last: durable.log.last_position(),
                             applied: durable.commit_position,
+                            writes: writes.get(bucket).copied().unwrap_or(0),
+                            followers: Vec::new(),
                         }
                     })
                     .collect(),
             }),
-            NodeState::Client(_) => None,
+            NodeState::Client(_) | NodeState::Subscriber(_) => None,
         }
     }
 }
@@ -200,6 +274,7 @@ mod tests {
                 token: Token { client: 9, seq: 2 },
                 op: Op::Hold {
                     unit: InventoryUnit::new(trip, "C14"),
+                    customer: berth_model::Customer::new("alice"),
                 },
             },
         }

@@ -552,6 +552,12 @@ pub struct ProtocolConfig {
     /// it rather than sending another).
     pub resend_unanswered: bool,
     pub detector: Detector,
+    /// Whether a leader tells its caught-up followers each new commit
+    /// position at once (an empty `Append`), so that they can serve
+    /// session reads of it. The runtime does; the checker does not (a
+    /// follower learns the commit with the next append, which the checker
+    /// explores already) to keep the state space small.
+    pub announce_commits: bool,
     /// The most entries one `Append` (or `Snapshot`) carries; a follower
     /// further behind catches up over several. `None`: no limit (the
     /// checker). The runtime sets one so that a message fits a datagram.

@@ -337,6 +337,17 @@ impl ReplicaActor {
         for (bucket, replica) in &state.buckets {
             if replica.durable.is_leader(id) {
                 self.arm_hold_expiries(*bucket, &replica.durable, o);
+                if self.config.announce_commits && replica.durable.log.last_position() > Position(0)
+                {
+                    // A restarted leader knows nothing of its followers:
+                    // ask those that hold its whole log to say so (and learn
+                    // the commit), and resend to the others on its timer.
+                    self.tell_commit(*bucket, replica, |_| true, o);
+                    o.set_timer(
+                        Timer::Replicate(*bucket),
+                        self.config.timeouts.replicate.clone(),
+                    );
+                }
             }
         }
         state
@@ -1226,6 +1237,9 @@ impl ReplicaActor {
         let before = replica.durable.commit_position;
         if quorum > before {
             Arc::make_mut(&mut replica.durable).commit_through(quorum);
+            if self.config.announce_commits {
+                self.announce_commit(bucket, replica, o);
+            }
             if let Some(ttl) = &self.config.hold_ttl {
                 // Every hold granted by the entries just committed starts
                 // its clock.
@@ -1272,6 +1286,51 @@ impl ReplicaActor {
                 token: waiter.token,
             });
             o.send(waiter.client, reply);
+        }
+    }
+}
+
+impl ReplicaActor {
+    /// Tells every follower that already holds the leader's whole log the
+    /// new commit position, with an empty `Append` (the others learn it
+    /// with the entries they still lack). Without it a follower learns a
+    /// commit only with the next write, and cannot serve a read of it.
+    fn announce_commit(&self, bucket: Bucket, replica: &BucketReplica, o: &mut Out<BerthActor>) {
+        let last = replica.durable.log.last_position();
+        let matched = |follower: &Id| replica.leader.match_positions.get(follower) == Some(&last);
+        self.tell_commit(bucket, replica, matched, o);
+    }
+
+    /// Sends the followers that `to` selects an empty `Append` after the
+    /// leader's last entry, carrying its commit position: a follower that
+    /// holds the whole log takes the commit and acknowledges; one that does
+    /// not ignores it (the leader's appends catch it up).
+    fn tell_commit(
+        &self,
+        bucket: Bucket,
+        replica: &BucketReplica,
+        to: impl Fn(&Id) -> bool,
+        o: &mut Out<BerthActor>,
+    ) {
+        let durable = &replica.durable;
+        let last = durable.log.last_position();
+        let Some(last_epoch) = durable.log.epoch_at(last) else {
+            return;
+        };
+        for follower in durable.placement.followers() {
+            if to(&follower) {
+                o.send(
+                    follower,
+                    Msg::Append {
+                        bucket,
+                        epoch: durable.placement.epoch,
+                        prev_position: last,
+                        prev_epoch: last_epoch,
+                        entries: Vec::new(),
+                        commit_position: durable.commit_position,
+                    },
+                );
+            }
         }
     }
 }
