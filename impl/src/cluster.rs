@@ -1,4 +1,5 @@
-//! `berth cluster up`: a whole cluster on 127.0.0.1 as child processes.
+//! `berth cluster up`: a whole cluster on 127.0.0.1 as child processes:
+//! the controller, every replica, and the projector.
 
 use crate::config::{controller_id, ClusterConfig};
 use anyhow::{Context, Result};
@@ -16,6 +17,8 @@ pub struct Layout {
     pub buckets: u32,
     pub base_port: u16,
     pub hold_ttl_seconds: u64,
+    /// The async followers' RPO budget (`lag_budget_ms`).
+    pub lag_budget_ms: u64,
 }
 
 /// Writes `DIR/cluster.toml` (or reuses the one there), starts the
@@ -41,6 +44,7 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
             layout.base_port,
         )?;
         config.hold_ttl_seconds = layout.hold_ttl_seconds;
+        config.lag_budget_ms = layout.lag_budget_ms;
         fs::write(&path, config.to_toml())
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());

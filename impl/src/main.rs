@@ -111,6 +111,9 @@ struct UpArgs {
     /// How long a hold lasts before it expires, in seconds.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     hold_ttl: u64,
+    /// The RPO budget of async followers, in milliseconds: further behind, a group is not failover-ready and planned moves of it are refused.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    lag_budget_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -327,6 +330,7 @@ fn run(command: Command) -> Result<u8> {
                     buckets: args.buckets,
                     base_port: args.base_port,
                     hold_ttl_seconds: args.hold_ttl,
+                    lag_budget_ms: args.lag_budget_ms,
                 },
                 &stop,
             )?;

@@ -152,7 +152,21 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
                 )
                 .unwrap();
             }
-            _ => writeln!(out, "  {name:<24} {:<16} DOWN (no answer)", replica.addr).unwrap(),
+            _ => {
+                let measured = match trailing.get(&replica.id) {
+                    Some((entries, millis)) => format!(
+                        "; its leaders see it {entries} entries, {:.1} s behind",
+                        *millis as f64 / 1000.0
+                    ),
+                    None => String::new(),
+                };
+                writeln!(
+                    out,
+                    "  {name:<24} {:<16} DOWN (no answer){measured}",
+                    replica.addr
+                )
+                .unwrap()
+            }
         }
     }
     if let Some(map) = map {

@@ -259,6 +259,11 @@ impl ClientActor {
             return; // the retry budget is spent: the outcome stays unknown
         }
         pending.retries_left -= 1;
+        if let Action::Read { at_leader, .. } = &mut pending.action {
+            // The follower did not answer (it may be down): read at the
+            // leader instead.
+            *at_leader = true;
+        }
         // No answer: the leader may be down and the route stale. Ask for
         // the map as well; a newer one re-routes the pending action.
         o.send(self.controller, Msg::FetchMap);

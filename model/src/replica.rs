@@ -500,7 +500,17 @@ impl ReplicaActor {
                         o.send(src, next);
                     }
                 }
+                let commit_before = replica.durable.commit_position;
                 self.commit_and_reply(bucket, replica, o);
+                if self.config.announce_commits
+                    && replica.durable.commit_position == commit_before
+                    && position == replica.durable.log.last_position()
+                {
+                    // A follower that caught up without moving the commit
+                    // (an async one) learns the commit now, not with the
+                    // next write. Its answer is a duplicate, ignored above.
+                    self.tell_commit(bucket, replica, |follower| *follower == src, o);
+                }
                 self.advance_move(bucket, replica, was_moved_out, o);
             }
             Msg::AppendRefused { bucket, epoch } => {

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const TRIP: &str = "BCN-JFK-2026-07-14";
+pub(crate) const TRIP: &str = "BCN-JFK-2026-07-14";
 const BUCKETS: u32 = 64;
 
 /// A running `berth cluster up` in a temporary directory.
@@ -20,12 +20,14 @@ pub struct Cluster {
     pub config: PathBuf,
     base_port: u16,
     hold_ttl: u64,
+    lag_budget_ms: u64,
     up: Option<Child>,
     /// Member name ("controller", "replica 1 (madrid-a)", ...) → pid.
     pids: Vec<(String, u32)>,
 }
 
-/// A base port with the controller's and six replicas' ports free.
+/// A base port with the controller's, six replicas' and the projector's
+/// ports free.
 fn free_base_port() -> u16 {
     for _ in 0..200 {
         let base = 20_000 + fastrand_port();
@@ -55,6 +57,12 @@ impl Cluster {
 
     /// As `start`, with holds that expire after `hold_ttl` seconds.
     pub fn start_with_hold_ttl(hold_ttl: u64) -> Cluster {
+        Cluster::start_with(hold_ttl, 5000)
+    }
+
+    /// As `start`, with holds that expire after `hold_ttl` seconds and an
+    /// RPO budget of `lag_budget_ms` for async followers.
+    pub fn start_with(hold_ttl: u64, lag_budget_ms: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_base_port();
         let mut cluster = Cluster {
@@ -62,6 +70,7 @@ impl Cluster {
             dir,
             base_port,
             hold_ttl,
+            lag_budget_ms,
             up: None,
             pids: Vec::new(),
         };
@@ -77,6 +86,7 @@ impl Cluster {
             .args(["--buckets", &BUCKETS.to_string()])
             .args(["--base-port", &self.base_port.to_string()])
             .args(["--hold-ttl", &self.hold_ttl.to_string()])
+            .args(["--lag-budget-ms", &self.lag_budget_ms.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -218,7 +228,7 @@ impl Drop for Cluster {
 }
 
 /// The token `book` printed for the confirmed booking.
-fn booking_token(output: &Output) -> String {
+pub(crate) fn booking_token(output: &Output) -> String {
     let text = stdout(output);
     text.lines()
         .find(|line| line.starts_with("confirmed:"))

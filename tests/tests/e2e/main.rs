@@ -8,4 +8,5 @@ mod checker_cli;
 mod cluster;
 mod explorer_browser;
 mod hot;
+mod reads;
 mod util;
