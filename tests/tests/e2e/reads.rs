@@ -17,7 +17,7 @@ fn position_token(output: &Output) -> String {
             rest.split(|c: char| c == ')' || c == ';' || c.is_whitespace())
                 .next()
         })
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no position token in: {text}"))
         .to_owned()
 }
