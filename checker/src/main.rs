@@ -78,6 +78,9 @@ struct ScenarioArgs {
     /// Holds expire: each hold's expiry may fire at any moment, ending it through the log.
     #[arg(long)]
     expiring_holds: bool,
+    /// Add a change-stream subscriber following the bucket (checks `change stream exact`).
+    #[arg(long)]
+    stream: bool,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +137,7 @@ impl ScenarioArgs {
             failovers: self.failovers.unwrap_or(base.failovers),
             retries: self.retries,
             expiring_holds: self.expiring_holds,
+            stream: self.stream || base.stream,
             ..base
         }
     }

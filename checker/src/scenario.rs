@@ -5,6 +5,7 @@ use berth_model::actor::{Detector, ProtocolConfig};
 use berth_model::controller::FailoverPolicy;
 use berth_model::placement::PlacementMap;
 use berth_model::properties::{self, BerthModel, BerthState, PropertySpec, RunControl};
+use berth_model::stream::SubscriberActor;
 use berth_model::Epoch;
 use berth_model::{
     BerthActor, Bucket, ClientActor, ControllerActor, Customer, InventoryUnit, ReplicaActor, Task,
@@ -94,6 +95,9 @@ pub struct ScenarioConfig {
     /// Whether holds expire: the leader's expiry timer of each hold may
     /// fire at any moment, ending the hold with a log entry.
     pub expiring_holds: bool,
+    /// Whether a change-stream subscriber follows the bucket (the last
+    /// actor): its pull timer fires at any moment.
+    pub stream: bool,
 }
 
 impl Default for ScenarioConfig {
@@ -211,14 +215,27 @@ impl ScenarioConfig {
             Variant::MultiLeader => (Scenario::Replication, NetworkKind::Unordered),
             // The first client reads back its booking at the remote follower.
             Variant::IgnoreReadToken => (Scenario::Replication, NetworkKind::Unordered),
+            // An uncommitted entry the stream served must be truncated by a
+            // failover.
+            Variant::StreamUncommitted => (Scenario::Failover, NetworkKind::Unordered),
             // Unfenced promotion goes wrong once the promoted follower is
             // one that joined the quorum and has not caught up: a second
             // epoch change.
             Variant::NoFencing => (Scenario::Failover, NetworkKind::Unordered),
         };
+        let stream = variant == Variant::StreamUncommitted;
         ScenarioConfig {
             variant,
             network,
+            stream,
+            // A false suspicion already truncates what the stream served;
+            // with crashes too, the subscriber's pulls multiply the space
+            // past what one machine explores (over 4 M states unfinished).
+            crashes: if stream {
+                0
+            } else {
+                scenario.default_crashes()
+            },
             failovers: if variant == Variant::NoFencing { 2 } else { 1 },
             ..ScenarioConfig::new(scenario)
         }
@@ -247,6 +264,9 @@ impl ScenarioConfig {
         if self.expiring_holds {
             flags.push("--expiring-holds".to_owned());
         }
+        if self.stream {
+            flags.push("--stream".to_owned());
+        }
         flags.join(" ")
     }
 
@@ -262,6 +282,7 @@ impl ScenarioConfig {
             failovers: 1,
             retries: 0,
             expiring_holds: false,
+            stream: false,
         }
     }
 
@@ -271,11 +292,13 @@ impl ScenarioConfig {
     /// and failover — except on the duplicating network, which is there for
     /// retried writes: duplicated reads and read replies multiply its state
     /// space 17-fold (146,583 → 2.4 M states, 6 minutes) with no new way to
-    /// serve a stale read (a duplicate of a reply is as fresh as the reply).
+    /// serve a stale read (a duplicate of a reply is as fresh as the reply);
+    /// and with a subscriber, whose pulls multiply the space as much.
     pub fn reads(&self) -> bool {
         matches!(self.scenario, Scenario::Replication | Scenario::Failover)
             && self.clients > 0
             && self.network != NetworkKind::UnorderedDuplicating
+            && !self.stream
     }
 
     /// What client `offset` (counted from the first client) does.
@@ -307,6 +330,9 @@ impl ScenarioConfig {
         if self.expiring_holds {
             properties.push(properties::hold_expired_property());
         }
+        if self.stream {
+            properties.extend(properties::stream_properties());
+        }
         properties
     }
 
@@ -323,6 +349,9 @@ impl ScenarioConfig {
             leader_resends: 0,
             resend_unanswered: false,
             announce_commits: false,
+            // Two pulls: one may see an entry before a failover or a move,
+            // the other what follows it.
+            max_pulls: Some(2),
             detector: Detector::Anytime,
             max_append_entries: None,
             // The checker ignores durations: the timer may fire at any moment.
@@ -368,6 +397,14 @@ impl ScenarioConfig {
                     reader: None,
                     initial_map: map.clone(),
                     regional_replica: layout.regional_replica(offset),
+                    config: protocol.clone(),
+                })
+            }))
+            .actors(self.stream.then(|| {
+                BerthActor::Subscriber(SubscriberActor {
+                    controller: layout::id(layout::CONTROLLER),
+                    initial_map: map.clone(),
+                    buckets: vec![Bucket(0)],
                     config: protocol.clone(),
                 })
             }))

@@ -144,3 +144,30 @@ fn no_fencing_is_refuted_by_no_lost_confirmed_booking() {
         "{trace:#?}"
     );
 }
+
+/// Goal: `--variant stream-uncommitted` (the change stream serves entries
+/// before they commit) is refuted by `change stream exact`: the subscriber
+/// applies a hold the old leader had not committed, and the promoted
+/// leader commits that position with its epoch-start entry instead. The
+/// correct design on the same scenario is checked by the gallery (1.8 M
+/// states).
+#[test]
+fn stream_uncommitted_is_refuted_by_change_stream_exact() {
+    let config = ScenarioConfig::exposing(Variant::StreamUncommitted);
+    assert_eq!(config.flags(), "--scenario failover --crashes 0 --stream");
+    let property = violation_of(
+        &config,
+        RunOptions::default(),
+        properties::CHANGE_STREAM_EXACT,
+    );
+    let trace = property.trace.as_ref().unwrap();
+    assert_eq!(trace.len(), 10, "{trace:#?}");
+    assert!(trace
+        .iter()
+        .any(|step| step.contains("subscriber") && step.contains("Changes")));
+    assert!(property
+        .explanation
+        .as_ref()
+        .unwrap()
+        .contains("committed b0 through p1 without it"));
+}

@@ -266,6 +266,7 @@ mod tests {
             )]
             .into(),
             awaiting: Default::default(),
+            pulls: 0,
         })
     }
 

@@ -558,6 +558,10 @@ pub struct ProtocolConfig {
     /// follower learns the commit with the next append, which the checker
     /// explores already) to keep the state space small.
     pub announce_commits: bool,
+    /// How many pulls a subscriber makes; `None`: no limit (the runtime).
+    /// The checker bounds them, as it bounds every retry loop, to keep its
+    /// state space finite and small.
+    pub max_pulls: Option<u8>,
     /// The most entries one `Append` (or `Snapshot`) carries; a follower
     /// further behind catches up over several. `None`: no limit (the
     /// checker). The runtime sets one so that a message fits a datagram.

@@ -1103,6 +1103,60 @@ mod tests {
         }
     }
 
+    /// Goal: while a leader reports an async follower of a group involved
+    /// over its lag budget, the operator's move is refused with the reason
+    /// and nothing is saved or sent to replicas; a move to an unknown group
+    /// is refused too; once the leader reports no lag, the same move starts.
+    #[test]
+    fn move_is_refused_while_a_group_is_over_its_lag_budget() {
+        let (actor, mut state) = mover(Variant::Correct);
+        let lag = FollowerLag {
+            bucket: Bucket(0),
+            follower: Id::from(ASYNC),
+            entries: 4,
+            millis: 6_200,
+        };
+        deliver(
+            &actor,
+            &mut state,
+            LEADER,
+            Msg::Alive { lagging: vec![lag] },
+        );
+        let before = state.clone();
+        let commands = deliver(&actor, &mut state, 99, move_request());
+        match commands.as_slice() {
+            [Cmd::Send(to, Msg::MoveRefused { bucket, reason })] => {
+                assert_eq!(usize::from(*to), 99);
+                assert_eq!(*bucket, Bucket(0));
+                assert!(reason.contains("over its lag budget"), "{reason}");
+                assert!(
+                    reason.contains("replica 3 is 6.2 s (4 entries) behind on b0"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(state, before, "a refused move changes nothing");
+        let unknown = deliver(
+            &actor,
+            &mut state,
+            99,
+            Msg::MoveBucket {
+                bucket: Bucket(0),
+                group: GroupId(9),
+            },
+        );
+        assert!(matches!(
+            unknown.as_slice(),
+            [Cmd::Send(_, Msg::MoveRefused { reason, .. })] if reason.contains("no group 9")
+        ));
+        deliver(&actor, &mut state, LEADER, Msg::Alive { lagging: vec![] });
+        let commands = deliver(&actor, &mut state, 99, move_request());
+        assert!(commands
+            .iter()
+            .any(|c| matches!(c, Cmd::Send(_, Msg::MoveOut { .. }))));
+    }
+
     /// Goal: a move is saved and the source asked to move out; the map
     /// changes only on the source's `MovedOut` for that epoch, saved before
     /// it is published to the old and new members.

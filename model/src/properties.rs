@@ -7,6 +7,7 @@ use crate::bucket::{BucketState, Outcome, UnitStatus};
 use crate::client::ClientState;
 use crate::placement::{BucketPlacement, PlacementMap};
 use crate::replica::{DurableBucket, ReplicaState};
+use crate::stream::SubscriberState;
 use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id};
 use stateright::Expectation;
@@ -141,6 +142,106 @@ pub const BOOKING_CONFIRMED_BY_NEW_OWNER: &str = "booking confirmed by new owner
 pub const STALE_ROUTER_REDIRECTED: &str = "stale router redirected";
 pub const HOLD_EXPIRED: &str = "hold expired";
 pub const SESSION_READS: &str = "session reads";
+pub const CHANGE_STREAM_EXACT: &str = "change stream exact";
+pub const STREAM_FOLLOWED_NEW_OWNER: &str = "stream followed new owner";
+
+/// The properties of scenarios with a change-stream subscriber.
+pub fn stream_properties() -> Vec<PropertySpec> {
+    vec![
+        PropertySpec::always(
+            CHANGE_STREAM_EXACT,
+            |_, state| inexact_stream(state).is_none(),
+            inexact_stream,
+            "a subscriber's stream holds exactly the committed history: every outcome a client was told through its position, and nothing a replica committed differently",
+        ),
+        PropertySpec::sometimes(
+            STREAM_FOLLOWED_NEW_OWNER,
+            |_, state| stream_followed_new_owner(state),
+            "the subscriber applied an entry written at a newer epoch (after a failover or a cutover)",
+        ),
+    ]
+}
+
+fn subscribers(state: &BerthState) -> impl Iterator<Item = (usize, &SubscriberState)> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter_map(|(index, node)| match &**node {
+            NodeState::Subscriber(subscriber) => Some((index, subscriber)),
+            _ => None,
+        })
+}
+
+/// `change stream exact`: for each subscriber and followed bucket, (1) no
+/// gap: every outcome acknowledged to a client at a position the stream has
+/// passed is in the stream's state, with that outcome and position; (2)
+/// nothing uncommitted: every outcome in the stream's state agrees with
+/// every replica that has committed past its position.
+pub fn inexact_stream(state: &BerthState) -> Option<String> {
+    for (index, subscriber) in subscribers(state) {
+        for (bucket, stream) in &subscriber.streams {
+            for ack in &state.history.acknowledgements {
+                if ack.bucket != *bucket || ack.position > stream.position {
+                    continue;
+                }
+                let recorded = stream.state.recorded(&ack.token);
+                if recorded
+                    .as_ref()
+                    .is_none_or(|r| r.outcome != ack.outcome || r.position != ack.position)
+                {
+                    return Some(format!(
+                        "subscriber {index} followed {bucket} through {}, but lacks what {ack}",
+                        stream.position
+                    ));
+                }
+            }
+            for (token, recorded) in &stream.state.outcomes {
+                for (id, replica) in replicas(state) {
+                    let Some(durable) = replica.buckets.get(bucket).map(|b| &b.durable) else {
+                        continue;
+                    };
+                    if durable.commit_position < recorded.position {
+                        continue;
+                    }
+                    let agrees = durable
+                        .applied
+                        .recorded(token)
+                        .is_some_and(|committed| committed == *recorded);
+                    if !agrees {
+                        return Some(format!(
+                            "subscriber {index} applied {token} {} → {} at {}, but replica {} committed {bucket} through {} without it",
+                            recorded.unit,
+                            recorded.outcome,
+                            recorded.position,
+                            usize::from(id),
+                            durable.commit_position
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `stream followed new owner`: a subscriber's stream passed an entry of
+/// an epoch after the first (what a new leader or a new owner wrote).
+fn stream_followed_new_owner(state: &BerthState) -> bool {
+    subscribers(state).any(|(_, subscriber)| {
+        subscriber.streams.iter().any(|(bucket, stream)| {
+            replicas(state).any(|(_, replica)| {
+                replica.buckets.get(bucket).is_some_and(|b| {
+                    let log = &b.durable.log;
+                    b.durable.commit_position >= stream.position
+                        && log
+                            .epoch_at(stream.position)
+                            .is_some_and(|epoch| epoch > Epoch::FIRST)
+                })
+            })
+        })
+    })
+}
 pub const FOLLOWER_READ_SERVED: &str = "follower read served";
 pub const LAGGING_FOLLOWER_BYPASSED: &str = "lagging follower bypassed";
 

@@ -571,6 +571,7 @@ impl ReplicaActor {
                             leads,
                             after,
                             self.config.max_append_entries,
+                            self.config.variant,
                         )),
                     );
                 }

@@ -21,6 +21,7 @@ use crate::actor::{BerthActor, Changes, Msg, ProtocolConfig, Timer};
 use crate::bucket::BucketState;
 use crate::placement::PlacementMap;
 use crate::types::{Bucket, Position};
+use crate::variant::Variant;
 use stateright::actor::{Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -57,6 +58,9 @@ pub struct SubscriberState {
     pub streams: BTreeMap<Bucket, BucketStream>,
     /// Buckets with a pull in flight.
     pub awaiting: BTreeSet<Bucket>,
+    /// Pulls made (counted only where `ProtocolConfig::max_pulls` bounds
+    /// them).
+    pub pulls: u8,
 }
 
 impl SubscriberActor {
@@ -69,6 +73,7 @@ impl SubscriberActor {
                 .map(|bucket| (*bucket, BucketStream::default()))
                 .collect(),
             awaiting: BTreeSet::new(),
+            pulls: 0,
         };
         self.pull(&mut state, o);
         state
@@ -116,8 +121,14 @@ impl SubscriberActor {
 
     /// Sends each leader one `Pull` for the followed buckets it leads (by
     /// the cached map) that have no pull in flight — or all of them where
-    /// unanswered pulls are resent — and sets the pull timer.
+    /// unanswered pulls are resent — and sets the pull timer, until the
+    /// pull budget (if any) is spent.
     fn pull(&self, state: &mut SubscriberState, o: &mut Out<BerthActor>) {
+        if let Some(max) = self.config.max_pulls {
+            if state.pulls >= max {
+                return; // the checker's bound on pulls is reached
+            }
+        }
         let mut by_leader: BTreeMap<Id, Vec<(Bucket, Position)>> = BTreeMap::new();
         for (bucket, stream) in &state.streams {
             if state.awaiting.contains(bucket) && !self.config.resend_unanswered {
@@ -129,6 +140,9 @@ impl SubscriberActor {
                     .or_default()
                     .push((*bucket, stream.position));
             }
+        }
+        if !by_leader.is_empty() && self.config.max_pulls.is_some() {
+            state.pulls += 1;
         }
         for (leader, from) in by_leader {
             state
@@ -182,17 +196,24 @@ pub fn changes_of(
     leads: bool,
     after: Position,
     limit: Option<usize>,
+    variant: Variant,
 ) -> Changes {
-    let commit = durable.commit_position;
-    let (reset, first) = if after < durable.log.start() {
-        (Some((commit, durable.applied.clone())), commit)
+    let committed = durable.commit_position;
+    let through = if variant == Variant::StreamUncommitted {
+        // The broken stream: whatever the log holds, committed or not.
+        durable.log.last_position()
     } else {
-        (None, after.min(commit))
+        committed
+    };
+    let (reset, first) = if after < durable.log.start() {
+        (Some((committed, durable.applied.clone())), committed)
+    } else {
+        (None, after.min(through))
     };
     let entries: Vec<_> = durable
         .log
         .iter_after(first)
-        .take_while(|(position, _)| *position <= commit)
+        .take_while(|(position, _)| *position <= through)
         .take(limit.unwrap_or(usize::MAX))
         .map(|(_, entry)| entry.clone())
         .collect();
@@ -203,7 +224,7 @@ pub fn changes_of(
         after,
         reset,
         entries,
-        commit_position: commit,
+        commit_position: through,
     }
 }
 
@@ -241,6 +262,7 @@ mod tests {
             map: PlacementMap::uniform(1, placement(1, 1, 2, 3)),
             streams: [(Bucket(0), BucketStream::default())].into(),
             awaiting: BTreeSet::new(),
+            pulls: 0,
         }
     }
 
@@ -279,13 +301,14 @@ mod tests {
                     leads,
                     Position(after.min(6)),
                     Some(limit),
+                    Variant::Correct,
                 );
                 apply(&mut state, &changes);
             }
             // Then the subscriber catches up by pulling from its position.
             for _ in 0..10 {
                 let position = state.streams[&Bucket(0)].position;
-                apply(&mut state, &changes_of(Bucket(0), &full, true, position, Some(2)));
+                apply(&mut state, &changes_of(Bucket(0), &full, true, position, Some(2), Variant::Correct));
             }
             let stream = &state.streams[&Bucket(0)];
             prop_assert_eq!(stream.position, Position(6));
@@ -307,7 +330,14 @@ mod tests {
         });
         let mut state = crate::test_support::start(&actor, 9);
         let old = committed(2, placement(1, 1, 2, 3));
-        let answer = changes_msg(changes_of(Bucket(0), &old, false, Position(0), None));
+        let answer = changes_msg(changes_of(
+            Bucket(0),
+            &old,
+            false,
+            Position(0),
+            None,
+            Variant::Correct,
+        ));
         let commands = crate::test_support::deliver(&actor, &mut state, 9, 1, answer);
         assert_eq!(
             crate::test_support::sent(&commands),

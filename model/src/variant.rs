@@ -61,11 +61,17 @@ pub enum Variant {
     /// observed version"; "the agent cannot safely see hold expiry move
     /// backward in the same session" — this variant lets it.
     IgnoreReadToken,
+    /// The change stream serves a bucket's log as far as the replica has
+    /// it, committed or not. Seed 000: search and itinerary views "are fed
+    /// from change streams" of the leader's log — a derived view that
+    /// shows a write the failover later discards is a lie the booking path
+    /// never told.
+    StreamUncommitted,
 }
 
 impl Variant {
     /// Every variant, the correct design first.
-    pub const ALL: [Variant; 9] = [
+    pub const ALL: [Variant; 10] = [
         Variant::Correct,
         Variant::AsyncAck,
         Variant::PromoteLagging,
@@ -75,6 +81,7 @@ impl Variant {
         Variant::NoFencing,
         Variant::MultiLeader,
         Variant::IgnoreReadToken,
+        Variant::StreamUncommitted,
     ];
 
     /// The name used on the command line.
@@ -89,6 +96,7 @@ impl Variant {
             Variant::NoFencing => "no-fencing",
             Variant::MultiLeader => "multi-leader",
             Variant::IgnoreReadToken => "ignore-read-token",
+            Variant::StreamUncommitted => "stream-uncommitted",
         }
     }
 
@@ -96,8 +104,8 @@ impl Variant {
     /// none for the correct design.
     pub fn expected_violations(self) -> &'static [&'static str] {
         use crate::properties::{
-            NO_DOUBLE_SALE, NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP, ONE_OUTCOME_PER_TOKEN,
-            SESSION_READS,
+            CHANGE_STREAM_EXACT, NO_DOUBLE_SALE, NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP,
+            ONE_OUTCOME_PER_TOKEN, SESSION_READS,
         };
         match self {
             Variant::Correct => &[],
@@ -108,6 +116,7 @@ impl Variant {
             Variant::NoIdempotency => &[ONE_OUTCOME_PER_TOKEN],
             Variant::MultiLeader => &[NO_DOUBLE_SALE],
             Variant::IgnoreReadToken => &[SESSION_READS],
+            Variant::StreamUncommitted => &[CHANGE_STREAM_EXACT],
             Variant::NoFencing => &[
                 NO_SPLIT_OWNERSHIP,
                 NO_DOUBLE_SALE,
@@ -134,6 +143,7 @@ impl Variant {
             Variant::IgnoreReadToken => {
                 "a follower serves reads whatever position the caller observed"
             }
+            Variant::StreamUncommitted => "the change stream serves entries before they commit",
         }
     }
 }
