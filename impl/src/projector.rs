@@ -258,11 +258,11 @@ mod tests {
             },
             streams: [(
                 Bucket(0),
-                BucketStream {
+                std::sync::Arc::new(BucketStream {
                     position: Position(position),
                     state,
                     caught_up: true,
-                },
+                }),
             )]
             .into(),
             awaiting: Default::default(),

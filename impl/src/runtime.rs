@@ -311,9 +311,9 @@ impl Runtime {
                     // bucket this step may commit client commands in.
                     let watched = rates::watched_bucket(&msg)
                         .and_then(|bucket| Some((bucket, rates::commit_of(&self.state, bucket)?)));
-                    let streamed = match &msg {
-                        Msg::Changes(changes) => Some(changes.bucket),
-                        _ => None,
+                    let streamed: Vec<_> = match &msg {
+                        Msg::Changes(batch) => batch.iter().map(|c| c.bucket).collect(),
+                        _ => Vec::new(),
                     };
                     let mut out = Out::new();
                     let mut state = Cow::Borrowed(&self.state);
@@ -328,8 +328,11 @@ impl Runtime {
                             }
                         }
                     }
-                    if let (Some(bucket), Some(projections)) = (streamed, &mut self.projections) {
-                        projections.heard(&self.state, bucket, Instant::now());
+                    if let Some(projections) = &mut self.projections {
+                        let now = Instant::now();
+                        for bucket in streamed {
+                            projections.heard(&self.state, bucket, now);
+                        }
                     }
                     self.absorb(out);
                 }

@@ -177,8 +177,9 @@ pub enum Msg {
     /// Subscriber → replica: the committed entries of each bucket after
     /// the position given (the change stream, pulled).
     Pull { from: Vec<(Bucket, Position)> },
-    /// Replica → subscriber: the answer to `Pull` for one bucket.
-    Changes(Arc<Changes>),
+    /// Replica → subscriber: the answer to `Pull`, for some of its buckets
+    /// (a large answer comes in several messages).
+    Changes(Arc<Vec<Changes>>),
 }
 
 /// Which serving path answered a read (seed 000, Part 1: every endpoint is
@@ -308,22 +309,27 @@ impl fmt::Display for Msg {
                     from.iter().map(|(b, p)| format!("{b} after {p}")).collect();
                 write!(f, "Pull {{ {} }}", from.join(", "))
             }
-            Msg::Changes(changes) => {
-                let entries: Vec<String> =
-                    changes.entries.iter().map(ToString::to_string).collect();
-                let reset = match &changes.reset {
-                    Some((position, _)) => format!(" state at {position} then"),
-                    None => String::new(),
-                };
-                write!(
-                    f,
-                    "Changes {{ {}@{} after {}{reset} [{}] commit {} }}",
-                    changes.bucket,
-                    changes.epoch,
-                    changes.after,
-                    entries.join(", "),
-                    changes.commit_position
-                )
+            Msg::Changes(batch) => {
+                let parts: Vec<String> = batch
+                    .iter()
+                    .map(|changes| {
+                        let entries: Vec<String> =
+                            changes.entries.iter().map(ToString::to_string).collect();
+                        let reset = match &changes.reset {
+                            Some((position, _)) => format!(" state at {position} then"),
+                            None => String::new(),
+                        };
+                        format!(
+                            "{}@{} after {}{reset} [{}] commit {}",
+                            changes.bucket,
+                            changes.epoch,
+                            changes.after,
+                            entries.join(", "),
+                            changes.commit_position
+                        )
+                    })
+                    .collect();
+                write!(f, "Changes {{ {} }}", parts.join("; "))
             }
             Msg::Reply {
                 bucket,

@@ -557,23 +557,32 @@ impl ReplicaActor {
                 after,
             } => self.on_read(id, state, src, bucket, unit, after, o),
             Msg::Pull { from } => {
+                let mut batch = Vec::new();
+                let mut entries = 0;
                 for (bucket, after) in from {
                     let Some(replica) = state.buckets.get(&bucket) else {
                         continue; // not a replica of it: no answer
                     };
                     let durable = &replica.durable;
                     let leads = durable.is_leader(id) && !durable.sealed();
-                    o.send(
-                        src,
-                        stream::changes_msg(stream::changes_of(
-                            bucket,
-                            durable,
-                            leads,
-                            after,
-                            self.config.max_append_entries,
-                            self.config.variant,
-                        )),
+                    let changes = stream::changes_of(
+                        bucket,
+                        durable,
+                        leads,
+                        after,
+                        self.config.max_append_entries,
+                        self.config.variant,
                     );
+                    entries += changes.entries.len();
+                    batch.push(changes);
+                    // Answers in messages that fit a datagram.
+                    if batch.len() >= stream::BATCH_BUCKETS || entries >= stream::BATCH_ENTRIES {
+                        o.send(src, stream::changes_msg(std::mem::take(&mut batch)));
+                        entries = 0;
+                    }
+                }
+                if !batch.is_empty() {
+                    o.send(src, stream::changes_msg(batch));
                 }
             }
             Msg::MoveOut { .. }
@@ -2048,7 +2057,8 @@ mod tests {
         };
         let commands = deliver(&mut follower, SYNC, 9, pull(0));
         match sent(&commands).as_slice() {
-            [Msg::Changes(changes)] => {
+            [Msg::Changes(batch)] => {
+                let changes = &batch[0];
                 assert_eq!(changes.entries.len(), 1, "only the committed entry");
                 assert_eq!(changes.commit_position, Position(1));
                 assert!(!changes.leads);
@@ -2066,8 +2076,8 @@ mod tests {
         }
         let commands = deliver(&mut follower, SYNC, 9, pull(0));
         match sent(&commands).as_slice() {
-            [Msg::Changes(changes)] => {
-                let (position, state) = changes.reset.as_ref().expect("a reset");
+            [Msg::Changes(batch)] => {
+                let (position, state) = batch[0].reset.as_ref().expect("a reset");
                 assert_eq!(*position, Position(1));
                 assert_eq!(state.units.len(), 1);
             }

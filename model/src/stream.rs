@@ -55,7 +55,9 @@ pub struct BucketStream {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SubscriberState {
     pub map: PlacementMap,
-    pub streams: BTreeMap<Bucket, BucketStream>,
+    /// Shared (`Arc`), so that a step copies only the stream it changes:
+    /// the runtime's projector follows thousands of buckets.
+    pub streams: BTreeMap<Bucket, Arc<BucketStream>>,
     /// Buckets with a pull in flight.
     pub awaiting: BTreeSet<Bucket>,
     /// Pulls made (counted only where `ProtocolConfig::max_pulls` bounds
@@ -70,7 +72,7 @@ impl SubscriberActor {
             streams: self
                 .buckets
                 .iter()
-                .map(|bucket| (*bucket, BucketStream::default()))
+                .map(|bucket| (*bucket, Arc::new(BucketStream::default())))
                 .collect(),
             awaiting: BTreeSet::new(),
             pulls: 0,
@@ -88,12 +90,15 @@ impl SubscriberActor {
         o: &mut Out<BerthActor>,
     ) {
         match msg {
-            Msg::Changes(changes) => {
-                let leads = changes.leads;
-                if !apply(state, &changes) {
-                    return; // ignore_unrelated_changes (an old duplicate)
+            Msg::Changes(batch) => {
+                let mut stale_map = false;
+                for changes in batch.iter() {
+                    // ignore_unrelated_changes: a bucket not followed.
+                    if apply(state, changes) && !changes.leads {
+                        stale_map = true;
+                    }
                 }
-                if !leads {
+                if stale_map {
                     o.send(self.controller, Msg::FetchMap);
                 }
             }
@@ -162,6 +167,7 @@ pub fn apply(state: &mut SubscriberState, changes: &Changes) -> bool {
         return false;
     };
     state.awaiting.remove(&changes.bucket);
+    let stream = Arc::make_mut(stream);
     if let Some((position, snapshot)) = &changes.reset {
         if *position > stream.position {
             // The sender no longer keeps the entries we lack: its committed
@@ -228,9 +234,14 @@ pub fn changes_of(
     }
 }
 
-/// Shares a `Changes` answer as a message.
-pub fn changes_msg(changes: Changes) -> Msg {
-    Msg::Changes(Arc::new(changes))
+/// At most this many buckets' answers in one `Changes` message...
+pub const BATCH_BUCKETS: usize = 64;
+/// ...and at most about this many entries, so that it fits a datagram.
+pub const BATCH_ENTRIES: usize = 128;
+
+/// Shares answers to a pull as one message.
+pub fn changes_msg(batch: Vec<Changes>) -> Msg {
+    Msg::Changes(Arc::new(batch))
 }
 
 #[cfg(test)]
@@ -260,7 +271,7 @@ mod tests {
     fn subscriber() -> SubscriberState {
         SubscriberState {
             map: PlacementMap::uniform(1, placement(1, 1, 2, 3)),
-            streams: [(Bucket(0), BucketStream::default())].into(),
+            streams: [(Bucket(0), Arc::new(BucketStream::default()))].into(),
             awaiting: BTreeSet::new(),
             pulls: 0,
         }
@@ -330,14 +341,14 @@ mod tests {
         });
         let mut state = crate::test_support::start(&actor, 9);
         let old = committed(2, placement(1, 1, 2, 3));
-        let answer = changes_msg(changes_of(
+        let answer = changes_msg(vec![changes_of(
             Bucket(0),
             &old,
             false,
             Position(0),
             None,
             Variant::Correct,
-        ));
+        )]);
         let commands = crate::test_support::deliver(&actor, &mut state, 9, 1, answer);
         assert_eq!(
             crate::test_support::sent(&commands),
