@@ -471,6 +471,11 @@ pub enum Timer {
     Probe,
     /// Subscriber: pull the change stream of every followed bucket.
     Pull,
+    /// Leader (`announce_commits`): tell the caught-up followers of the
+    /// bucket its commit position. Re-armed on every commit, so under load
+    /// (when the next append carries the commit anyway) it waits until the
+    /// writes pause.
+    AnnounceCommit(Bucket),
     /// Leader: the hold `Token` on a unit of the bucket has run out of
     /// time; end it with a `Payload::Expire` entry (if still active). The
     /// checker fires it at any moment when holds expire.
@@ -487,6 +492,7 @@ impl fmt::Display for Timer {
             Timer::PlannedMove(bucket) => write!(f, "planned move of {bucket}"),
             Timer::Probe => f.write_str("probe"),
             Timer::Pull => f.write_str("pull"),
+            Timer::AnnounceCommit(bucket) => write!(f, "announce the commit of {bucket}"),
             Timer::HoldExpiry(bucket, hold) => write!(f, "expiry of hold {hold} in {bucket}"),
         }
     }
@@ -511,6 +517,9 @@ pub struct Timeouts {
     pub probe: Range<Duration>,
     /// How often a subscriber pulls the change stream.
     pub pull: Range<Duration>,
+    /// How long a leader waits after a commit before telling caught-up
+    /// followers (`Timer::AnnounceCommit`).
+    pub announce: Range<Duration>,
 }
 
 impl Default for Timeouts {
@@ -521,6 +530,7 @@ impl Default for Timeouts {
             suspect: Duration::from_millis(1000)..Duration::from_millis(1500),
             probe: Duration::from_millis(250)..Duration::from_millis(300),
             pull: Duration::from_millis(100)..Duration::from_millis(150),
+            announce: Duration::from_millis(20)..Duration::from_millis(30),
         }
     }
 }

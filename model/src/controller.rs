@@ -361,7 +361,11 @@ impl ControllerActor {
                 }
             }
             Timer::Probe => self.probe(state, o),
-            Timer::ClientRetry | Timer::Replicate(_) | Timer::HoldExpiry(..) | Timer::Pull => {}
+            Timer::ClientRetry
+            | Timer::Replicate(_)
+            | Timer::HoldExpiry(..)
+            | Timer::Pull
+            | Timer::AnnounceCommit(_) => {}
         }
     }
 

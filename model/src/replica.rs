@@ -507,9 +507,12 @@ impl ReplicaActor {
                     && position == replica.durable.log.last_position()
                 {
                     // A follower that caught up without moving the commit
-                    // (an async one) learns the commit now, not with the
-                    // next write. Its answer is a duplicate, ignored above.
-                    self.tell_commit(bucket, replica, |follower| *follower == src, o);
+                    // (an async one) learns the commit at the next
+                    // announcement, not only with the next write.
+                    o.set_timer(
+                        Timer::AnnounceCommit(bucket),
+                        self.config.timeouts.announce.clone(),
+                    );
                 }
                 self.advance_move(bucket, replica, was_moved_out, o);
             }
@@ -616,6 +619,14 @@ impl ReplicaActor {
     ) {
         if let Timer::HoldExpiry(bucket, hold) = timer {
             return self.expire_hold(id, state, *bucket, *hold, o);
+        }
+        if let Timer::AnnounceCommit(bucket) = timer {
+            if let Some(replica) = state.buckets.get(bucket) {
+                if replica.durable.is_leader(id) {
+                    self.announce_commit(*bucket, replica, o);
+                }
+            }
+            return;
         }
         let Timer::Replicate(bucket) = timer else {
             return;
@@ -1258,7 +1269,10 @@ impl ReplicaActor {
         if quorum > before {
             Arc::make_mut(&mut replica.durable).commit_through(quorum);
             if self.config.announce_commits {
-                self.announce_commit(bucket, replica, o);
+                o.set_timer(
+                    Timer::AnnounceCommit(bucket),
+                    self.config.timeouts.announce.clone(),
+                );
             }
             if let Some(ttl) = &self.config.hold_ttl {
                 // Every hold granted by the entries just committed starts
