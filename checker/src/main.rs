@@ -237,12 +237,12 @@ fn gallery(args: &GalleryArgs) -> ExitCode {
         }
     } else {
         println!(
-            "{:<16} {:<70} {:<27} {:<8} {:>5} {:>9} {:>7}",
+            "{:<18} {:<68} {:<27} {:<8} {:>5} {:>9} {:>7}",
             "variant", "design", "refuted by", "refuted", "steps", "states", "seconds"
         );
         for row in &report.variants {
             println!(
-                "{:<16} {:<70} {:<27} {:<8} {:>5} {:>9} {:>7.2}",
+                "{:<18} {:<68} {:<27} {:<8} {:>5} {:>9} {:>7.2}",
                 row.variant.name(),
                 row.design,
                 // The expected property that fell, or all that should have.
