@@ -76,6 +76,7 @@ fn follower_reads_never_return_older_state() {
             Instant::now() < deadline,
             "the follower never served: {answer}"
         );
+        // Polling: a follower learns the commit 20-30 ms after it.
         std::thread::sleep(Duration::from_millis(100));
     }
     // The remote follower stops; a second booking commits without it.
@@ -126,6 +127,7 @@ fn search_is_fresh_within_its_budget_and_says_when_stale() {
             booked.elapsed() < Duration::from_secs(2),
             "not shown as sold within the 2 s budget: {text}"
         );
+        // Polling: the projection pulls every 100-150 ms.
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(
@@ -150,6 +152,7 @@ fn search_is_fresh_within_its_budget_and_says_when_stale() {
             "never said stale: {}",
             stdout(&output)
         );
+        // Polling: the data ages by the clock; nothing notifies.
         std::thread::sleep(Duration::from_millis(200));
     };
     signal(leader, libc::SIGCONT);
@@ -160,6 +163,7 @@ fn search_is_fresh_within_its_budget_and_says_when_stale() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while search(&cluster).status.code() != Some(0) {
         assert!(Instant::now() < deadline, "search never fresh again");
+        // Polling: the projector catches up on its next pulls.
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -296,6 +300,7 @@ fn a_move_is_refused_while_a_group_is_over_its_lag_budget() {
             "{}",
             stdout(&moved)
         );
+        // Polling: the controller hears of lag with each probe.
         std::thread::sleep(Duration::from_millis(200));
     }
 }
