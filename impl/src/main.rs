@@ -169,15 +169,31 @@ struct RebalanceArgs {
 }
 
 #[derive(Args, Debug)]
-struct UnitArgs {
-    #[command(flatten)]
-    config: ConfigArg,
+struct CabinArgs {
     /// The trip, e.g. BCN-JFK-2026-07-14.
     #[arg(long)]
     trip: String,
     /// The cabin, e.g. C14.
     #[arg(long)]
     cabin: String,
+}
+
+impl CabinArgs {
+    /// The inventory unit named, refused if a name is empty.
+    fn unit(&self) -> Result<InventoryUnit> {
+        if self.trip.is_empty() || self.cabin.is_empty() {
+            anyhow::bail!("--trip and --cabin must not be empty");
+        }
+        Ok(InventoryUnit::new(self.trip.as_str(), self.cabin.as_str()))
+    }
+}
+
+#[derive(Args, Debug)]
+struct UnitArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    cabin: CabinArgs,
     /// Who the hold and booking are for (the key of `berth trips`).
     #[arg(long, default_value = "guest")]
     customer: String,
@@ -190,12 +206,8 @@ struct UnitArgs {
 struct ReadArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// The trip, e.g. BCN-JFK-2026-07-14.
-    #[arg(long)]
-    trip: String,
-    /// The cabin, e.g. C14.
-    #[arg(long)]
-    cabin: String,
+    #[command(flatten)]
+    cabin: CabinArgs,
     /// A position token you observed (b<bucket>@p<position>, as hold, confirm, book and read print it); repeatable. The read never returns older state.
     #[arg(long = "after")]
     after: Vec<String>,
@@ -531,10 +543,7 @@ fn check_bucket(config: &ClusterConfig, bucket: u32) -> Result<()> {
 /// Runs one task on the unit `args` names and prints the answers.
 fn unit_task(args: &UnitArgs, task: impl FnOnce(InventoryUnit) -> Task) -> Result<u8> {
     let config = ClusterConfig::load(&args.config.config)?;
-    if args.trip.is_empty() || args.cabin.is_empty() {
-        anyhow::bail!("--trip and --cabin must not be empty");
-    }
-    let unit = InventoryUnit::new(args.trip.as_str(), args.cabin.as_str());
+    let unit = args.cabin.unit()?;
     if args.customer.trim().is_empty() {
         anyhow::bail!("--customer must not be empty");
     }
@@ -615,10 +624,7 @@ fn position_tokens(texts: &[String]) -> Result<Vec<PositionToken>> {
 /// `berth read`: a session read of one cabin.
 fn read(args: &ReadArgs) -> Result<u8> {
     let config = ClusterConfig::load(&args.config.config)?;
-    if args.trip.is_empty() || args.cabin.is_empty() {
-        anyhow::bail!("--trip and --cabin must not be empty");
-    }
-    let unit = InventoryUnit::new(args.trip.as_str(), args.cabin.as_str());
+    let unit = args.cabin.unit()?;
     let bucket = bucket_of(&unit, config.buckets);
     let mut session = Session::default();
     for token in position_tokens(&args.after)? {

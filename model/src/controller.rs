@@ -766,14 +766,7 @@ mod tests {
         let (actor, mut state) = probing_controller(3);
         let probe = |state: &mut NodeState| fire(&actor, state, Timer::Probe);
         let answer = |state: &mut NodeState, from: usize| {
-            deliver(
-                &actor,
-                state,
-                from,
-                Msg::Alive {
-                    lagging: Vec::new(),
-                },
-            );
+            deliver(&actor, state, from, alive());
         };
         // Everyone answers: probes go out, nobody is suspected.
         for _ in 0..3 {
@@ -852,14 +845,7 @@ mod tests {
         for _ in 0..3 {
             let commands = probe(&mut state);
             assert!(fences(&commands).is_empty(), "{commands:?}");
-            deliver(
-                &actor,
-                &mut state,
-                ASYNC,
-                Msg::Alive {
-                    lagging: Vec::new(),
-                },
-            );
+            deliver(&actor, &mut state, ASYNC, alive());
         }
         assert!(state.as_controller().unwrap().fencing.is_empty());
         assert_eq!(state.as_controller().unwrap().map.version, 1);
@@ -868,33 +854,12 @@ mod tests {
         let (actor, mut state) = probing_controller(1);
         for _ in 0..3 {
             fire(&actor, &mut state, Timer::Probe);
-            deliver(
-                &actor,
-                &mut state,
-                LEADER,
-                Msg::Alive {
-                    lagging: Vec::new(),
-                },
-            );
+            deliver(&actor, &mut state, LEADER, alive());
         }
         assert_eq!(state.as_controller().unwrap().map.version, 1);
         // The async follower comes back: it replaces the down sync follower.
-        deliver(
-            &actor,
-            &mut state,
-            ASYNC,
-            Msg::Alive {
-                lagging: Vec::new(),
-            },
-        );
-        deliver(
-            &actor,
-            &mut state,
-            LEADER,
-            Msg::Alive {
-                lagging: Vec::new(),
-            },
-        );
+        deliver(&actor, &mut state, ASYNC, alive());
+        deliver(&actor, &mut state, LEADER, alive());
         fire(&actor, &mut state, Timer::Probe);
         let map = &state.as_controller().unwrap().map;
         assert_eq!(map.version, 2);
@@ -1069,6 +1034,13 @@ mod tests {
         assert_eq!(current(&restarted).leader, Id::from(SYNC));
     }
 
+    /// A probe's answer with no lagging follower.
+    fn alive() -> Msg {
+        Msg::Alive {
+            lagging: Vec::new(),
+        }
+    }
+
     const DEST_LEADER: usize = 5;
     const DEST_SYNC: usize = 6;
 
@@ -1154,7 +1126,7 @@ mod tests {
             unknown.as_slice(),
             [Cmd::Send(_, Msg::MoveRefused { reason, .. })] if reason.contains("no group 9")
         ));
-        deliver(&actor, &mut state, LEADER, Msg::Alive { lagging: vec![] });
+        deliver(&actor, &mut state, LEADER, alive());
         let commands = deliver(&actor, &mut state, 99, move_request());
         assert!(commands
             .iter()
