@@ -2,6 +2,7 @@
 //! until its tasks are answered, and the small request/poll helpers of the
 //! operator commands (`status`, `move`, `failover`).
 
+use crate::auth::{self, Auth, KeyKind};
 use crate::config::{controller_id, ClusterConfig};
 use crate::runtime::Runtime;
 use crate::wire::{self, Datagram, Report};
@@ -11,7 +12,7 @@ use berth_model::{
 };
 use stateright::actor::Id;
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,7 @@ pub fn run_tasks_timed(
     tasks: Vec<Task>,
     timeout: Duration,
 ) -> Result<Option<Vec<(Msg, Instant)>>> {
+    let auth = outsider_auth(config)?;
     let socket = client_socket(config)?;
     let id = match socket.local_addr()? {
         SocketAddr::V4(addr) => Id::from(addr),
@@ -125,6 +127,7 @@ pub fn run_tasks_timed(
         config.clone(),
         None,
         None,
+        auth,
     )?;
     let stop = AtomicBool::new(false);
     let arrivals = std::cell::RefCell::new(Vec::new());
@@ -151,18 +154,104 @@ pub fn run_tasks_timed(
     }))
 }
 
-/// Sends `datagram` to each of `targets` and collects the status reports
+/// A client's authentication: the client key, else the operator key (an
+/// operator may do whatever a client may).
+fn outsider_auth(config: &ClusterConfig) -> Result<Auth> {
+    let dir = config.keys_dir();
+    if dir.join(KeyKind::Client.file_name()).exists() {
+        Auth::outsider(&dir, KeyKind::Client)
+    } else if dir.join(KeyKind::Operator.file_name()).exists() {
+        Auth::outsider(&dir, KeyKind::Operator)
+    } else {
+        Auth::outsider(&dir, KeyKind::Client)
+    }
+}
+
+/// An outsider's line to the cluster's members: one socket, datagrams
+/// sealed with the outsider's key, and only answers a member sealed with
+/// it for this process believed.
+pub struct Link<'a> {
+    config: &'a ClusterConfig,
+    socket: UdpSocket,
+    auth: Auth,
+    buffer: Vec<u8>,
+}
+
+impl<'a> Link<'a> {
+    /// A link under the `kind` key.
+    pub fn open(config: &'a ClusterConfig, kind: KeyKind) -> Result<Link<'a>> {
+        Link::with(config, Auth::outsider(&config.keys_dir(), kind)?)
+    }
+
+    /// A link under the client key, else the operator key.
+    pub fn open_client(config: &'a ClusterConfig) -> Result<Link<'a>> {
+        Link::with(config, outsider_auth(config)?)
+    }
+
+    fn with(config: &'a ClusterConfig, auth: Auth) -> Result<Link<'a>> {
+        Ok(Link {
+            config,
+            socket: client_socket(config)?,
+            auth,
+            buffer: vec![0; wire::MAX_DATAGRAM + 1],
+        })
+    }
+
+    /// Sends `datagram` to member `to`.
+    pub fn send(&mut self, to: Id, datagram: &Datagram) -> Result<()> {
+        let addr = self
+            .config
+            .addr_of(to)
+            .with_context(|| format!("{} is not a member", usize::from(to)))?;
+        let payload = wire::encode(datagram).map_err(anyhow::Error::msg)?;
+        let bytes = self.auth.sender.seal(usize::from(to) as u64, &payload);
+        self.socket
+            .send_to(&bytes, addr)
+            .with_context(|| format!("cannot send to {addr}"))?;
+        Ok(())
+    }
+
+    /// The next authentic datagram a member sent this process, waiting up
+    /// to `wait`; anything else received meanwhile is ignored.
+    pub fn receive(&mut self, wait: Duration) -> Result<Option<(Id, Datagram)>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.socket.set_read_timeout(Some(left))?;
+            let Ok((length, _)) = self.socket.recv_from(&mut self.buffer) else {
+                continue;
+            };
+            let Ok((header, payload)) = auth::open(&self.auth.keys, &self.buffer[..length]) else {
+                continue;
+            };
+            let member = Id::from(header.sender as usize);
+            if header.kind != self.auth.sender.kind
+                || header.recipient != self.auth.sender.id
+                || !self.config.is_member(member)
+                || !self.auth.replay.admit(&header)
+            {
+                continue;
+            }
+            if let Ok(datagram) = wire::decode(payload) {
+                return Ok(Some((member, datagram)));
+            }
+        }
+    }
+}
+
+/// Sends a status request to each of `targets` and collects the reports
 /// that come back within `timeout` (all of them, or fewer).
 pub fn request_status(
     config: &ClusterConfig,
     targets: &[Id],
     timeout: Duration,
 ) -> Result<BTreeMap<Id, Report>> {
-    let socket = client_socket(config)?;
-    let request = wire::encode(&Datagram::StatusRequest).map_err(anyhow::Error::msg)?;
+    let mut link = Link::open_client(config)?;
     let deadline = Instant::now() + timeout;
     let mut reports = BTreeMap::new();
-    let mut buffer = vec![0; wire::MAX_DATAGRAM + 1];
     let mut next_send = Instant::now();
     while reports.len() < targets.len() {
         let now = Instant::now();
@@ -172,25 +261,18 @@ pub fn request_status(
         if now >= next_send {
             // Datagrams get lost: ask those who have not answered again.
             for target in targets.iter().filter(|t| !reports.contains_key(*t)) {
-                if let Some(addr) = config.addr_of(*target) {
-                    socket.send_to(&request, addr).ok();
-                }
+                link.send(*target, &Datagram::StatusRequest).ok();
             }
             next_send = now + Duration::from_millis(200);
         }
-        let wait = deadline
-            .min(next_send)
-            .saturating_duration_since(Instant::now());
-        socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-        let Ok((length, from)) = socket.recv_from(&mut buffer) else {
-            continue;
-        };
-        let (Some(member), Ok(Datagram::Status(report))) =
-            (config.member_at(from), wire::decode(&buffer[..length]))
-        else {
-            continue;
-        };
-        reports.insert(member, report);
+        let wait = deadline.min(next_send).saturating_duration_since(now);
+        if let Some((member, Datagram::Status(report))) =
+            link.receive(wait.max(Duration::from_millis(1)))?
+        {
+            if targets.contains(&member) {
+                reports.insert(member, report);
+            }
+        }
     }
     Ok(reports)
 }
@@ -204,13 +286,11 @@ pub fn ask_projector(
     resend: Duration,
     timeout: Duration,
 ) -> Result<Option<Datagram>> {
-    let Some(projector) = &config.projector else {
+    let Some(projector) = config.projector_id() else {
         bail!("the cluster configuration has no [projector] section: this cluster runs no projections");
     };
-    let socket = client_socket(config)?;
-    let bytes = wire::encode(request).map_err(anyhow::Error::msg)?;
+    let mut link = Link::open_client(config)?;
     let deadline = Instant::now() + timeout;
-    let mut buffer = vec![0; wire::MAX_DATAGRAM + 1];
     let mut next_send = Instant::now();
     loop {
         let now = Instant::now();
@@ -218,19 +298,14 @@ pub fn ask_projector(
             return Ok(None);
         }
         if now >= next_send {
-            socket.send_to(&bytes, projector.addr).ok();
+            link.send(projector, request).ok();
             next_send = now + resend;
         }
         let wait = deadline.min(next_send).saturating_duration_since(now);
-        socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-        let Ok((length, from)) = socket.recv_from(&mut buffer) else {
-            continue;
-        };
-        if from != SocketAddr::V4(projector.addr) {
-            continue;
-        }
-        match wire::decode(&buffer[..length]) {
-            Ok(answer @ (Datagram::SearchResult(_) | Datagram::TripsResult(_))) => {
+        match link.receive(wait.max(Duration::from_millis(1)))? {
+            Some((from, answer @ (Datagram::SearchResult(_) | Datagram::TripsResult(_))))
+                if from == projector =>
+            {
                 return Ok(Some(answer))
             }
             _ => continue,
@@ -238,30 +313,25 @@ pub fn ask_projector(
     }
 }
 
-/// An operator's line to the controller: one socket, so that the
-/// controller's answers (a `MoveRefused`) come back to it.
-pub struct ControllerLink {
-    socket: UdpSocket,
-    addr: SocketAddrV4,
-    buffer: Vec<u8>,
+/// An operator's line to the controller, under the operator key: one
+/// socket, so that the controller's answers (a `MoveRefused`) come back
+/// to it.
+pub struct ControllerLink<'a> {
+    link: Link<'a>,
 }
 
-impl ControllerLink {
-    pub fn open(config: &ClusterConfig) -> Result<Self> {
+impl<'a> ControllerLink<'a> {
+    pub fn open(config: &'a ClusterConfig) -> Result<Self> {
         Ok(ControllerLink {
-            socket: client_socket(config)?,
-            addr: config.controller.addr,
-            buffer: vec![0; wire::MAX_DATAGRAM + 1],
+            link: Link::open(config, KeyKind::Operator)?,
         })
     }
 
     /// Sends `msg` to the controller.
-    pub fn send(&self, msg: Msg) -> Result<()> {
-        let bytes = wire::encode(&Datagram::Protocol(vec![msg])).map_err(anyhow::Error::msg)?;
-        self.socket
-            .send_to(&bytes, self.addr)
-            .context("cannot reach the controller")?;
-        Ok(())
+    pub fn send(&mut self, msg: Msg) -> Result<()> {
+        self.link
+            .send(controller_id(), &Datagram::Protocol(vec![msg]))
+            .context("cannot reach the controller")
     }
 
     /// The reason the controller refused a move of `bucket`, if it said
@@ -270,19 +340,17 @@ impl ControllerLink {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            self.socket
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-            let Ok((length, from)) = self.socket.recv_from(&mut self.buffer) else {
+            let Some((from, datagram)) = self.link.receive(left.max(Duration::from_millis(1)))?
+            else {
                 return Ok(None);
             };
-            if from != SocketAddr::V4(self.addr) {
-                continue;
-            }
-            if let Ok(Datagram::Protocol(msgs)) = wire::decode(&self.buffer[..length]) {
-                for msg in msgs {
-                    if let Msg::MoveRefused { bucket: b, reason } = msg {
-                        if b == bucket {
-                            return Ok(Some(reason));
+            if from == controller_id() {
+                if let Datagram::Protocol(msgs) = datagram {
+                    for msg in msgs {
+                        if let Msg::MoveRefused { bucket: b, reason } = msg {
+                            if b == bucket {
+                                return Ok(Some(reason));
+                            }
                         }
                     }
                 }

@@ -1,6 +1,7 @@
 //! `berth cluster up`: a whole cluster on 127.0.0.1 as child processes:
 //! the controller, every replica, and the projector.
 
+use crate::auth::Keys;
 use crate::config::{controller_id, ClusterConfig};
 use anyhow::{Context, Result};
 use stateright::actor::Id;
@@ -50,6 +51,18 @@ pub fn up(dir: &Path, layout: &Layout, stop: &AtomicBool) -> Result<()> {
         println!("wrote {}", path.display());
         ClusterConfig::load(&path)?
     };
+    // Every member, client and operator proves itself with a key: make
+    // the ones this directory lacks (owner-only).
+    let keys = config.keys_dir();
+    let made = Keys::create_missing(&keys)?;
+    if !made.is_empty() {
+        let names: Vec<String> = made.iter().map(ToString::to_string).collect();
+        println!(
+            "wrote the {} keys in {} (owner-only; clients need client.key, operators operator.key)",
+            names.join(", "),
+            keys.display()
+        );
+    }
     // A member that cannot bind would only say so in its log: check first.
     for addr in std::iter::once(config.controller.addr)
         .chain(config.replicas.iter().map(|r| r.addr))

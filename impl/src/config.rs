@@ -41,7 +41,7 @@ use berth_model::{Epoch, GroupId};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -107,6 +107,10 @@ pub struct ClusterConfig {
     /// to it); not written.
     #[serde(skip)]
     pub base: PathBuf,
+    /// Where the cluster's keys are, if not `base/keys` (`--keys`); not
+    /// written.
+    #[serde(skip)]
+    pub keys: Option<PathBuf>,
 }
 
 fn default_hold_ttl() -> u64 {
@@ -179,6 +183,7 @@ impl ClusterConfig {
                 addr: addr(members + 1),
             }),
             base: PathBuf::new(),
+            keys: None,
         };
         for group in 0..groups as usize {
             let home = REGIONS[group % REGIONS.len()];
@@ -352,10 +357,28 @@ impl ClusterConfig {
         }
     }
 
-    /// The address of member `id`, if it is a member.
+    /// The directory of the cluster's keys: `--keys`, else `keys` beside
+    /// the file.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.keys.clone().unwrap_or_else(|| self.base.join("keys"))
+    }
+
+    /// The projector's actor id (its address, as the model's router ids
+    /// of non-replicas are), if the cluster has one.
+    pub fn projector_id(&self) -> Option<Id> {
+        self.projector.as_ref().map(|entry| Id::from(entry.addr))
+    }
+
+    /// The address of member `id` (the controller, a replica or the
+    /// projector), if it is a member.
     pub fn addr_of(&self, id: Id) -> Option<SocketAddrV4> {
         if id == controller_id() {
             return Some(self.controller.addr);
+        }
+        if let Some(entry) = &self.projector {
+            if Id::from(entry.addr) == id {
+                return Some(entry.addr);
+            }
         }
         self.replicas
             .iter()
@@ -363,18 +386,10 @@ impl ClusterConfig {
             .map(|replica| replica.addr)
     }
 
-    /// The member listening at `addr`, if any.
-    pub fn member_at(&self, addr: SocketAddr) -> Option<Id> {
-        let SocketAddr::V4(addr) = addr else {
-            return None;
-        };
-        if addr == self.controller.addr {
-            return Some(controller_id());
-        }
-        self.replicas
-            .iter()
-            .find(|replica| replica.addr == addr)
-            .map(|replica| Id::from(replica.id))
+    /// Whether `id` is a member: the controller, a replica or the
+    /// projector.
+    pub fn is_member(&self, id: Id) -> bool {
+        self.addr_of(id).is_some()
     }
 
     pub fn replica(&self, id: usize) -> Option<&ReplicaEntry> {
@@ -430,10 +445,11 @@ mod tests {
         assert_eq!(config.groups[0].remote, vec![3]);
         assert_eq!(config.replicas[2].region, "newyork-1");
         assert_eq!(
-            config.member_at("127.0.0.1:7005".parse().unwrap()),
-            Some(Id::from(5))
+            config.addr_of(Id::from(5)),
+            Some("127.0.0.1:7005".parse().unwrap())
         );
-        assert_eq!(config.member_at("127.0.0.1:9999".parse().unwrap()), None);
+        assert!(config.is_member(config.projector_id().unwrap()));
+        assert!(!config.is_member(Id::from(99)));
     }
 
     /// Goal: a configuration that names an unknown replica, reuses an

@@ -7,6 +7,8 @@
 //!
 //! - [`config`]: `cluster.toml`, members, addresses, groups, the initial map.
 //! - [`wire`]: datagrams (postcard), status reports, projection answers.
+//! - [`auth`]: keys, sealing and opening datagrams, refusing replays.
+//! - [`guard`]: dropped datagrams counted by reason; rate-limited warnings.
 //! - [`storage`]: one member's durable state, saved atomically.
 //! - [`runtime`]: the event loop (batch, one fsync, then send).
 //! - [`rates`]: per-bucket write rates, measured by the event loop.
@@ -18,9 +20,11 @@
 //! - [`client`]: clients and operator requests.
 //! - [`cluster`]: `berth cluster up`.
 
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod guard;
 pub mod lag;
 pub mod member;
 pub mod projector;

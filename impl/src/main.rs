@@ -62,6 +62,15 @@ enum Command {
     Rebalance(RebalanceArgs),
     /// Measure: one client books N fresh cabins one after another; prints confirmed bookings per second.
     Bench(BenchArgs),
+    /// Create the cluster's keys in DIR/keys (member, operator, client; owner-only) where missing: `cluster up` does this itself, a cluster run by hand needs it once.
+    Keys(KeysArgs),
+}
+
+#[derive(Args, Debug)]
+struct KeysArgs {
+    /// The cluster's directory (the keys go to DIR/keys).
+    #[arg(long)]
+    dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +130,18 @@ struct ConfigArg {
     /// The cluster configuration (DIR/cluster.toml).
     #[arg(long)]
     config: PathBuf,
+    /// The directory of the cluster's keys (default: DIR/keys, beside the configuration).
+    #[arg(long)]
+    keys: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The configuration, with `--keys` applied.
+    fn load(&self) -> Result<ClusterConfig> {
+        let mut config = ClusterConfig::load(&self.config)?;
+        config.keys = self.keys.clone();
+        Ok(config)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -349,17 +370,17 @@ fn run(command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Controller(args) => {
-            let config = ClusterConfig::load(&args.config)?;
+            let config = args.load()?;
             member::run(config, Member::Controller, stop_flag()?)?;
             Ok(0)
         }
         Command::Node(args) => {
-            let config = ClusterConfig::load(&args.config.config)?;
+            let config = args.config.load()?;
             member::run(config, Member::Replica(args.id), stop_flag()?)?;
             Ok(0)
         }
         Command::Status(args) => {
-            let config = ClusterConfig::load(&args.config.config)?;
+            let config = args.config.load()?;
             if args.hot {
                 print!(
                     "{}",
@@ -371,7 +392,7 @@ fn run(command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Projector(args) => {
-            let config = ClusterConfig::load(&args.config)?;
+            let config = args.load()?;
             member::run_projector(config, stop_flag()?)?;
             Ok(0)
         }
@@ -385,7 +406,7 @@ fn run(command: Command) -> Result<u8> {
             unit_task(&args.unit, |unit| Task::Confirm { unit, hold })
         }
         Command::Token(args) => {
-            let config = ClusterConfig::load(&args.config.config)?;
+            let config = args.config.load()?;
             let (token, bucket) = parse_token(&args.token)?;
             if bucket.0 >= config.buckets {
                 anyhow::bail!(
@@ -404,7 +425,7 @@ fn run(command: Command) -> Result<u8> {
             Ok(report_answers(answers, args.timeout).exit_code())
         }
         Command::Move(args) => {
-            let config = ClusterConfig::load(&args.config.config)?;
+            let config = args.config.load()?;
             check_bucket(&config, args.bucket)?;
             if !config.groups.iter().any(|g| g.id == args.to_group) {
                 anyhow::bail!("the cluster has no group {}", args.to_group);
@@ -417,8 +438,23 @@ fn run(command: Command) -> Result<u8> {
             )
         }
         Command::Rebalance(args) => rebalance(&args),
+        Command::Keys(args) => {
+            let dir = args.dir.join("keys");
+            let made = berth::auth::Keys::create_missing(&dir)?;
+            if made.is_empty() {
+                println!("{} already holds every key", dir.display());
+            } else {
+                let names: Vec<String> = made.iter().map(ToString::to_string).collect();
+                println!(
+                    "wrote the {} keys in {} (owner-only)",
+                    names.join(", "),
+                    dir.display()
+                );
+            }
+            Ok(0)
+        }
         Command::Bench(args) => {
-            let config = ClusterConfig::load(&args.config.config)?;
+            let config = args.config.load()?;
             // Fresh cabins on a trip of their own, so that each run books
             // what it measures.
             let trip = format!("BENCH-{:08x}", fastrand::u32(..));
@@ -516,7 +552,7 @@ fn run(command: Command) -> Result<u8> {
             })
         }
         Command::Failover(args) => {
-            let config = ClusterConfig::load(&args.config.config)?;
+            let config = args.config.load()?;
             check_bucket(&config, args.bucket)?;
             let bucket = Bucket(args.bucket);
             change(
@@ -542,7 +578,7 @@ fn check_bucket(config: &ClusterConfig, bucket: u32) -> Result<()> {
 
 /// Runs one task on the unit `args` names and prints the answers.
 fn unit_task(args: &UnitArgs, task: impl FnOnce(InventoryUnit) -> Task) -> Result<u8> {
-    let config = ClusterConfig::load(&args.config.config)?;
+    let config = args.config.load()?;
     let unit = args.cabin.unit()?;
     if args.customer.trim().is_empty() {
         anyhow::bail!("--customer must not be empty");
@@ -623,7 +659,7 @@ fn position_tokens(texts: &[String]) -> Result<Vec<PositionToken>> {
 
 /// `berth read`: a session read of one cabin.
 fn read(args: &ReadArgs) -> Result<u8> {
-    let config = ClusterConfig::load(&args.config.config)?;
+    let config = args.config.load()?;
     let unit = args.cabin.unit()?;
     let bucket = bucket_of(&unit, config.buckets);
     let mut session = Session::default();
@@ -655,7 +691,7 @@ fn read(args: &ReadArgs) -> Result<u8> {
 /// `berth search`: the search view's answer, with the data's age; over
 /// the staleness budget it says so (exit 1).
 fn search(args: &SearchArgs) -> Result<u8> {
-    let config = ClusterConfig::load(&args.config.config)?;
+    let config = args.config.load()?;
     if args.route.trim().is_empty() || args.date.trim().is_empty() {
         anyhow::bail!("--route and --date must not be empty");
     }
@@ -711,7 +747,7 @@ fn search(args: &SearchArgs) -> Result<u8> {
 
 /// `berth trips`: the trips view, once it reflects the dependency tokens.
 fn trips(args: &TripsArgs) -> Result<u8> {
-    let config = ClusterConfig::load(&args.config.config)?;
+    let config = args.config.load()?;
     if args.customer.trim().is_empty() {
         anyhow::bail!("--customer must not be empty");
     }
@@ -782,7 +818,7 @@ fn move_bucket(
 /// `--dry-run`) carries out its moves one after another with
 /// `move_bucket`, stopping at the first that does not complete.
 fn rebalance(args: &RebalanceArgs) -> Result<u8> {
-    let config = ClusterConfig::load(&args.config.config)?;
+    let config = args.config.load()?;
     let timeout = seconds(args.timeout)?;
     let reports = client::request_status(
         &config,

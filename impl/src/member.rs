@@ -1,6 +1,7 @@
 //! Running one process of a cluster: the controller, a replica, or the
 //! projector.
 
+use crate::auth::Auth;
 use crate::config::{controller_id, ClusterConfig, Member};
 use crate::projector::Projections;
 use crate::runtime::Runtime;
@@ -66,7 +67,8 @@ pub fn run(config: ClusterConfig, member: Member, stop: Arc<AtomicBool>) -> Resu
         recovered = saved.is_some(),
         "started"
     );
-    let mut runtime = Runtime::start(id, actor, socket, config, Some(store), saved)?;
+    let auth = Auth::member(&config.keys_dir(), usize::from(id) as u64)?;
+    let mut runtime = Runtime::start(id, actor, socket, config, Some(store), saved, auth)?;
     runtime.run(&stop, None, |_| false)?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -100,7 +102,9 @@ pub fn run_projector(config: ClusterConfig, stop: Arc<AtomicBool>) -> Result<()>
         Duration::from_millis(config.search_staleness_ms),
         config.cabins.clone(),
     );
-    let mut runtime = Runtime::start(Id::from(entry.addr), actor, socket, config, None, None)?;
+    let id = Id::from(entry.addr);
+    let auth = Auth::member(&config.keys_dir(), usize::from(id) as u64)?;
+    let mut runtime = Runtime::start(id, actor, socket, config, None, None, auth)?;
     runtime.serve_projections(projections);
     tracing::info!("started");
     runtime.run(&stop, None, |_| false)?;

@@ -26,13 +26,16 @@ use crate::wire::{Datagram, SearchResult, Trip, TripsResult};
 use berth_model::bucket::UnitStatus;
 use berth_model::stream::SubscriberState;
 use berth_model::{Bucket, NodeState, PositionToken};
-use std::net::SocketAddr;
+use stateright::actor::Id;
 use std::time::{Duration, Instant};
+
+/// Trips queries waiting at most.
+const MAX_WAITING: usize = 1024;
 
 /// A trips query waiting for its dependencies.
 #[derive(Debug)]
 struct Waiting {
-    from: SocketAddr,
+    from: Id,
     customer: String,
     after: Vec<PositionToken>,
     asked: Instant,
@@ -122,12 +125,19 @@ impl Projections {
     /// (or it does not wait), else when they are or its wait ends.
     pub fn ask_trips(
         &mut self,
-        from: SocketAddr,
+        from: Id,
         customer: String,
         after: Vec<PositionToken>,
         wait: Duration,
         now: Instant,
     ) {
+        // Bounded: past this many, the oldest query is answered at once
+        // (with what it still misses) instead of growing the list.
+        if self.waiting.len() >= MAX_WAITING {
+            if let Some(oldest) = self.waiting.first_mut() {
+                oldest.deadline = now;
+            }
+        }
         self.waiting.push(Waiting {
             from,
             customer,
@@ -138,7 +148,7 @@ impl Projections {
     }
 
     /// The answers to trips queries that are ready at `now`.
-    pub fn ready(&mut self, state: &NodeState, now: Instant) -> Vec<(SocketAddr, Datagram)> {
+    pub fn ready(&mut self, state: &NodeState, now: Instant) -> Vec<(Id, Datagram)> {
         let NodeState::Subscriber(subscriber) = state else {
             return Vec::new();
         };
@@ -304,7 +314,7 @@ mod tests {
         let behind = subscriber_with(&[("C10", "alice")], 1);
         let mut projections = Projections::new(1, Duration::from_secs(2), Vec::new());
         let now = Instant::now();
-        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let from = Id::from(9);
         let token = PositionToken {
             bucket: Bucket(0),
             position: Position(2),

@@ -11,11 +11,16 @@
 //! message is therefore never sent before the state it depends on is on
 //! disk.
 //!
-//! A datagram that does not decode, is oversized, or carries a
-//! member-to-member message from an address that is not a member is
-//! dropped with a warning.
+//! Every datagram is sealed and opened by [`crate::auth`]: a member
+//! believes a member's message only under the member key, an outsider's
+//! (client, operator) only the requests its key allows, and answers an
+//! outsider under the key it asked with. What is dropped — oversize,
+//! undecodable, bad MAC, replayed, unexpected — is counted by reason and
+//! logged a few times per window ([`crate::guard`]).
 
+use crate::auth::{self, Auth, KeyKind, Refusal};
 use crate::config::ClusterConfig;
+use crate::guard::{DropLog, DropReason};
 use crate::lag::LagMeter;
 use crate::projector::Projections;
 use crate::rates::{self, WriteRates};
@@ -25,7 +30,7 @@ use anyhow::{Context, Result};
 use berth_model::{BerthActor, Msg, NodeState, Storage, Timer};
 use stateright::actor::{Actor, Command, Id, Out};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::ops::Range;
@@ -53,7 +58,7 @@ pub struct Runtime {
     /// The batch's latest save, not yet durable.
     unsaved: Option<Storage>,
     /// Status replies to send with the batch.
-    reports: Vec<(SocketAddr, Report)>,
+    reports: Vec<(Id, Report)>,
     misses: u8,
     buffer: Vec<u8>,
     /// Client commands committed per bucket led here (for status reports).
@@ -63,34 +68,53 @@ pub struct Runtime {
     /// The projections' clocks, when this runtime is the projector.
     projections: Option<Projections>,
     /// Answers to projection queries to send with the batch.
-    replies: Vec<(SocketAddr, Datagram)>,
+    replies: Vec<(Id, Datagram)>,
+    /// Who this process is and whom it believes.
+    auth: Auth,
+    /// Outsiders heard from (by the id of their address): the key kind and
+    /// sender id to answer them under.
+    outsiders: HashMap<Id, (KeyKind, u64)>,
+    /// Datagrams dropped, by reason.
+    drops: DropLog,
 }
 
-/// Whether a message may come from outside the cluster (clients and
-/// operators), or only from a member.
-fn from_anyone(msg: &Msg) -> bool {
+/// Outsiders remembered for answers at most (an older one is forgotten:
+/// its answers are dropped and its retry introduces it again).
+const OUTSIDERS: usize = 4096;
+
+/// Whether an outsider holding the `kind` key may send `msg` to a member:
+/// clients make requests, queries and reads and fetch the map; operators
+/// also move buckets and fail them over. Everything else is member-only.
+fn permitted(kind: KeyKind, msg: &Msg) -> bool {
+    let client = matches!(
+        msg,
+        Msg::Request { .. } | Msg::Query { .. } | Msg::FetchMap | Msg::Read { .. }
+    );
+    match kind {
+        KeyKind::Member => true,
+        KeyKind::Operator => client || matches!(msg, Msg::MoveBucket { .. } | Msg::Failover { .. }),
+        KeyKind::Client => client,
+    }
+}
+
+/// Whether `msg` is an answer a member sends an outsider (what a client
+/// or operator process accepts).
+fn answer(msg: &Msg) -> bool {
     matches!(
         msg,
-        Msg::Request { .. }
-            | Msg::Query { .. }
-            | Msg::FetchMap
-            | Msg::MoveBucket { .. }
-            | Msg::Failover { .. }
-            | Msg::Reply { .. }
+        Msg::Reply { .. }
             | Msg::Redirect { .. }
             | Msg::NotDecided { .. }
             | Msg::Map(_)
             | Msg::MoveRefused { .. }
-            | Msg::Read { .. }
             | Msg::ReadReply { .. }
             | Msg::ReadBehind { .. }
-            | Msg::Pull { .. }
-            | Msg::Changes(_)
     )
 }
 
 impl Runtime {
-    /// Starts `actor` as `id` on `socket`, recovering from `saved`.
+    /// Starts `actor` as `id` on `socket`, recovering from `saved`, sealing
+    /// and opening datagrams with `auth`.
     pub fn start(
         id: Id,
         actor: BerthActor,
@@ -98,6 +122,7 @@ impl Runtime {
         config: ClusterConfig,
         store: Option<Store>,
         saved: Option<Storage>,
+        auth: Auth,
     ) -> Result<Runtime> {
         let misses = match config.protocol().detector {
             berth_model::actor::Detector::Probes { misses } => misses,
@@ -123,6 +148,9 @@ impl Runtime {
             lag: LagMeter::default(),
             projections: None,
             replies: Vec::new(),
+            auth,
+            outsiders: HashMap::new(),
+            drops: DropLog::default(),
         };
         runtime.absorb(out);
         runtime.flush()?;
@@ -244,101 +272,205 @@ impl Runtime {
             Err(error) if error.kind() == ErrorKind::ConnectionRefused => return Ok(true),
             Err(error) => return Err(error).context("cannot receive"),
         };
-        if length > wire::MAX_DATAGRAM {
-            tracing::warn!(%from, length, "dropped an oversized datagram");
-            return Ok(true);
+        let buffer = std::mem::take(&mut self.buffer);
+        self.handle(&buffer[..length], from);
+        self.buffer = buffer;
+        Ok(true)
+    }
+
+    /// Handles one received datagram from `from`: opens it, decides who
+    /// sent it and whether they may, and runs what it carries. Whatever the
+    /// bytes, this neither panics nor allocates beyond their size: what is
+    /// not believed is counted and dropped.
+    pub fn handle(&mut self, bytes: &[u8], from: SocketAddr) {
+        if bytes.len() > wire::MAX_DATAGRAM {
+            let length = bytes.len();
+            return self.drops.drop(DropReason::Oversize, || {
+                format!("{length} bytes from {from}")
+            });
         }
-        let datagram = match wire::decode(&self.buffer[..length]) {
-            Ok(datagram) => datagram,
-            Err(reason) => {
-                tracing::warn!(%from, %reason, "dropped a datagram that does not decode");
-                return Ok(true);
+        let (header, payload) = match auth::open(&self.auth.keys, bytes) {
+            Ok(opened) => opened,
+            Err(refusal) => {
+                let (reason, what) = match refusal {
+                    Refusal::Malformed => (DropReason::Undecodable, "not berth's format"),
+                    Refusal::BadMac => (DropReason::BadMac, "its MAC does not verify"),
+                };
+                let length = bytes.len();
+                return self
+                    .drops
+                    .drop(reason, || format!("{length} bytes from {from}: {what}"));
             }
         };
-        let member = self.config.member_at(from);
-        match datagram {
-            Datagram::StatusRequest => {
-                let writes = self.rates.recent(Instant::now());
-                if let Some(mut report) = Report::of(self.id, &self.state, self.misses, &writes) {
-                    if let Report::Replica { buckets } = &mut report {
-                        self.lag.fill(buckets);
-                    }
-                    self.reports.push((from, report));
+        if header.recipient != self.auth.sender.id {
+            return self.drops.drop(DropReason::Unexpected, || {
+                format!(
+                    "from {from}: addressed to {}, not to this process",
+                    header.recipient
+                )
+            });
+        }
+        // Who sent it: a member by the id its key vouches for; an outsider
+        // by the address to answer (its key says what it may ask).
+        let member_sender = header.kind == KeyKind::Member;
+        let src = if self.auth.is_member() && !member_sender {
+            match from {
+                SocketAddr::V4(addr) if !addr.ip().is_unspecified() => Id::from(addr),
+                _ => {
+                    return self.drops.drop(DropReason::Unexpected, || {
+                        format!("an outsider at {from}: berth answers IPv4 only")
+                    })
                 }
             }
-            Datagram::Search { trip } => match &self.projections {
-                Some(projections) => {
-                    let answer = projections.search(&self.state, &trip, Instant::now());
-                    self.replies.push((from, answer));
+        } else {
+            let id = Id::from(header.sender as usize);
+            if !self.config.is_member(id)
+                || id == self.id
+                || (!self.auth.is_member() && header.kind != self.auth.sender.kind)
+            {
+                return self.drops.drop(DropReason::Unexpected, || {
+                    format!(
+                        "from {from}: sender {} under the {} key is not a member",
+                        header.sender, header.kind
+                    )
+                });
+            }
+            id
+        };
+        if !self.auth.replay.admit(&header) {
+            return self.drops.drop(DropReason::Replay, || {
+                format!("from {from} (sender {})", header.sender)
+            });
+        }
+        let datagram = match wire::decode(payload) {
+            Ok(datagram) => datagram,
+            Err(reason) => {
+                return self
+                    .drops
+                    .drop(DropReason::Undecodable, || format!("from {from}: {reason}"))
+            }
+        };
+        let outsider = self.auth.is_member() && !member_sender;
+        if outsider {
+            if self.outsiders.len() >= OUTSIDERS && !self.outsiders.contains_key(&src) {
+                if let Some(old) = self.outsiders.keys().next().copied() {
+                    self.outsiders.remove(&old);
                 }
-                None => {
-                    tracing::warn!(%from, "dropped a search sent to a member that is not the projector")
+            }
+            self.outsiders.insert(src, (header.kind, header.sender));
+        }
+        self.dispatch(datagram, src, from, header.kind, outsider);
+    }
+
+    /// Runs what an opened datagram carries, from `src` (an outsider if
+    /// `outsider`, under the `kind` key).
+    fn dispatch(
+        &mut self,
+        datagram: Datagram,
+        src: Id,
+        from: SocketAddr,
+        kind: KeyKind,
+        outsider: bool,
+    ) {
+        match datagram {
+            Datagram::StatusRequest if self.auth.is_member() => {
+                let writes = self.rates.recent(Instant::now());
+                let mut report = Report::of(
+                    self.id,
+                    &self.state,
+                    self.misses,
+                    &writes,
+                    &self.drops.drops,
+                );
+                if let Report::Replica { buckets, .. } = &mut report {
+                    self.lag.fill(buckets);
                 }
-            },
+                self.reports.push((src, report));
+            }
+            Datagram::Search { trip } if self.projections.is_some() => {
+                let projections = self.projections.as_ref().expect("checked");
+                let answer = projections.search(&self.state, &trip, Instant::now());
+                self.replies.push((src, answer));
+            }
             Datagram::Trips {
                 customer,
                 after,
                 wait_ms,
-            } => match &mut self.projections {
-                Some(projections) => projections.ask_trips(
-                    from,
+            } if self.projections.is_some() => {
+                let projections = self.projections.as_mut().expect("checked");
+                projections.ask_trips(
+                    src,
                     customer,
                     after,
                     Duration::from_millis(wait_ms.min(60_000)),
                     Instant::now(),
-                ),
-                None => {
-                    tracing::warn!(%from, "dropped a trips query sent to a member that is not the projector")
-                }
-            },
-            Datagram::SearchResult(_) | Datagram::TripsResult(_) => {
-                tracing::warn!(%from, "dropped an unrequested projection answer");
-            }
-            Datagram::Status(_) => {
-                tracing::warn!(%from, "dropped an unrequested status report");
+                );
             }
             Datagram::Protocol(msgs) => {
                 for msg in msgs {
-                    let src = match (member, from) {
-                        (Some(id), _) => id,
-                        (None, SocketAddr::V4(addr)) if from_anyone(&msg) => Id::from(addr),
-                        _ => {
-                            tracing::warn!(%from, %msg, "dropped a member's message from a non-member address");
-                            continue;
-                        }
+                    let allowed = if !self.auth.is_member() {
+                        answer(&msg)
+                    } else {
+                        !outsider || permitted(kind, &msg)
                     };
-                    // Measured, not decided: the commit position of the
-                    // bucket this step may commit client commands in.
-                    let watched = rates::watched_bucket(&msg)
-                        .and_then(|bucket| Some((bucket, rates::commit_of(&self.state, bucket)?)));
-                    let streamed: Vec<_> = match &msg {
-                        Msg::Changes(batch) => batch.iter().map(|c| c.bucket).collect(),
-                        _ => Vec::new(),
-                    };
-                    let mut out = Out::new();
-                    let mut state = Cow::Borrowed(&self.state);
-                    self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
-                    if let Cow::Owned(next) = state {
-                        self.state = next;
-                        if let Some((bucket, before)) = watched {
-                            let count =
-                                rates::committed_commands(&self.state, self.id, bucket, before);
-                            if count > 0 {
-                                self.rates.record(bucket, count, Instant::now());
-                            }
-                        }
+                    if !allowed || !wire::within(&msg, self.config.buckets) {
+                        let what = msg.to_string();
+                        self.drops.drop(DropReason::Unexpected, || {
+                            format!("from {from} under the {kind} key: {what}")
+                        });
+                        continue;
                     }
-                    if let Some(projections) = &mut self.projections {
-                        let now = Instant::now();
-                        for bucket in streamed {
-                            projections.heard(&self.state, bucket, now);
-                        }
+                    self.step(src, msg);
+                }
+            }
+            other => {
+                let what = match other {
+                    Datagram::StatusRequest => "a status request to a non-member",
+                    Datagram::Search { .. } | Datagram::Trips { .. } => {
+                        "a projection query to a member that is not the projector"
                     }
-                    self.absorb(out);
+                    _ => "an unrequested answer",
+                };
+                self.drops
+                    .drop(DropReason::Unexpected, || format!("from {from}: {what}"));
+            }
+        }
+    }
+
+    /// One protocol step: `msg` from `src` through the actor.
+    fn step(&mut self, src: Id, msg: Msg) {
+        // Measured, not decided: the commit position of the bucket this
+        // step may commit client commands in.
+        let watched = rates::watched_bucket(&msg)
+            .and_then(|bucket| Some((bucket, rates::commit_of(&self.state, bucket)?)));
+        let streamed: Vec<_> = match &msg {
+            Msg::Changes(batch) => batch.iter().map(|c| c.bucket).collect(),
+            _ => Vec::new(),
+        };
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&self.state);
+        self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
+        if let Cow::Owned(next) = state {
+            self.state = next;
+            if let Some((bucket, before)) = watched {
+                let count = rates::committed_commands(&self.state, self.id, bucket, before);
+                if count > 0 {
+                    self.rates.record(bucket, count, Instant::now());
                 }
             }
         }
-        Ok(true)
+        if let Some(projections) = &mut self.projections {
+            let now = Instant::now();
+            for bucket in streamed {
+                projections.heard(&self.state, bucket, now);
+            }
+        }
+        self.absorb(out);
+    }
+
+    /// Datagrams dropped so far, by reason.
+    pub fn drops(&self) -> &crate::guard::Drops {
+        &self.drops.drops
     }
 
     /// Takes a step's commands: timers now, the save and the sends for the
@@ -378,46 +510,55 @@ impl Runtime {
             by_recipient.entry(dst).or_default().push(msg);
         }
         for (dst, msgs) in by_recipient {
-            let Some(addr) = self.address_of(dst) else {
-                tracing::warn!(dst = usize::from(dst), "no address for a recipient");
-                continue;
-            };
             let (datagrams, refused) = wire::pack(&msgs);
             for (msg, reason) in refused {
-                tracing::error!(%addr, %msg, %reason, "cannot send a message");
+                tracing::error!(dst = usize::from(dst), %msg, %reason, "cannot send a message");
             }
             for bytes in datagrams {
-                if let Err(error) = self.socket.send_to(&bytes, addr) {
-                    tracing::debug!(%addr, %error, "send failed");
-                }
+                self.send_sealed(dst, &bytes);
             }
         }
-        for (addr, report) in std::mem::take(&mut self.reports) {
-            self.send_to(addr, &Datagram::Status(report));
+        for (dst, report) in std::mem::take(&mut self.reports) {
+            self.send_to(dst, &Datagram::Status(report));
         }
-        for (addr, reply) in std::mem::take(&mut self.replies) {
-            self.send_to(addr, &reply);
+        for (dst, reply) in std::mem::take(&mut self.replies) {
+            self.send_to(dst, &reply);
         }
         Ok(())
     }
 
-    fn address_of(&self, id: Id) -> Option<SocketAddr> {
-        if let Some(addr) = self.config.addr_of(id) {
-            return Some(SocketAddr::V4(addr));
+    /// Seals `payload` for `dst` and sends it: to a member at its
+    /// configured address under this process's own key; to an outsider at
+    /// its address under the key it asked with.
+    fn send_sealed(&mut self, dst: Id, payload: &[u8]) {
+        let (addr, bytes) = if let Some(addr) = self.config.addr_of(dst) {
+            let bytes = self.auth.sender.seal(usize::from(dst) as u64, payload);
+            (addr, bytes)
+        } else if let Some((kind, sender)) = self.outsiders.get(&dst).copied() {
+            let Some(key) = self.auth.keys.get(kind) else {
+                return; // only kinds it opened are remembered
+            };
+            let key = key.clone();
+            let bytes = self.auth.sender.seal_as(kind, &key, sender, payload);
+            (SocketAddrV4::from(dst), bytes)
+        } else {
+            tracing::debug!(
+                dst = usize::from(dst),
+                "no route to a recipient (an outsider forgotten or never heard)"
+            );
+            return;
+        };
+        if let Err(error) = self.socket.send_to(&bytes, addr) {
+            tracing::debug!(%addr, %error, "send failed");
         }
-        // Not a member: a client, whose id is its address.
-        let addr = SocketAddrV4::from(id);
-        (!addr.ip().is_unspecified()).then_some(SocketAddr::V4(addr))
     }
 
-    fn send_to(&self, addr: SocketAddr, datagram: &Datagram) {
+    fn send_to(&mut self, dst: Id, datagram: &Datagram) {
         match wire::encode(datagram) {
-            Ok(bytes) => {
-                if let Err(error) = self.socket.send_to(&bytes, addr) {
-                    tracing::debug!(%addr, %error, "send failed");
-                }
+            Ok(bytes) => self.send_sealed(dst, &bytes),
+            Err(reason) => {
+                tracing::error!(dst = usize::from(dst), %reason, "cannot send a message")
             }
-            Err(reason) => tracing::error!(%addr, %reason, "cannot send a message"),
         }
     }
 }

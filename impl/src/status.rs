@@ -16,8 +16,8 @@ use std::time::Duration;
 
 /// The status as text, asking every member and waiting up to `timeout`.
 pub fn status(config: &ClusterConfig, timeout: Duration) -> Result<String> {
-    let mut members = vec![controller_id()];
-    members.extend(config.replicas.iter().map(|r| Id::from(r.id)));
+    let mut members = members(config);
+    members.extend(config.projector_id());
     let reports = request_status(config, &members, timeout)?;
     Ok(render(config, &reports))
 }
@@ -42,6 +42,7 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
             down,
             fencing,
             moving,
+            ..
         }) => {
             writeln!(out, "controller {}: up", config.controller.addr).unwrap();
             writeln!(out, "placement map version {}:", map.version).unwrap();
@@ -97,7 +98,7 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
     // Every leader's last position, to measure followers against.
     let mut leader_last: BTreeMap<Bucket, Position> = BTreeMap::new();
     for report in reports.values() {
-        if let Report::Replica { buckets } = report {
+        if let Report::Replica { buckets, .. } = report {
             for bucket in buckets {
                 if bucket.role == Some(Role::Leader) {
                     leader_last.insert(bucket.bucket, bucket.last);
@@ -109,7 +110,7 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
     // lacks and the longest it has not been caught up, over its buckets.
     let mut trailing: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
     for report in reports.values() {
-        if let Report::Replica { buckets } = report {
+        if let Report::Replica { buckets, .. } = report {
             for bucket in buckets {
                 for follower in &bucket.followers {
                     let worst = trailing.entry(follower.follower).or_default();
@@ -124,7 +125,7 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
         let id = Id::from(replica.id);
         let name = config.name_of(id);
         match reports.get(&id) {
-            Some(Report::Replica { buckets }) => {
+            Some(Report::Replica { buckets, .. }) => {
                 let mut leads = 0;
                 let mut follows = 0;
                 let mut applied = 0u64;
@@ -169,6 +170,19 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
             }
         }
     }
+    if let (Some(entry), Some(id)) = (&config.projector, config.projector_id()) {
+        let state = match reports.get(&id) {
+            Some(Report::Projector { .. }) => "up",
+            _ => "DOWN (no answer)",
+        };
+        writeln!(
+            out,
+            "  {:<24} {:<16} {state}",
+            "projector (search, trips)", entry.addr
+        )
+        .unwrap();
+    }
+    render_drops(config, reports, &mut out);
     if let Some(map) = map {
         render_readiness(config, map, reports, &mut out);
     }
@@ -178,7 +192,28 @@ pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String 
     out
 }
 
-/// Every member: the controller, then the replicas.
+/// One line per member that dropped datagrams (refused as forged,
+/// replayed, malformed or not its sender's to send), by reason.
+fn render_drops(config: &ClusterConfig, reports: &BTreeMap<Id, Report>, out: &mut String) {
+    let dropping: Vec<(Id, &Report)> = reports
+        .iter()
+        .filter(|(_, report)| report.dropped().total() > 0)
+        .map(|(id, report)| (*id, report))
+        .collect();
+    if dropping.is_empty() {
+        return;
+    }
+    writeln!(out, "dropped datagrams (since each member started):").unwrap();
+    for (id, report) in dropping {
+        let name = match report {
+            Report::Projector { .. } => "projector".to_owned(),
+            _ => config.name_of(id),
+        };
+        writeln!(out, "  {name:<24} {}", report.dropped()).unwrap();
+    }
+}
+
+/// Every member but the projector: the controller, then the replicas.
 pub fn members(config: &ClusterConfig) -> Vec<Id> {
     let mut members = vec![controller_id()];
     members.extend(config.replicas.iter().map(|r| Id::from(r.id)));
@@ -374,7 +409,7 @@ fn render_readiness(
                 continue;
             }
             let bucket = Bucket(index as u32);
-            let Some(Report::Replica { buckets }) = reports.get(&placement.leader) else {
+            let Some(Report::Replica { buckets, .. }) = reports.get(&placement.leader) else {
                 unknown.insert(placement.leader, ());
                 continue;
             };

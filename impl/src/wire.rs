@@ -4,6 +4,7 @@
 //! protocol: the report is read off the member's state and decides
 //! nothing).
 
+use crate::guard::Drops;
 use berth_model::controller::ControllerState;
 use berth_model::placement::PlacementMap;
 use berth_model::{Bucket, Epoch, Msg, NodeState, Position, PositionToken, Role};
@@ -14,6 +15,8 @@ use std::collections::BTreeMap;
 /// The largest datagram berth sends or accepts (the UDP payload limit over
 /// IPv4).
 pub const MAX_DATAGRAM: usize = 65_507;
+/// The largest payload: a datagram less its authentication header.
+pub const MAX_PAYLOAD: usize = MAX_DATAGRAM - crate::auth::HEADER;
 
 /// Everything that travels between berth processes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,10 +91,27 @@ pub enum Report {
         fencing: Vec<(Bucket, Epoch)>,
         /// Buckets being moved, and the group they go to.
         moving: Vec<(Bucket, u32)>,
+        /// Datagrams it dropped, by reason.
+        dropped: Drops,
     },
     Replica {
         buckets: Vec<BucketReport>,
+        dropped: Drops,
     },
+    Projector {
+        dropped: Drops,
+    },
+}
+
+impl Report {
+    /// The datagrams the member dropped, by reason.
+    pub fn dropped(&self) -> &Drops {
+        match self {
+            Report::Controller { dropped, .. }
+            | Report::Replica { dropped, .. }
+            | Report::Projector { dropped } => dropped,
+        }
+    }
 }
 
 /// One bucket at one replica.
@@ -124,16 +144,19 @@ pub struct FollowerReport {
 
 impl Report {
     /// The report of a member in `state`, whose detector counts a replica
-    /// down after `misses` probes, and which measured `writes` per bucket.
+    /// down after `misses` probes, which measured `writes` per bucket and
+    /// dropped `dropped`.
     pub fn of(
         id: Id,
         state: &NodeState,
         misses: u8,
         writes: &BTreeMap<Bucket, u32>,
-    ) -> Option<Report> {
+        dropped: &Drops,
+    ) -> Report {
+        let dropped = dropped.clone();
         match state {
-            NodeState::Controller(controller) => Some(controller_report(controller, misses)),
-            NodeState::Replica(replica) => Some(Report::Replica {
+            NodeState::Controller(controller) => controller_report(controller, misses, dropped),
+            NodeState::Replica(replica) => Report::Replica {
                 buckets: replica
                     .buckets
                     .iter()
@@ -150,13 +173,14 @@ impl Report {
                         }
                     })
                     .collect(),
-            }),
-            NodeState::Client(_) | NodeState::Subscriber(_) => None,
+                dropped,
+            },
+            NodeState::Client(_) | NodeState::Subscriber(_) => Report::Projector { dropped },
         }
     }
 }
 
-fn controller_report(controller: &ControllerState, misses: u8) -> Report {
+fn controller_report(controller: &ControllerState, misses: u8, dropped: Drops) -> Report {
     Report::Controller {
         map: controller.map.clone(),
         down: controller
@@ -174,15 +198,53 @@ fn controller_report(controller: &ControllerState, misses: u8) -> Report {
             .iter()
             .map(|(bucket, moving)| (*bucket, moving.destination.group.0))
             .collect(),
+        dropped,
     }
+}
+
+/// Whether every bucket `msg` names is one of the cluster's `buckets`, and
+/// a map it carries has exactly that many: the model indexes by bucket,
+/// so nothing from outside the cluster's range reaches it.
+pub fn within(msg: &Msg, buckets: u32) -> bool {
+    let bucket = match msg {
+        Msg::Request { bucket, .. }
+        | Msg::Reply { bucket, .. }
+        | Msg::Redirect { bucket, .. }
+        | Msg::Query { bucket, .. }
+        | Msg::NotDecided { bucket, .. }
+        | Msg::Append { bucket, .. }
+        | Msg::Appended { bucket, .. }
+        | Msg::AppendRefused { bucket, .. }
+        | Msg::FetchPlacement { bucket }
+        | Msg::Placement { bucket, .. }
+        | Msg::Fence { bucket, .. }
+        | Msg::MoveBucket { bucket, .. }
+        | Msg::MoveOut { bucket, .. }
+        | Msg::MovedOut { bucket, .. }
+        | Msg::Fenced { bucket, .. }
+        | Msg::Failover { bucket }
+        | Msg::MoveRefused { bucket, .. }
+        | Msg::Read { bucket, .. }
+        | Msg::ReadReply { bucket, .. }
+        | Msg::ReadBehind { bucket, .. } => *bucket,
+        Msg::Snapshot(snapshot) => snapshot.bucket,
+        Msg::Map(map) => return map.bucket_count() == buckets,
+        Msg::Pull { from } => {
+            return from.len() <= buckets as usize && from.iter().all(|(b, _)| b.0 < buckets)
+        }
+        Msg::Changes(changes) => return changes.iter().all(|c| c.bucket.0 < buckets),
+        Msg::Alive { lagging } => return lagging.iter().all(|lag| lag.bucket.0 < buckets),
+        Msg::FetchMap | Msg::Probe => return true,
+    };
+    bucket.0 < buckets
 }
 
 /// Encodes `datagram`, or says why it cannot be sent.
 pub fn encode(datagram: &Datagram) -> Result<Vec<u8>, String> {
     let bytes = postcard::to_stdvec(datagram).map_err(|error| error.to_string())?;
-    if bytes.len() > MAX_DATAGRAM {
+    if bytes.len() > MAX_PAYLOAD {
         return Err(format!(
-            "{} bytes exceed the {MAX_DATAGRAM}-byte datagram limit",
+            "{} bytes exceed the {MAX_PAYLOAD}-byte payload limit",
             bytes.len()
         ));
     }
@@ -230,17 +292,17 @@ pub fn pack(msgs: &[Msg]) -> (Vec<Vec<u8>>, Vec<(Msg, String)>) {
                 continue;
             }
         };
-        if encoded.len() + HEADER > MAX_DATAGRAM {
+        if encoded.len() + HEADER > MAX_PAYLOAD {
             refused.push((
                 msg.clone(),
                 format!(
-                    "{} bytes exceed the {MAX_DATAGRAM}-byte datagram limit",
+                    "{} bytes exceed the {MAX_PAYLOAD}-byte payload limit",
                     encoded.len()
                 ),
             ));
             continue;
         }
-        if batch_bytes + encoded.len() + HEADER > MAX_DATAGRAM {
+        if batch_bytes + encoded.len() + HEADER > MAX_PAYLOAD {
             finish(&mut batch, &mut datagrams);
             batch_bytes = 0;
         }
@@ -253,7 +315,7 @@ pub fn pack(msgs: &[Msg]) -> (Vec<Vec<u8>>, Vec<(Msg, String)>) {
 
 /// Decodes one received datagram, or says why it is not one of ours.
 pub fn decode(bytes: &[u8]) -> Result<Datagram, String> {
-    if bytes.len() > MAX_DATAGRAM {
+    if bytes.len() > MAX_PAYLOAD {
         return Err(format!("{} bytes: oversized", bytes.len()));
     }
     postcard::from_bytes(bytes).map_err(|error| error.to_string())
@@ -300,7 +362,7 @@ mod tests {
         );
         let mut unpacked = Vec::new();
         for bytes in &datagrams {
-            assert!(bytes.len() <= MAX_DATAGRAM);
+            assert!(bytes.len() <= MAX_PAYLOAD);
             match decode(bytes).unwrap() {
                 Datagram::Protocol(msgs) => unpacked.extend(msgs),
                 other => panic!("{other:?}"),
@@ -321,14 +383,14 @@ mod tests {
     /// Goal: an oversized datagram is refused on both sides.
     #[test]
     fn oversized_datagrams_are_refused() {
-        assert!(decode(&vec![0; MAX_DATAGRAM + 1])
+        assert!(decode(&vec![0; MAX_PAYLOAD + 1])
             .unwrap_err()
             .contains("oversized"));
         let huge_msg = hold_request(0, &"T".repeat(70_000));
         let huge = Datagram::Protocol(vec![huge_msg.clone()]);
-        assert!(encode(&huge).unwrap_err().contains("datagram limit"));
+        assert!(encode(&huge).unwrap_err().contains("payload limit"));
         let (datagrams, refused) = pack(&[huge_msg]);
         assert!(datagrams.is_empty());
-        assert!(refused[0].1.contains("datagram limit"));
+        assert!(refused[0].1.contains("payload limit"));
     }
 }
