@@ -24,6 +24,7 @@ pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod fuzz;
 pub mod guard;
 pub mod lag;
 pub mod member;

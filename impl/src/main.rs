@@ -64,6 +64,18 @@ enum Command {
     Bench(BenchArgs),
     /// Create the cluster's keys in DIR/keys (member, operator, client; owner-only) where missing: `cluster up` does this itself, a cluster run by hand needs it once.
     Keys(KeysArgs),
+    /// Fuzz the receive path: a whole cluster in this process fed real, mutated, forged and replayed datagrams (no network); fails on the first panic, with the input.
+    Fuzz(FuzzArgs),
+}
+
+#[derive(Args, Debug)]
+struct FuzzArgs {
+    /// How many inputs.
+    #[arg(long, default_value_t = 10_000_000)]
+    inputs: u64,
+    /// The random seed (a run is repeatable from its seed).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -438,6 +450,11 @@ fn run(command: Command) -> Result<u8> {
             )
         }
         Command::Rebalance(args) => rebalance(&args),
+        Command::Fuzz(args) => {
+            let report = berth::fuzz::run(args.inputs, args.seed, Some(1_000_000))?;
+            println!("{report}");
+            Ok(0)
+        }
         Command::Keys(args) => {
             let dir = args.dir.join("keys");
             let made = berth::auth::Keys::create_missing(&dir)?;

@@ -76,6 +76,8 @@ pub struct Runtime {
     outsiders: HashMap<Id, (KeyKind, u64)>,
     /// Datagrams dropped, by reason.
     drops: DropLog,
+    /// When set, datagrams are kept here instead of sent (the fuzzer).
+    captured: Option<Vec<(SocketAddrV4, Vec<u8>)>>,
 }
 
 /// Outsiders remembered for answers at most (an older one is forgotten:
@@ -124,6 +126,36 @@ impl Runtime {
         saved: Option<Storage>,
         auth: Auth,
     ) -> Result<Runtime> {
+        let mut runtime = Runtime::new(id, actor, socket, config, store, saved, auth);
+        runtime.flush()?;
+        Ok(runtime)
+    }
+
+    /// A runtime that sends nothing: what it would send is kept for
+    /// [`Runtime::take_sent`] (the fuzzer routes it by hand). Its socket
+    /// is bound but never used.
+    pub fn captured(
+        id: Id,
+        actor: BerthActor,
+        config: ClusterConfig,
+        auth: Auth,
+    ) -> Result<Runtime> {
+        let socket = UdpSocket::bind("127.0.0.1:0").context("cannot open a UDP socket")?;
+        let mut runtime = Runtime::new(id, actor, socket, config, None, None, auth);
+        runtime.captured = Some(Vec::new());
+        runtime.flush()?;
+        Ok(runtime)
+    }
+
+    fn new(
+        id: Id,
+        actor: BerthActor,
+        socket: UdpSocket,
+        config: ClusterConfig,
+        store: Option<Store>,
+        saved: Option<Storage>,
+        auth: Auth,
+    ) -> Runtime {
         let misses = match config.protocol().detector {
             berth_model::actor::Detector::Probes { misses } => misses,
             berth_model::actor::Detector::Anytime => 1,
@@ -151,10 +183,44 @@ impl Runtime {
             auth,
             outsiders: HashMap::new(),
             drops: DropLog::default(),
+            captured: None,
         };
         runtime.absorb(out);
-        runtime.flush()?;
-        Ok(runtime)
+        runtime
+    }
+
+    /// What a captured runtime would have sent since the last call: the
+    /// recipient's address and the sealed datagram.
+    pub fn take_sent(&mut self) -> Vec<(SocketAddrV4, Vec<u8>)> {
+        self.captured
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Handles `bytes` from `from` as if received, then finishes the batch
+    /// (save, send): one datagram's whole effect.
+    pub fn deliver(&mut self, bytes: &[u8], from: SocketAddr) -> Result<()> {
+        self.handle(bytes, from);
+        self.measure(Instant::now());
+        self.flush()
+    }
+
+    /// Fires every timer now, whatever its deadline (the fuzzer's clock),
+    /// and finishes the batch.
+    pub fn fire_timers(&mut self) -> Result<()> {
+        let timers: Vec<Timer> = std::mem::take(&mut self.timers).into_keys().collect();
+        self.deadlines.clear();
+        for timer in timers {
+            let mut out = Out::new();
+            let mut state = Cow::Borrowed(&self.state);
+            self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
+            if let Cow::Owned(next) = state {
+                self.state = next;
+            }
+            self.absorb(out);
+        }
+        self.flush()
     }
 
     /// Makes this runtime (running a `SubscriberActor`) the projector: it
@@ -548,6 +614,10 @@ impl Runtime {
             );
             return;
         };
+        if let Some(captured) = &mut self.captured {
+            captured.push((addr, bytes));
+            return;
+        }
         if let Err(error) = self.socket.send_to(&bytes, addr) {
             tracing::debug!(%addr, %error, "send failed");
         }
