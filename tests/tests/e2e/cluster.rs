@@ -4,6 +4,7 @@
 use crate::util::{binary, run_bounded, stdout};
 use berth_model::hashing::bucket_of;
 use berth_model::InventoryUnit;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::PathBuf;
@@ -134,6 +135,32 @@ impl Cluster {
             .1
     }
 
+    /// Every member's name and pid, as `cluster up` printed them.
+    pub fn members(&self) -> &[(String, u32)] {
+        &self.pids
+    }
+
+    /// The logs of every member (`logs/*.log`) must not show a panic or a
+    /// failed allocation.
+    pub fn assert_logs_clean(&self) {
+        let logs = self.dir.path().join("logs");
+        for entry in std::fs::read_dir(&logs).unwrap() {
+            let path = entry.unwrap().path();
+            let log = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            for sign in ["panicked", "memory allocation"] {
+                assert!(
+                    !log.contains(sign),
+                    "{} shows {sign:?}:\n{}",
+                    path.display(),
+                    log.lines()
+                        .filter(|line| line.contains(sign))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+        }
+    }
+
     /// `berth ARGS --config CONFIG`, bounded to a minute.
     pub fn berth(&self, args: &[&str]) -> Output {
         run_bounded(
@@ -258,6 +285,38 @@ pub(crate) fn placement_line(status: &str, bucket: u32) -> String {
         })
         .unwrap_or_else(|| panic!("no placement of b{bucket} in:\n{status}"))
         .to_owned()
+}
+
+/// The datagrams `member` ("controller", "replica 2", "projector")
+/// dropped by reason ("bad MAC", "replay", ...), as the "dropped datagrams"
+/// section of `berth status` lists them (empty if it dropped none).
+pub(crate) fn drops(status: &str, member: &str) -> BTreeMap<String, u64> {
+    let Some((_, section)) = status.split_once("dropped datagrams (since each member started):")
+    else {
+        return BTreeMap::new();
+    };
+    let Some(line) = section
+        .lines()
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .find(|line| {
+            line.trim_start()
+                .strip_prefix(member)
+                .is_some_and(|rest| rest.starts_with([' ', '(']) || rest.is_empty())
+        })
+    else {
+        return BTreeMap::new();
+    };
+    // "  replica 1 (madrid-a)     1000 bad MAC, 2 replay": the name is
+    // padded to 24 columns.
+    let counts = line.get(27..).unwrap_or_default();
+    counts
+        .split(", ")
+        .filter_map(|part| {
+            let (count, reason) = part.trim().split_once(' ')?;
+            Some((reason.to_owned(), count.parse().ok()?))
+        })
+        .collect()
 }
 
 /// `count` cabins whose units hash into `bucket`.
@@ -425,8 +484,9 @@ fn restart_the_whole_cluster_from_its_directory() {
     );
 }
 
-/// Goal: datagrams that are not berth's — garbage, or a member-to-member
-/// message from a stranger's address — are dropped; the member keeps
+/// Goal: datagrams that are not berth's — garbage, or berth's format
+/// under no key the cluster holds — are dropped and counted by reason
+/// (`berth status`), with a warning in the member's log; the member keeps
 /// serving.
 #[test]
 fn bad_datagrams_are_dropped() {
@@ -436,10 +496,25 @@ fn bad_datagrams_are_dropped() {
     for garbage in [&b"hello"[..], &[0xff; 300][..], &[]] {
         socket.send_to(garbage, replica).unwrap();
     }
+    // Berth's header (version 0xB1, the client key's kind) and a tag that
+    // no key makes.
+    let mut forged = vec![0xB1, 2];
+    forged.extend_from_slice(&[0x5a; 120]);
+    socket.send_to(&forged, replica).unwrap();
     let booked = cluster.book("G1");
     assert_eq!(booked.status.code(), Some(0), "{}", stdout(&booked));
+    let status = cluster.wait_until(Duration::from_secs(10), "the drops counted", |status| {
+        let dropped = drops(status, "replica 1");
+        dropped.get("undecodable") >= Some(&3) && dropped.get("bad MAC") >= Some(&1)
+    });
+    assert!(
+        status.contains("dropped datagrams (since each member started):"),
+        "{status}"
+    );
     let log = std::fs::read_to_string(cluster.dir.path().join("logs/replica-1.log")).unwrap();
-    assert!(log.contains("does not decode"), "{log}");
+    assert!(log.contains("its MAC does not verify"), "{log}");
+    assert!(log.contains("not berth's format"), "{log}");
+    cluster.assert_logs_clean();
 }
 
 /// Goal: a second `cluster up` on the same directory while the first runs
