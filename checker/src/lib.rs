@@ -7,6 +7,7 @@
 //! Explorer so that each state shows what it violates ([`explore`]). The
 //! `berth-check` binary is thin glue over this library.
 
+pub mod banner;
 pub mod explore;
 pub mod gallery;
 pub mod run;

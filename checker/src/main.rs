@@ -1,6 +1,7 @@
 //! `berth-check`: model-check the berth protocol.
 
 use anyhow::{Context, Result};
+use berth_checker::banner::Banner;
 use berth_checker::explore::ExploredModel;
 use berth_checker::run::{Progress, PropertyStatus, RunReport, StopAt};
 use berth_checker::{run, NetworkKind, RunOptions, Scenario, ScenarioConfig, Strategy, Verdict};
@@ -179,6 +180,11 @@ fn explore(args: &ExploreArgs) -> Result<()> {
         scenario.flags(),
         scenario.variant
     )];
+    let mut banner = Banner {
+        title: format!("{} (variant {})", scenario.flags(), scenario.variant),
+        violation: None,
+        note: "every state's view begins with the always-properties it violates, if any".to_owned(),
+    };
     if !expected.is_empty() {
         let report = run(
             &scenario,
@@ -195,21 +201,31 @@ fn explore(args: &ExploreArgs) -> Result<()> {
         });
         match found.and_then(|p| p.path.as_ref().map(|path| (p, path))) {
             Some((property, path)) => {
+                let steps = property.trace.as_ref().map_or(0, Vec::len);
                 lines.push(format!(
-                    "counterexample of `{}` ({} steps): {base}#/steps/{path}",
+                    "counterexample of `{}` ({steps} steps): {base}#/steps/{path}",
                     property.name,
-                    property.trace.as_ref().map_or(0, Vec::len)
                 ));
                 if let Some(explanation) = &property.explanation {
                     lines.push(format!("  what broke: {explanation}"));
                 }
+                banner.violation = Some((
+                    property.name.to_string(),
+                    property.explanation.clone().unwrap_or_default(),
+                ));
+                banner.note = format!(
+                    "the shortest counterexample: {steps} steps, opened by the URL `berth-check explore` printed; the view of its last state begins with the violation"
+                );
             }
-            None => lines.push(format!(
-                "no counterexample of `{}` in {}: {}",
-                expected.join("` / `"),
-                scenario.flags(),
-                "the variant is exposed elsewhere"
-            )),
+            None => {
+                let line = format!(
+                    "no counterexample of `{}` in {}: the variant is exposed elsewhere",
+                    expected.join("` / `"),
+                    scenario.flags(),
+                );
+                banner.note = line.clone();
+                lines.push(line);
+            }
         }
     }
     for line in lines {
@@ -217,10 +233,15 @@ fn explore(args: &ExploreArgs) -> Result<()> {
     }
     use std::io::Write;
     std::io::stdout().flush()?;
-    ExploredModel::new(scenario.build(), scenario.properties())
-        .checker()
-        .serve(args.addr);
-    Ok(())
+    // Stateright's Explorer on a private port, behind the banner's proxy.
+    let inner = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .context("cannot find a free port for the Explorer")?;
+    let model = ExploredModel::new(scenario.build(), scenario.properties());
+    std::thread::spawn(move || {
+        model.checker().serve(inner);
+    });
+    berth_checker::banner::serve(args.addr, inner, &banner)
 }
 
 fn gallery(args: &GalleryArgs) -> ExitCode {

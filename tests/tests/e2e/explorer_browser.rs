@@ -107,8 +107,39 @@ fn browser_opens_the_counterexample_on_the_violation() {
     let dom = headless(
         &chromium,
         &scratch.path().join("profile"),
-        &["--dump-dom"],
+        &["--window-size=1280,900", "--dump-dom"],
         &url,
+    );
+    // The first screen says what broke: the banner with the violated
+    // property and its explanation is drawn at the top of a 1280×900 window
+    // (its script records where it was drawn).
+    let banner = dom
+        .split("id=\"berth-banner\"")
+        .nth(1)
+        .expect("the page carries the banner");
+    let banner_tag = &banner[..banner.find('>').unwrap()];
+    let attribute = |name: &str| -> i64 {
+        let start = banner_tag
+            .find(&format!("{name}=\""))
+            .unwrap_or_else(|| panic!("no {name} on the banner: {banner_tag}"))
+            + name.len()
+            + 2;
+        banner_tag[start..]
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(attribute("data-top"), 0, "{banner_tag}");
+    assert!(
+        attribute("data-bottom") > 0 && attribute("data-bottom") < 450,
+        "the banner must fit the top of the first screen: {banner_tag}"
+    );
+    assert!(
+        banner.contains("VIOLATED `no lost confirmed booking`")
+            && banner.contains("client 4 was told"),
+        "the banner names the violation and what broke: {banner}"
     );
     assert!(
         dom.contains("VIOLATED `no lost confirmed booking`: client 4 was told"),
@@ -126,7 +157,7 @@ fn browser_opens_the_counterexample_on_the_violation() {
         &chromium,
         &scratch.path().join("profile"),
         &[
-            "--window-size=1800,1400",
+            "--window-size=1280,900",
             &format!("--screenshot={}", screenshot.display()),
         ],
         &url,
