@@ -387,7 +387,7 @@ fn print_report(report: &RunReport) {
         println!(
             "  {:<10} {:<12} {}",
             property.expectation,
-            format!("{:?}", property.status).to_lowercase(),
+            property.status.label(),
             property.name
         );
     }

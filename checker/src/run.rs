@@ -91,6 +91,17 @@ pub enum PropertyStatus {
 }
 
 impl PropertyStatus {
+    /// The status as `check` prints it.
+    pub fn label(self) -> &'static str {
+        match self {
+            PropertyStatus::Holds => "holds",
+            PropertyStatus::Violated => "violated",
+            PropertyStatus::NotRefuted => "not refuted",
+            PropertyStatus::Reached => "reached",
+            PropertyStatus::Unreached => "unreached",
+        }
+    }
+
     /// Whether this status lets the run pass.
     pub fn is_good(self) -> bool {
         matches!(self, PropertyStatus::Holds | PropertyStatus::Reached)

@@ -425,8 +425,21 @@ fn render_readiness(
                 }
             }
         }
+        // Async followers of the group's buckets that do not answer: a
+        // remote copy that is down is no copy to fail over to.
+        let silent_remote: std::collections::BTreeSet<Id> = led
+            .iter()
+            .flat_map(|placement| placement.async_followers.iter().copied())
+            .filter(|id| !matches!(reports.get(id), Some(Report::Replica { .. })))
+            .collect();
         let verdict = if led.is_empty() {
             "leads no bucket".to_owned()
+        } else if !silent_remote.is_empty() {
+            let silent: Vec<Id> = silent_remote.into_iter().collect();
+            format!(
+                "NOT failover-ready: async follower {} does not answer (down?), so the group has no remote copy within its budget",
+                ids(config, &silent)
+            )
         } else if !unknown.is_empty() {
             let silent: Vec<Id> = unknown.keys().copied().collect();
             format!("UNKNOWN: no report from leader {}", ids(config, &silent))
@@ -444,5 +457,55 @@ fn render_readiness(
             }
         };
         writeln!(out, "  group {:<4} {verdict}", group.id).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::Drops;
+
+    fn replica_report() -> Report {
+        Report::Replica {
+            buckets: Vec::new(),
+            dropped: Drops::default(),
+        }
+    }
+
+    /// Goal: a group whose only async follower does not answer is not
+    /// called failover-ready, and members that dropped datagrams are listed
+    /// with their reasons.
+    #[test]
+    fn a_silent_async_follower_voids_readiness() {
+        let config = ClusterConfig::local(8, 1, 3, 7000).unwrap();
+        let mut reports = BTreeMap::new();
+        reports.insert(
+            controller_id(),
+            Report::Controller {
+                map: config.initial_map(),
+                down: Vec::new(),
+                fencing: Vec::new(),
+                moving: Vec::new(),
+                dropped: Drops {
+                    bad_mac: 5,
+                    ..Drops::default()
+                },
+            },
+        );
+        reports.insert(Id::from(1), replica_report());
+        reports.insert(Id::from(2), replica_report());
+        let text = render(&config, &reports);
+        assert!(
+            text.contains("group 1    NOT failover-ready: async follower 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("controller") && text.contains("5 bad MAC"),
+            "{text}"
+        );
+        reports.insert(Id::from(3), replica_report());
+        let text = render(&config, &reports);
+        assert!(!text.contains("NOT failover-ready"), "{text}");
+        assert!(text.contains("projector (search, trips)"), "{text}");
     }
 }
