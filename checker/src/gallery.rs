@@ -21,7 +21,7 @@ pub struct VariantRow {
     pub design: &'static str,
     /// The flags of the scenario that exposes it.
     pub scenario: String,
-    /// The property DESIGN.md says it breaks (any one of them).
+    /// The property it must break (any one of them; docs/protocol.md, the gallery).
     pub expected: Vec<&'static str>,
     /// Whether the checker refuted it by an expected property.
     pub refuted: bool,

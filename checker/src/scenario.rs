@@ -199,7 +199,7 @@ pub mod layout {
 
 impl ScenarioConfig {
     /// The smallest scenario in which `variant` breaks the property
-    /// DESIGN.md says it must break (with the correct design: the default).
+    /// docs/protocol.md's gallery says it must break (with the correct design: the default).
     pub fn exposing(variant: Variant) -> ScenarioConfig {
         let (scenario, network) = match variant {
             Variant::Correct => (Scenario::Replication, NetworkKind::Unordered),

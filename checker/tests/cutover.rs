@@ -1,6 +1,6 @@
 //! Model-checking tests of the cutover scenario: the live move holds every
 //! property (with a crash too) and reaches its interesting states; the
-//! broken hand-offs are refuted by the property DESIGN.md names.
+//! broken hand-offs are refuted by the property docs/protocol.md names.
 
 mod support;
 
@@ -55,7 +55,7 @@ fn assert_refuted_by(variant: Variant, property: &'static str) -> Vec<String> {
         .unwrap()
 }
 
-/// Goal: DESIGN.md variant `early-switch` (routing switches before the
+/// Goal: variant `early-switch` (routing switches before the
 /// destination applied through the barrier) loses a confirmed booking: the
 /// controller publishes the destination, which never received it.
 #[test]
@@ -71,7 +71,7 @@ fn early_switch_is_refuted_by_no_lost_confirmed_booking() {
     );
 }
 
-/// Goal: DESIGN.md variant `unchecked-epoch` (replicas accept writes and
+/// Goal: variant `unchecked-epoch` (replicas accept writes and
 /// appends whatever epoch they carry) lets the old owner commit after the
 /// hand-off at the position where the new owner committed: split ownership.
 #[test]

@@ -71,7 +71,7 @@ fn assert_loses_a_confirmed_booking(variant: Variant) -> Vec<String> {
     trace
 }
 
-/// Goal: DESIGN.md variant `promote-lagging` (failover promotes the remote
+/// Goal: variant `promote-lagging` (failover promotes the remote
 /// async follower) loses a confirmed booking.
 #[test]
 fn promote_lagging_is_refuted_by_no_lost_confirmed_booking() {
@@ -84,7 +84,7 @@ fn promote_lagging_is_refuted_by_no_lost_confirmed_booking() {
     );
 }
 
-/// Goal: DESIGN.md variant `async-ack` (acknowledge before the sync follower
+/// Goal: variant `async-ack` (acknowledge before the sync follower
 /// is durable) loses a confirmed booking once the sync follower is promoted.
 #[test]
 fn async_ack_is_refuted_by_no_lost_confirmed_booking() {
@@ -118,7 +118,7 @@ fn simulation_finds_the_lost_booking_and_rebuilds_its_trace() {
     );
 }
 
-/// Goal: DESIGN.md variant `no-fencing` (publish the new owner without
+/// Goal: variant `no-fencing` (publish the new owner without
 /// fencing, so nobody checks what it holds) loses a confirmed booking once
 /// the promoted follower is one that joined the commit quorum and has not
 /// caught up — which is also what gives the correct design's promotion

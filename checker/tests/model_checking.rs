@@ -106,7 +106,7 @@ fn replication_with_one_crash_holds() {
     assert_passes_with_state_count(&config, Strategy::Bfs, 511_688);
 }
 
-/// Goal: the broken commit rule (DESIGN.md variant `async-ack`: the leader
+/// Goal: the broken commit rule (variant `async-ack`: the leader
 /// acknowledges before its sync follower is durable) is caught, with the
 /// shortest counterexample: a hold acknowledged straight after the request.
 #[test]
@@ -133,7 +133,7 @@ fn async_ack_is_refuted_by_commit_quorum_durable() {
         .contains("does not have it on disk"));
 }
 
-/// Goal: multi-leader writes (DESIGN.md variant `multi-leader`: the remote
+/// Goal: multi-leader writes (variant `multi-leader`: the remote
 /// region confirms its own bookings and merges later) are refuted by `no
 /// double sale`: the shortest counterexample has the leader confirm the
 /// cabin to one client (hold and confirm, each through the sync follower)

@@ -1,4 +1,4 @@
-//! The projections fed by the change stream (seed 000, Part 1: "the
+//! The projections fed by the change stream (the Harbor Point notes, docs/reads.md: "the
 //! leader's log feeds a search index keyed by route and departure date,
 //! and it feeds a trip projection keyed by customer").
 //!

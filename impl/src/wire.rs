@@ -44,7 +44,7 @@ pub enum Datagram {
     TripsResult(TripsResult),
 }
 
-/// The search view's answer (seed 000: "bounded staleness, up to 2s").
+/// The search view's answer (the Harbor Point notes: "bounded staleness, up to 2s"; docs/reads.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchResult {
     pub trip: String,
@@ -68,7 +68,7 @@ pub struct Trip {
     pub token: String,
 }
 
-/// The customer-trips view's answer (seed 000: "wait for the trip
+/// The customer-trips view's answer (the Harbor Point notes: "wait for the trip
 /// projection to catch up" to the dependency token).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TripsResult {

@@ -109,7 +109,7 @@ fn broken_failover_designs_lose_a_confirmed_booking() {
 }
 
 /// Goal: issue 4's acceptance for the broken hand-offs: exit 1, naming the
-/// property DESIGN.md says each breaks.
+/// property each must break (docs/protocol.md).
 #[test]
 fn broken_cutover_designs_are_refuted() {
     for (variant, property) in [
@@ -247,7 +247,7 @@ fn bad_flags_are_rejected_clearly() {
 }
 
 /// Goal: `berth-check gallery` refutes every broken design that exists by
-/// the property DESIGN.md names, and the correct design passes the same
+/// the property docs/protocol.md names, and the correct design passes the same
 /// scenarios; exit 0 says both.
 #[test]
 fn gallery_refutes_every_variant_and_passes_the_correct_design() {
