@@ -36,7 +36,7 @@
 
 use anyhow::{bail, Context, Result};
 use berth_model::actor::{Detector, ProtocolConfig, Timeouts};
-use berth_model::placement::{BucketPlacement, GroupLayout, PlacementMap};
+use berth_model::placement::{BucketPlacement, GroupLayout, PlacementMap, MAX_BUCKETS};
 use berth_model::{Epoch, GroupId};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -240,8 +240,11 @@ impl ClusterConfig {
     /// Every member has a distinct id and address, every group names known
     /// replicas, and no replica serves in two groups.
     pub fn validate(&self) -> Result<()> {
-        if self.buckets == 0 {
-            bail!("buckets must be at least 1");
+        if self.buckets == 0 || self.buckets > MAX_BUCKETS {
+            bail!(
+                "buckets = {}: a cluster has 1 to {MAX_BUCKETS} buckets",
+                self.buckets
+            );
         }
         if self.hold_ttl_seconds == 0 {
             bail!("hold_ttl_seconds must be at least 1");
@@ -471,6 +474,15 @@ mod tests {
             .to_string()
             .contains("used twice"));
         assert!(ClusterConfig::local(2, 3, 3, 7000).is_err());
+        let mut config = ClusterConfig::local(8, 1, 3, 7000).unwrap();
+        config.buckets = MAX_BUCKETS + 1;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("1 to 65536 buckets"));
+        config.buckets = MAX_BUCKETS;
+        assert!(config.validate().is_ok());
         let bad: Result<ClusterConfig, _> = toml::from_str("buckets = 4\nsurprise = 1\n");
         assert!(bad.is_err());
     }

@@ -9,6 +9,7 @@ use berth::wire::Datagram;
 use berth::wire::Report;
 use berth::{member, status};
 use berth_model::hashing::bucket_of;
+use berth_model::placement::MAX_BUCKETS;
 use berth_model::rebalance;
 use berth_model::{Bucket, Customer, GroupId, InventoryUnit, Msg, Outcome, PositionToken, Task};
 use clap::{Args, Parser, Subcommand};
@@ -124,7 +125,7 @@ struct UpArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
     replicas: u32,
     /// Buckets the inventory hashes into.
-    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BUCKETS)))]
     buckets: u32,
     /// The controller's port; replica N listens on base + N.
     #[arg(long, default_value_t = 7000, value_parser = clap::value_parser!(u16).range(1..))]
@@ -176,7 +177,7 @@ struct StatusArgs {
     #[arg(long)]
     hot: bool,
     /// How many buckets --hot lists.
-    #[arg(long, default_value_t = 10, requires = "hot", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, default_value_t = 10, requires = "hot", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BUCKETS)))]
     top: u32,
 }
 

@@ -324,7 +324,8 @@ pub fn decode(bytes: &[u8]) -> Result<Datagram, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_model::{Command, InventoryUnit, Op, Token};
+    use berth_model::placement::BucketPlacement;
+    use berth_model::{Command, GroupId, InventoryUnit, Op, Token};
     use proptest::prelude::*;
 
     /// A hold request for `trip`'s cabin C14 on `bucket`.
@@ -378,6 +379,49 @@ mod tests {
         fn garbage_is_refused_not_panicked_on(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&bytes);
         }
+    }
+
+    /// Goal: a datagram of a few bytes whose placement map claims billions
+    /// of buckets is refused with a reason, not expanded (which would abort
+    /// the process on allocation); so are runs adding up past the cap.
+    #[test]
+    fn placement_map_bombs_are_refused() {
+        let placement = BucketPlacement {
+            epoch: Epoch(1),
+            group: GroupId(0),
+            leader: Id::from(1),
+            sync_followers: vec![Id::from(2)],
+            async_followers: vec![Id::from(3)],
+        };
+        let map = PlacementMap::uniform(1, placement.clone());
+        let honest = encode(&Datagram::Protocol(vec![Msg::Map(map.clone())])).unwrap();
+        assert_eq!(
+            decode(&honest).unwrap(),
+            Datagram::Protocol(vec![Msg::Map(map.clone())])
+        );
+        // The map is the datagram's tail: swap in hand-made runs, encoded
+        // as the map's own (version, runs) form.
+        let map_bytes = postcard::to_stdvec(&map).unwrap();
+        assert!(honest.ends_with(&map_bytes));
+        let prefix = &honest[..honest.len() - map_bytes.len()];
+        let with_runs = |runs: Vec<(u32, BucketPlacement)>| {
+            let mut bytes = prefix.to_vec();
+            bytes.extend(postcard::to_stdvec(&(1u64, runs)).unwrap());
+            bytes
+        };
+        let started = std::time::Instant::now();
+        let bomb = with_runs(vec![(u32::MAX, placement.clone())]);
+        assert!(bomb.len() < 32, "{} bytes", bomb.len());
+        assert!(decode(&bomb).is_err());
+        let runs = vec![(30_000, placement.clone()); 3];
+        assert!(decode(&with_runs(runs)).is_err());
+        assert!(decode(&with_runs(vec![(0, placement.clone())])).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // The same bytes with an honest count decode.
+        assert_eq!(
+            decode(&with_runs(vec![(2, placement.clone())])).unwrap(),
+            Datagram::Protocol(vec![Msg::Map(PlacementMap::uniform(2, placement))])
+        );
     }
 
     /// Goal: an oversized datagram is refused on both sides.

@@ -80,6 +80,11 @@ impl fmt::Display for BucketPlacement {
     }
 }
 
+/// The largest number of buckets a cluster may have. A decoded map is
+/// refused beyond it, before anything is allocated: a few bytes from the
+/// network must not make a member allocate without bound.
+pub const MAX_BUCKETS: u32 = 65_536;
+
 /// A replica group: who takes which role for the buckets placed on it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct GroupLayout {
@@ -106,9 +111,10 @@ impl GroupLayout {
 ///
 /// Serialised run-length encoded (runs of consecutive buckets with equal
 /// placements), so that a map of thousands of buckets on a few groups fits
-/// one datagram and a small file.
+/// one datagram and a small file. Decoding refuses a map of no buckets, of
+/// more than `MAX_BUCKETS`, or with an empty run.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "EncodedMap", from = "EncodedMap")]
+#[serde(into = "EncodedMap", try_from = "EncodedMap")]
 pub struct PlacementMap {
     /// Advances with every change to any bucket's placement.
     pub version: u64,
@@ -139,16 +145,34 @@ impl From<PlacementMap> for EncodedMap {
     }
 }
 
-impl From<EncodedMap> for PlacementMap {
-    fn from(encoded: EncodedMap) -> Self {
-        PlacementMap {
-            version: encoded.version,
-            buckets: encoded
-                .runs
-                .into_iter()
-                .flat_map(|(count, placement)| std::iter::repeat_n(placement, count as usize))
-                .collect(),
+impl TryFrom<EncodedMap> for PlacementMap {
+    type Error = String;
+
+    /// Expands the runs, once their lengths are known to add up to a
+    /// bucket count a cluster may have: the counts come from the network
+    /// and are checked before anything is allocated.
+    fn try_from(encoded: EncodedMap) -> Result<Self, String> {
+        let mut total: u32 = 0;
+        for (count, _) in &encoded.runs {
+            if *count == 0 {
+                return Err("placement map: a run of 0 buckets".to_owned());
+            }
+            total = total
+                .checked_add(*count)
+                .filter(|total| *total <= MAX_BUCKETS)
+                .ok_or_else(|| format!("placement map: more than {MAX_BUCKETS} buckets"))?;
         }
+        if total == 0 {
+            return Err("placement map: no buckets".to_owned());
+        }
+        let mut buckets = Vec::with_capacity(total as usize);
+        for (count, placement) in encoded.runs {
+            buckets.extend(std::iter::repeat_n(placement, count as usize));
+        }
+        Ok(PlacementMap {
+            version: encoded.version,
+            buckets,
+        })
     }
 }
 
@@ -235,6 +259,21 @@ mod tests {
             prop_assert!(serde_json::to_string(&uniform).unwrap().len() < 200);
         }
 
+        /// Goal: maps of any run lengths up to the cap decode to what was
+        /// encoded.
+        #[test]
+        fn maps_of_any_runs_round_trip(runs in prop::collection::vec((1u32..3000, 0usize..4), 1..20)) {
+            let map = PlacementMap {
+                version: 9,
+                buckets: runs
+                    .iter()
+                    .flat_map(|(count, leader)| std::iter::repeat_n(placement(2, *leader), *count as usize))
+                    .collect(),
+            };
+            let json = serde_json::to_string(&map).unwrap();
+            prop_assert_eq!(serde_json::from_str::<PlacementMap>(&json).unwrap(), map);
+        }
+
         /// Goal: every replica named in a placement has exactly one role in it.
         #[test]
         fn each_member_has_one_role(leader in 0usize..5) {
@@ -245,5 +284,46 @@ mod tests {
             prop_assert_eq!(map.roles_of(Id::from(leader + 3)).count(), 0);
             prop_assert_eq!(map.placement(Bucket(0)).unwrap().role_of(Id::from(leader)), Some(Role::Leader));
         }
+    }
+
+    /// The JSON of a one-bucket map whose runs are patched to `counts`
+    /// (as a hostile peer could send them).
+    fn with_runs(counts: &[u64]) -> String {
+        let map = PlacementMap::uniform(1, placement(1, 1));
+        let mut value = serde_json::to_value(&map).unwrap();
+        let run = value["runs"][0].clone();
+        value["runs"] = counts
+            .iter()
+            .map(|count| {
+                let mut run = run.clone();
+                run[0] = (*count).into();
+                run
+            })
+            .collect();
+        value.to_string()
+    }
+
+    /// Goal: a map whose runs claim more buckets than a cluster may have,
+    /// or none, is refused before anything is allocated (a run of
+    /// u32::MAX would otherwise ask for hundreds of gigabytes and abort
+    /// the process).
+    #[test]
+    fn oversized_and_empty_maps_are_refused_without_allocating() {
+        let started = std::time::Instant::now();
+        let refused = |counts: &[u64]| {
+            serde_json::from_str::<PlacementMap>(&with_runs(counts))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&[u32::MAX as u64]).contains("more than 65536 buckets"));
+        assert!(refused(&[40_000, 40_000]).contains("more than 65536 buckets"));
+        assert!(refused(&[u32::MAX as u64, u32::MAX as u64, 1]).contains("more than"));
+        assert!(refused(&[u64::from(MAX_BUCKETS) + 1]).contains("more than"));
+        assert!(refused(&[3, 0, 2]).contains("a run of 0 buckets"));
+        assert!(refused(&[]).contains("no buckets"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // The cap itself is a map a cluster may have.
+        let largest = serde_json::from_str::<PlacementMap>(&with_runs(&[60_000, 5_536])).unwrap();
+        assert_eq!(largest.bucket_count(), MAX_BUCKETS);
     }
 }
