@@ -562,7 +562,18 @@ impl ReplicaActor {
             Msg::Pull { from } => {
                 let mut batch = Vec::new();
                 let mut entries = 0;
+                // Each bucket is answered once, however often the pull
+                // names it (else a pull naming one bucket thousands of
+                // times draws megabytes: amplification). The first position
+                // given for it wins: a subscriber names each bucket once,
+                // so only a malformed pull has duplicates, and answering
+                // the first keeps the answer what the pull would get
+                // without the repeats, in the order it asked.
+                let mut answered = BTreeSet::new();
                 for (bucket, after) in from {
+                    if !answered.insert(bucket) {
+                        continue;
+                    }
                     let Some(replica) = state.buckets.get(&bucket) else {
                         continue; // not a replica of it: no answer
                     };
@@ -2107,5 +2118,31 @@ mod tests {
             },
         );
         assert!(sent(&commands).is_empty());
+    }
+
+    /// Goal: a pull naming one bucket many times is answered once for it
+    /// (no amplification), from the first position it gives.
+    #[test]
+    fn duplicate_buckets_in_a_pull_are_answered_once() {
+        let mut follower = start(SYNC);
+        let entries = vec![
+            Entry::command(Epoch(1), command(0)),
+            Entry::command(Epoch(1), command(1)),
+        ];
+        deliver(&mut follower, SYNC, LEADER, append(1, 0, 0, entries, 2));
+        let from = std::iter::once((Bucket(0), Position(1)))
+            .chain(std::iter::repeat_n((Bucket(0), Position(0)), 999))
+            .collect();
+        let commands = deliver(&mut follower, SYNC, 9, Msg::Pull { from });
+        let changes: Vec<_> = sent(&commands)
+            .into_iter()
+            .flat_map(|msg| match msg {
+                Msg::Changes(batch) => batch.to_vec(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(changes.len(), 1, "one answer for the one bucket");
+        assert_eq!(changes[0].bucket, Bucket(0));
+        assert_eq!(changes[0].entries.len(), 1, "from the first position given");
     }
 }
