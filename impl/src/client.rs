@@ -7,8 +7,10 @@ use crate::config::{controller_id, ClusterConfig};
 use crate::runtime::Runtime;
 use crate::wire::{self, Datagram, Report};
 use anyhow::{bail, Context, Result};
+use berth_model::client::{Action, Pending};
+use berth_model::hashing::bucket_of;
 use berth_model::{
-    BerthActor, Bucket, ClientActor, Customer, Msg, NodeState, Position, Task, Token,
+    BerthActor, Bucket, ClientActor, Command, Customer, Msg, NodeState, Op, Position, Task, Token,
 };
 use stateright::actor::Id;
 use std::collections::BTreeMap;
@@ -80,17 +82,78 @@ pub struct Session {
     pub reader: Option<Id>,
 }
 
+/// How a client run ended: every task answered, or out of time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Run<A> {
+    /// Every task was answered; the answers, in order.
+    Done(Vec<A>),
+    /// Time ran out: the answers received until then, in order, and the
+    /// write that was in flight, whose outcome the client does not know.
+    TimedOut {
+        answers: Vec<A>,
+        in_flight: Option<InFlight>,
+    },
+}
+
+impl<A> Run<A> {
+    /// The answers received, whether or not the run finished.
+    pub fn answers(&self) -> &[A] {
+        match self {
+            Run::Done(answers) | Run::TimedOut { answers, .. } => answers,
+        }
+    }
+
+    /// The same run with each answer mapped.
+    pub fn map<B>(self, f: impl FnMut(A) -> B) -> Run<B> {
+        match self {
+            Run::Done(answers) => Run::Done(answers.into_iter().map(f).collect()),
+            Run::TimedOut { answers, in_flight } => Run::TimedOut {
+                answers: answers.into_iter().map(f).collect(),
+                in_flight,
+            },
+        }
+    }
+}
+
+/// A write sent and not answered in time: it may or may not have
+/// committed, and its token tells which (`berth token`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    pub token: Token,
+    pub bucket: Bucket,
+    /// What the write was: "hold of <unit>" or "confirm of <unit>".
+    pub what: String,
+}
+
+impl InFlight {
+    /// The write `pending` stands for, if it is one (queries and reads
+    /// change nothing, so nothing about them is left to resolve).
+    fn of(pending: &Pending, buckets: u32) -> Option<InFlight> {
+        let Action::Command(Command { token, op }) = &pending.action else {
+            return None;
+        };
+        let what = match op {
+            Op::Hold { unit, .. } => format!("hold of {unit}"),
+            Op::Confirm { unit, .. } => format!("confirm of {unit}"),
+        };
+        Some(InFlight {
+            token: *token,
+            bucket: bucket_of(op.unit(), buckets),
+            what,
+        })
+    }
+}
+
 /// Runs `tasks` as a client of `config`'s cluster in `session`; returns
-/// the answers (`Reply`, `NotDecided` or `ReadReply`, in order), or `None`
-/// if the cluster did not answer everything within `timeout`.
+/// the answers (`Reply`, `NotDecided` or `ReadReply`, in order), and if the
+/// cluster did not answer everything within `timeout`, the write in flight.
 pub fn run_tasks(
     config: &ClusterConfig,
     session: &Session,
     tasks: Vec<Task>,
     timeout: Duration,
-) -> Result<Option<Vec<Msg>>> {
-    Ok(run_tasks_timed(config, session, tasks, timeout)?
-        .map(|answers| answers.into_iter().map(|(msg, _)| msg).collect()))
+) -> Result<Run<Msg>> {
+    Ok(run_tasks_timed(config, session, tasks, timeout)?.map(|(msg, _)| msg))
 }
 
 /// As `run_tasks`, with the moment each answer arrived (to within one turn
@@ -100,7 +163,7 @@ pub fn run_tasks_timed(
     session: &Session,
     tasks: Vec<Task>,
     timeout: Duration,
-) -> Result<Option<Vec<(Msg, Instant)>>> {
+) -> Result<Run<(Msg, Instant)>> {
     let auth = outsider_auth(config)?;
     let socket = client_socket(config)?;
     let id = match socket.local_addr()? {
@@ -144,14 +207,23 @@ pub fn run_tasks_timed(
     let NodeState::Client(client) = &runtime.state else {
         unreachable!("a client runs a client state");
     };
-    Ok(done.then(|| {
-        client
-            .answers
-            .iter()
-            .cloned()
-            .zip(arrivals.into_inner())
-            .collect()
-    }))
+    let answers = client
+        .answers
+        .iter()
+        .cloned()
+        .zip(arrivals.into_inner())
+        .collect();
+    Ok(if done {
+        Run::Done(answers)
+    } else {
+        Run::TimedOut {
+            answers,
+            in_flight: client
+                .pending
+                .as_ref()
+                .and_then(|pending| InFlight::of(pending, config.buckets)),
+        }
+    })
 }
 
 /// A client's authentication: the client key, else the operator key (an
@@ -384,5 +456,48 @@ mod tests {
         assert!(parse_token("T123.4").is_err());
         assert!(parse_token("X@b1").is_err());
         assert!(parse_token("T1.2@bx").is_err());
+    }
+
+    /// Goal: a write in flight is named with its token and its unit's
+    /// bucket; a query or read in flight leaves nothing to resolve.
+    #[test]
+    fn in_flight_names_writes_only() {
+        let unit = berth_model::InventoryUnit::new("BCN-JFK-2026-07-14", "C14");
+        let token = Token { client: 5, seq: 1 };
+        let pending = |action| Pending {
+            action,
+            retries_left: 0,
+        };
+        let confirm = pending(Action::Command(Command {
+            token,
+            op: Op::Confirm {
+                unit: unit.clone(),
+                hold: Token { client: 5, seq: 0 },
+            },
+        }));
+        assert_eq!(
+            InFlight::of(&confirm, 2048),
+            Some(InFlight {
+                token,
+                bucket: bucket_of(&unit, 2048),
+                what: "confirm of BCN-JFK-2026-07-14/C14".to_owned(),
+            })
+        );
+        let hold = pending(Action::Command(Command {
+            token,
+            op: Op::Hold {
+                unit: unit.clone(),
+                customer: Customer::new("alice"),
+            },
+        }));
+        assert_eq!(
+            InFlight::of(&hold, 2048).unwrap().what,
+            "hold of BCN-JFK-2026-07-14/C14"
+        );
+        let query = pending(Action::Query {
+            bucket: Bucket(3),
+            token,
+        });
+        assert_eq!(InFlight::of(&query, 2048), None);
     }
 }

@@ -2,7 +2,7 @@
 //! move buckets and fail them over.
 
 use anyhow::{Context, Result};
-use berth::client::{self, parse_token, token_text, Ending, Session};
+use berth::client::{self, parse_token, token_text, Ending, InFlight, Run, Session};
 use berth::cluster::{self, Layout};
 use berth::config::{ClusterConfig, Member};
 use berth::wire::Datagram;
@@ -13,7 +13,7 @@ use berth_model::placement::MAX_BUCKETS;
 use berth_model::rebalance;
 use berth_model::{Bucket, Customer, GroupId, InventoryUnit, Msg, Outcome, PositionToken, Task};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -435,7 +435,7 @@ fn run(command: Command) -> Result<u8> {
                 vec![Task::Query { bucket, token }],
                 seconds(args.timeout)?,
             )?;
-            Ok(report_answers(answers, args.timeout).exit_code())
+            Ok(report_answers(answers, args.timeout, &args.config.config).exit_code())
         }
         Command::Move(args) => {
             let config = args.config.load()?;
@@ -525,7 +525,7 @@ fn run(command: Command) -> Result<u8> {
                     took.as_secs_f64() * 1000.0
                 );
             }
-            let Some(answers) = answers else {
+            let Run::Done(answers) = answers else {
                 println!(
                     "unreachable: the bookings did not finish within {}s",
                     args.timeout
@@ -606,14 +606,17 @@ fn unit_task(args: &UnitArgs, task: impl FnOnce(InventoryUnit) -> Task) -> Resul
         ..Session::default()
     };
     let answers = client::run_tasks(&config, &session, vec![task(unit)], seconds(args.timeout)?)?;
-    Ok(report_answers(answers, args.timeout).exit_code())
+    Ok(report_answers(answers, args.timeout, &args.config.config).exit_code())
 }
 
-/// Prints one line per answer; says how the command ended.
-fn report_answers(answers: Option<Vec<Msg>>, timeout: f64) -> Ending {
-    let Some(answers) = answers else {
-        println!("unreachable: no answer from the cluster within {timeout}s");
-        return Ending::Unreachable;
+/// Prints one line per answer; says how the command ended. Out of time,
+/// it prints the answers received, then says so, then names the write in
+/// flight and how to learn its outcome (`config` is the configuration
+/// path as given, for the command it suggests).
+fn report_answers(run: Run<Msg>, timeout: f64, config: &Path) -> Ending {
+    let (answers, timed_out) = match run {
+        Run::Done(answers) => (answers, None),
+        Run::TimedOut { answers, in_flight } => (answers, Some(in_flight)),
     };
     let mut ending = Ending::Done;
     for answer in answers {
@@ -664,7 +667,24 @@ fn report_answers(answers: Option<Vec<Msg>>, timeout: f64) -> Ending {
             other => println!("unexpected answer: {other}"),
         }
     }
+    if let Some(in_flight) = timed_out {
+        println!("unreachable: no answer from the cluster within {timeout}s");
+        if let Some(in_flight) = in_flight {
+            println!("{}", in_flight_line(&in_flight, config));
+        }
+        return Ending::Unreachable;
+    }
     ending
+}
+
+/// What to tell the user about a write sent and not answered in time.
+fn in_flight_line(in_flight: &InFlight, config: &Path) -> String {
+    let token = token_text(in_flight.token, in_flight.bucket);
+    format!(
+        "in flight: {}, token {token}: it may or may not have committed; `berth token {token} --config {}` tells which",
+        in_flight.what,
+        config.display()
+    )
 }
 
 /// Parses position tokens given on the command line.
@@ -703,7 +723,7 @@ fn read(args: &ReadArgs) -> Result<u8> {
         vec![Task::Read(unit)],
         seconds(args.timeout)?,
     )?;
-    Ok(report_answers(answers, args.timeout).exit_code())
+    Ok(report_answers(answers, args.timeout, &args.config.config).exit_code())
 }
 
 /// `berth search`: the search view's answer, with the data's age; over
@@ -1002,4 +1022,28 @@ fn change(
         timeout.as_secs_f64()
     );
     Ok(Ending::Unreachable.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_model::Token;
+
+    /// Goal: a write left in flight by a timeout is named with its token
+    /// and bucket, and the user is told the exact command that resolves it.
+    #[test]
+    fn in_flight_line_names_the_token_and_the_command() {
+        let in_flight = InFlight {
+            token: Token {
+                client: 123,
+                seq: 2,
+            },
+            bucket: Bucket(17),
+            what: "confirm of BCN-JFK-2026-07-14/C14".to_owned(),
+        };
+        assert_eq!(
+            in_flight_line(&in_flight, Path::new("/tmp/berth/cluster.toml")),
+            "in flight: confirm of BCN-JFK-2026-07-14/C14, token T123.2@b17: it may or may not have committed; `berth token T123.2@b17 --config /tmp/berth/cluster.toml` tells which"
+        );
+    }
 }
