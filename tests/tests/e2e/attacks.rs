@@ -621,6 +621,12 @@ fn forged_answers_do_not_fool_a_client() {
         assert!(forged > 0, "{how:?}: the client never asked");
         assert!(!text.contains("confirmed:"), "{how:?}: {text}");
         assert_eq!(output.status.code(), Some(3), "{how:?}: {text}");
+        // The timed-out client says which write may have happened and how
+        // to find out.
+        assert!(
+            text.contains("in flight: hold of") && text.contains("berth token T"),
+            "{how:?}: {text}"
+        );
         eprintln!(
             "{how:?}: {forged} forged answers ignored; exit 3 after {:?}",
             started.elapsed()
