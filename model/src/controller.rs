@@ -38,7 +38,8 @@
 //! bucket it serves as sync follower is reconfigured. The operator's
 //! `Msg::Failover` runs the same failover on a live leader (planned).
 
-use crate::actor::{BerthActor, Detector, FollowerLag, Msg, ProtocolConfig, Timer};
+use crate::config::{Detector, ProtocolConfig};
+use crate::messages::{Emits, FollowerLag, Msg, Timer};
 use crate::placement::{BucketPlacement, GroupLayout, PlacementMap};
 use crate::types::{Bucket, Epoch, GroupId};
 use crate::variant::Variant;
@@ -128,7 +129,7 @@ impl ControllerActor {
         &self,
         _id: Id,
         storage: Option<&ControllerState>,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) -> ControllerState {
         let mut state = storage.cloned().unwrap_or_else(|| ControllerState {
             map: self.initial_map.clone(),
@@ -164,7 +165,7 @@ impl ControllerActor {
         state: &mut ControllerState,
         src: Id,
         msg: Msg,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         if let Detector::Probes { .. } = self.config.detector {
             // Any message is a sign of life (only replicas are counted).
@@ -291,7 +292,7 @@ impl ControllerActor {
         state: &mut ControllerState,
         bucket: Bucket,
         group: GroupId,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let Some(placement) = state.map.placement(bucket).cloned() else {
             return;
@@ -335,7 +336,7 @@ impl ControllerActor {
         _id: Id,
         state: &mut ControllerState,
         timer: &Timer,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         match timer {
             Timer::SuspectLeader(bucket) => {
@@ -373,7 +374,7 @@ impl ControllerActor {
     /// probe, fail over what a down replica leads and reconfigure what it
     /// serves as sync follower, resend what may have been lost, probe
     /// again.
-    fn probe(&self, state: &mut ControllerState, o: &mut Out<BerthActor>) {
+    fn probe(&self, state: &mut ControllerState, o: &mut Out<impl Emits>) {
         let Detector::Probes { misses } = self.config.detector else {
             return;
         };
@@ -442,7 +443,7 @@ impl ControllerActor {
 
     /// Resends the fences and move requests in progress (UDP may have lost
     /// them; each is idempotent at the replica).
-    fn resend(&self, state: &ControllerState, o: &mut Out<BerthActor>) {
+    fn resend(&self, state: &ControllerState, o: &mut Out<impl Emits>) {
         for (bucket, epoch) in &state.fencing {
             if let Some(placement) = state.map.placement(*bucket) {
                 for follower in &placement.sync_followers {
@@ -478,7 +479,7 @@ impl ControllerActor {
         &self,
         state: &mut ControllerState,
         bucket: Bucket,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) -> bool {
         let Some(placement) = state.map.placement(bucket).cloned() else {
             return true;
@@ -540,7 +541,7 @@ impl ControllerActor {
         state: &mut ControllerState,
         bucket: Bucket,
         down: &BTreeSet<Id>,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) -> bool {
         let Some(placement) = state.map.placement(bucket).cloned() else {
             return true;
@@ -581,7 +582,7 @@ impl ControllerActor {
         bucket: Bucket,
         epoch: Epoch,
         last_epoch: Epoch,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         if state.fencing.get(&bucket) != Some(&epoch) {
             return; // ignore_stale_fenced: not the failover in progress
@@ -631,7 +632,7 @@ impl ControllerActor {
         state: &mut ControllerState,
         bucket: Bucket,
         next: BucketPlacement,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let previous = state.map.buckets[bucket.0 as usize].clone();
         let former: BTreeSet<Id> = members(&previous).collect();
@@ -649,7 +650,7 @@ impl ControllerActor {
         map: &PlacementMap,
         bucket: Bucket,
         also: &BTreeSet<Id>,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let Some(placement) = map.placement(bucket) else {
             return;
@@ -669,7 +670,7 @@ impl ControllerActor {
 
     /// Sets both suspicion timers of `bucket`, or cancels them once the
     /// bucket may not advance any more.
-    fn arm_suspicion(&self, map: &PlacementMap, bucket: Bucket, o: &mut Out<BerthActor>) {
+    fn arm_suspicion(&self, map: &PlacementMap, bucket: Bucket, o: &mut Out<impl Emits>) {
         let Some(placement) = map.placement(bucket) else {
             return;
         };
@@ -709,7 +710,7 @@ mod tests {
     //! Engine tests of the controller's failover decisions.
 
     use super::*;
-    use crate::actor::NodeState;
+    use crate::actor::{BerthActor, NodeState};
     use crate::test_support::{self, placement, Commands, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
     use crate::types::Position;
     use stateright::actor::{Actor, Command as Cmd};

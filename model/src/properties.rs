@@ -2,9 +2,10 @@
 //! history of what clients were told (DESIGN.md, "What the checker must
 //! prove"). The names are the ones the checker prints.
 
-use crate::actor::{BerthActor, Msg, NodeState, ReadPath, Storage};
+use crate::actor::{BerthActor, NodeState, Storage};
 use crate::bucket::{BucketState, Outcome, UnitStatus};
 use crate::client::ClientState;
+use crate::messages::{Msg, ReadPath};
 use crate::placement::{BucketPlacement, PlacementMap};
 use crate::replica::{DurableBucket, ReplicaState};
 use crate::stream::SubscriberState;

@@ -18,9 +18,10 @@
 //!    matches it durably, and only then replies. Async followers never hold
 //!    up a commit.
 
-use crate::actor::{BerthActor, FollowerLag, Msg, ProtocolConfig, ReadPath, Snapshot, Timer};
 use crate::bucket::{BucketState, Command};
+use crate::config::ProtocolConfig;
 use crate::log::{Entry, Log, Payload};
+use crate::messages::{Emits, FollowerLag, Msg, ReadPath, Snapshot, Timer};
 use crate::placement::{BucketPlacement, PlacementMap};
 use crate::stream;
 use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
@@ -314,7 +315,7 @@ impl ReplicaActor {
         &self,
         id: Id,
         storage: Option<&ReplicaStorage>,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) -> ReplicaState {
         let durable: ReplicaStorage = match storage {
             Some(storage) => storage.clone(),
@@ -354,7 +355,7 @@ impl ReplicaActor {
     }
 
     /// A leader (re)starts the clock of every active hold of `bucket`.
-    fn arm_hold_expiries(&self, bucket: Bucket, durable: &DurableBucket, o: &mut Out<BerthActor>) {
+    fn arm_hold_expiries(&self, bucket: Bucket, durable: &DurableBucket, o: &mut Out<impl Emits>) {
         let Some(ttl) = &self.config.hold_ttl else {
             return;
         };
@@ -371,7 +372,7 @@ impl ReplicaActor {
         state: &mut ReplicaState,
         bucket: Bucket,
         hold: Token,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let Some(replica) = state.buckets.get_mut(&bucket) else {
             return;
@@ -398,7 +399,7 @@ impl ReplicaActor {
         state: &mut ReplicaState,
         src: Id,
         msg: Msg,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         match msg {
             Msg::Request {
@@ -615,7 +616,7 @@ impl ReplicaActor {
         id: Id,
         state: &mut ReplicaState,
         timer: &Timer,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         if let Timer::HoldExpiry(bucket, hold) = timer {
             return self.expire_hold(id, state, *bucket, *hold, o);
@@ -657,7 +658,7 @@ impl ReplicaActor {
         controller: Id,
         bucket: Bucket,
         epoch: Epoch,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let Some(replica) = state.buckets.get_mut(&bucket) else {
             return;
@@ -693,7 +694,7 @@ impl ReplicaActor {
         state: &mut ReplicaState,
         bucket: Bucket,
         placement: BucketPlacement,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let replica = match state.buckets.entry(bucket) {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
@@ -737,7 +738,7 @@ impl ReplicaActor {
         bucket: Bucket,
         replica: &mut BucketReplica,
         entry: impl FnOnce(Epoch) -> Entry,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) -> Position {
         let durable = Arc::make_mut(&mut replica.durable);
         let position = durable.log.push(entry(durable.placement.epoch));
@@ -761,7 +762,7 @@ impl ReplicaActor {
         bucket: Bucket,
         epoch: Epoch,
         destination: BucketPlacement,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let Some(replica) = state.buckets.get_mut(&bucket) else {
             return;
@@ -789,7 +790,7 @@ impl ReplicaActor {
         state: &mut ReplicaState,
         src: Id,
         snapshot: Snapshot,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let Snapshot {
             bucket,
@@ -886,7 +887,7 @@ impl ReplicaActor {
         bucket: Bucket,
         epoch: Epoch,
         token: Token,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) -> Option<&'a mut BucketReplica> {
         let known = match state.buckets.get_mut(&bucket) {
             Some(replica)
@@ -935,7 +936,7 @@ impl ReplicaActor {
         bucket: Bucket,
         epoch: Epoch,
         token: Token,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let Some(replica) = self.leading(id, state, client, bucket, epoch, token, o) else {
             return;
@@ -984,7 +985,7 @@ impl ReplicaActor {
         bucket: Bucket,
         unit: InventoryUnit,
         after: Position,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let Some(durable) = state.buckets.get(&bucket).map(|replica| &replica.durable) else {
             o.send(
@@ -1038,7 +1039,7 @@ impl ReplicaActor {
         bucket: Bucket,
         epoch: Epoch,
         command: Command,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let token = command.token;
         if self.config.variant == Variant::MultiLeader {
@@ -1089,7 +1090,7 @@ impl ReplicaActor {
         replica: &mut BucketReplica,
         client: Id,
         command: Command,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         if recorded_reply(bucket, &replica.durable, command.token).is_none() {
             let durable = Arc::make_mut(&mut replica.durable);
@@ -1117,7 +1118,7 @@ impl ReplicaActor {
         bucket: Bucket,
         replica: &BucketReplica,
         set: FollowerSet,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) -> bool {
         let durable = &replica.durable;
         let mut lagging = false;
@@ -1220,7 +1221,7 @@ impl ReplicaActor {
         bucket: Bucket,
         replica: &mut BucketReplica,
         was_moved_out: bool,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let durable = &replica.durable;
         if durable.moving_to.is_none() {
@@ -1262,7 +1263,7 @@ impl ReplicaActor {
         &self,
         bucket: Bucket,
         replica: &mut BucketReplica,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let quorum = replica.quorum_position(self.config.variant);
         let before = replica.durable.commit_position;
@@ -1329,7 +1330,7 @@ impl ReplicaActor {
     /// new commit position, with an empty `Append` (the others learn it
     /// with the entries they still lack). Without it a follower learns a
     /// commit only with the next write, and cannot serve a read of it.
-    fn announce_commit(&self, bucket: Bucket, replica: &BucketReplica, o: &mut Out<BerthActor>) {
+    fn announce_commit(&self, bucket: Bucket, replica: &BucketReplica, o: &mut Out<impl Emits>) {
         let last = replica.durable.log.last_position();
         let matched = |follower: &Id| replica.leader.match_positions.get(follower) == Some(&last);
         self.tell_commit(bucket, replica, matched, o);
@@ -1344,7 +1345,7 @@ impl ReplicaActor {
         bucket: Bucket,
         replica: &BucketReplica,
         to: impl Fn(&Id) -> bool,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         let durable = &replica.durable;
         let last = durable.log.last_position();
@@ -1396,7 +1397,7 @@ mod tests {
     //! `Actor` trait and compare the commands it emitted.
 
     use super::*;
-    use crate::actor::{NodeState, Storage};
+    use crate::actor::{BerthActor, NodeState, Storage};
     use crate::bucket::{Op, UnitStatus};
     use crate::test_support::{self, placement, sent, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
     use crate::types::InventoryUnit;
