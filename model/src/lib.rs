@@ -12,9 +12,8 @@
 //! The actors in this crate — [`ReplicaActor`], [`ControllerActor`] and
 //! [`ClientActor`], joined in [`BerthActor`] — are plain
 //! `stateright::actor::Actor`s: handlers change state and emit commands.
-//! `berth-checker` runs them in Stateright's `ActorModel` against the
-//! properties in [`properties`]; the `berth` runtime runs the very same code
-//! over UDP.
+//! `berth-checker` runs them in Stateright's `ActorModel` against its
+//! properties; the `berth` runtime runs the very same code over UDP.
 //!
 //! Module map:
 //! - [`types`], [`hashing`], [`placement`]: the vocabulary and routing.
@@ -24,8 +23,7 @@
 //! - [`replica`], [`controller`], [`client`], [`stream`]: the roles (the
 //!   last is the change-stream subscriber behind projections), and
 //!   [`actor`], which joins them into one `BerthActor`.
-//! - [`properties`], [`variant`]: what the checker proves, and the broken
-//!   designs it must refute.
+//! - [`variant`]: the broken designs the checker must refute.
 //! - [`rebalance`]: the planner of moves that even the groups' write load.
 
 pub mod actor;
@@ -37,7 +35,6 @@ pub mod hashing;
 pub mod log;
 pub mod messages;
 pub mod placement;
-pub mod properties;
 pub mod rebalance;
 pub mod replica;
 pub mod stream;
