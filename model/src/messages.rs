@@ -2,11 +2,10 @@
 //! another (`Msg` and its payload types) and the timers they set (`Timer`).
 //! The wire format is `Msg` as serde encodes it.
 
-use crate::bucket::{BucketState, Command, UnitStatus};
+use crate::bucket::{BucketState, Command, Outcome, UnitStatus};
 use crate::log::Entry;
 use crate::placement::{BucketPlacement, PlacementMap};
 use crate::types::{Bucket, Epoch, GroupId, InventoryUnit, Position, Token};
-use crate::Outcome;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Actor, Id};
 use std::fmt;
