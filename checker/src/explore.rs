@@ -11,8 +11,9 @@
 //! name); their indices, and so every path and URL, and the sequence
 //! diagram are the wrapped model's own.
 
+use crate::history::{BerthModel, BerthState};
+use crate::properties::PropertySpec;
 use crate::trace::describe_action;
-use berth_model::properties::{BerthModel, BerthState, PropertySpec};
 use stateright::{Expectation, Model, Path, Property};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -184,9 +185,9 @@ impl Model for ExploredModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::properties::NO_DOUBLE_SALE;
     use crate::run::{run, RunOptions, StopAt};
     use crate::scenario::ScenarioConfig;
-    use berth_model::properties::NO_DOUBLE_SALE;
     use berth_model::Variant;
     use std::collections::VecDeque;
 

@@ -3,6 +3,7 @@
 //! shortest, then the correct design run exhaustively on the same
 //! scenarios.
 
+use crate::properties::expected_violations;
 use crate::run::{run, PropertyStatus, RunOptions, StopAt, Strategy, Verdict};
 use crate::scenario::ScenarioConfig;
 use berth_model::Variant;
@@ -80,7 +81,7 @@ pub fn gallery(threads: usize, mut progress: impl FnMut(&str)) -> GalleryReport 
             });
         }
         progress(&format!("{variant} on {}", config.flags()));
-        let expected = variant.expected_violations().to_vec();
+        let expected = expected_violations(variant).to_vec();
         let report = run(
             &config,
             &RunOptions {

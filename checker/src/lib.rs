@@ -1,7 +1,9 @@
 //! # berth-checker
 //!
 //! Builds the `berth-model` actors into Stateright `ActorModel`s
-//! ([`scenario`]), explores them exhaustively or by simulation ([`run`]),
+//! ([`scenario`]) that record what clients were told ([`history`]), checks
+//! them against the [`properties`] the protocol must have, explores them
+//! exhaustively or by simulation ([`run`]),
 //! prints counterexamples as numbered steps ([`trace`]), runs the
 //! gallery of broken designs ([`gallery`]), and wraps a model for the web
 //! Explorer so that each state shows what it violates ([`explore`]). The
@@ -10,6 +12,8 @@
 pub mod banner;
 pub mod explore;
 pub mod gallery;
+pub mod history;
+pub mod properties;
 pub mod run;
 pub mod scenario;
 pub mod trace;

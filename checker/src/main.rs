@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use berth_checker::banner::Banner;
 use berth_checker::explore::ExploredModel;
+use berth_checker::properties::expected_violations;
 use berth_checker::run::{Progress, PropertyStatus, RunReport, StopAt};
 use berth_checker::{run, NetworkKind, RunOptions, Scenario, ScenarioConfig, Strategy, Verdict};
 use berth_model::Variant;
@@ -174,7 +175,7 @@ fn explore(args: &ExploreArgs) -> Result<()> {
     std::net::TcpListener::bind(args.addr)
         .with_context(|| format!("cannot serve the Explorer on {}", args.addr))?;
     let base = format!("http://{}/", args.addr);
-    let expected = scenario.variant.expected_violations();
+    let expected = expected_violations(scenario.variant);
     let mut lines = vec![format!(
         "Explorer for {} (variant {}): {base}",
         scenario.flags(),
@@ -318,10 +319,10 @@ fn check(args: &CheckArgs) -> Result<Verdict> {
         seed: args.seed,
         stop_at: if args.first_violation {
             StopAt::FirstViolation
-        } else if args.explore_all || scenario.variant.expected_violations().is_empty() {
+        } else if args.explore_all || expected_violations(scenario.variant).is_empty() {
             StopAt::Never
         } else {
-            StopAt::AnyOf(scenario.variant.expected_violations().to_vec())
+            StopAt::AnyOf(expected_violations(scenario.variant).to_vec())
         },
     };
     eprintln!(
@@ -424,7 +425,7 @@ fn print_report(report: &RunReport) {
         }
     );
     let variant = report.scenario.variant;
-    let exposed = variant.expected_violations().iter().any(|name| {
+    let exposed = expected_violations(variant).iter().any(|name| {
         report
             .property(name)
             .is_some_and(|p| p.status == PropertyStatus::Violated)
@@ -435,7 +436,7 @@ fn print_report(report: &RunReport) {
             println!(
                 "note: {} cannot expose variant {variant}; it breaks `{}` with {}",
                 report.scenario.flags(),
-                variant.expected_violations().join("` / `"),
+                expected_violations(variant).join("` / `"),
                 exposing.flags(),
             );
         }

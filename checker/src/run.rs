@@ -1,17 +1,15 @@
 //! One model-checking run and its report.
 
+use crate::history::{BerthAction, BerthModel, BerthState, RunControl};
+use crate::properties;
 use crate::scenario::ScenarioConfig;
 use crate::trace::format_trace;
-use berth_model::properties::{self, BerthModel, BerthState, RunControl};
 use serde::Serialize;
 use stateright::actor::ActorModelAction;
 use stateright::{Checker, Chooser, Expectation, HasDiscoveries, Model, Path};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// One step of the model.
-pub type BerthAction = ActorModelAction<berth_model::Msg, berth_model::Timer, ()>;
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// How the state space is explored.

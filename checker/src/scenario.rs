@@ -1,10 +1,11 @@
 //! Scenarios: which actors, which network, which faults. A scenario turns a
 //! `ScenarioConfig` into the `ActorModel` the checker explores.
 
+use crate::history::{self, BerthModel, BerthState, RunControl};
+use crate::properties::{self, PropertySpec};
 use berth_model::actor::{Detector, ProtocolConfig};
 use berth_model::controller::FailoverPolicy;
 use berth_model::placement::PlacementMap;
-use berth_model::properties::{self, BerthModel, BerthState, PropertySpec, RunControl};
 use berth_model::stream::SubscriberActor;
 use berth_model::Epoch;
 use berth_model::{
@@ -421,7 +422,7 @@ impl ScenarioConfig {
                 LossyNetwork::No
             })
             .max_crashes(self.crashes)
-            .record_msg_in(properties::record_msg_in)
+            .record_msg_in(history::record_msg_in)
             .within_boundary(match self.scenario {
                 Scenario::Replication => replica_crashes_only,
                 Scenario::Failover | Scenario::Cutover | Scenario::All => servers_crash_only,

@@ -1,8 +1,7 @@
 //! Counterexamples as people read them: one numbered line per step.
 
-use crate::run::BerthAction;
+use crate::history::{BerthAction, BerthModel, BerthState};
 use crate::scenario::actor_name;
-use berth_model::properties::{BerthModel, BerthState};
 use stateright::actor::ActorModelAction;
 use stateright::Path;
 

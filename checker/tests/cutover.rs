@@ -4,8 +4,8 @@
 
 mod support;
 
+use berth_checker::properties;
 use berth_checker::{NetworkKind, RunOptions, Scenario, ScenarioConfig};
-use berth_model::properties;
 use berth_model::Variant;
 use support::{assert_holds_exhaustively, violation_of};
 

@@ -5,8 +5,8 @@
 
 mod support;
 
+use berth_checker::properties;
 use berth_checker::{RunOptions, Scenario, ScenarioConfig, Strategy};
-use berth_model::properties;
 use berth_model::Variant;
 use std::time::Duration;
 use support::{assert_holds_exhaustively, violation_of};

@@ -2,10 +2,11 @@
 //! state space is pinned, and every always-property is shown to catch the
 //! violation it names.
 
+use berth_checker::history::{Acknowledgement, BerthState};
+use berth_checker::properties;
 use berth_checker::{
     run, NetworkKind, PropertyStatus, RunOptions, ScenarioConfig, StopAt, Strategy, Verdict,
 };
-use berth_model::properties::{self, Acknowledgement, BerthState};
 use berth_model::{Bucket, Epoch, NodeState, Outcome, Position, Refusal, Token, Variant};
 use stateright::actor::Id;
 use stateright::{Checker, Model};

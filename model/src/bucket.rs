@@ -256,18 +256,6 @@ impl BucketState {
         })
     }
 
-    /// Applies the log entry at `position`: a command, or the expiry of a
-    /// hold; the other payloads change no bucket state.
-    pub fn apply_entry(&mut self, position: Position, entry: &crate::log::Entry) {
-        match &entry.payload {
-            crate::log::Payload::Command(command) => {
-                self.apply(position, command);
-            }
-            crate::log::Payload::Expire { unit, hold } => self.expire(unit, *hold),
-            _ => {}
-        }
-    }
-
     /// The booking that holds `unit`, if it is sold.
     pub fn booking_of(&self, unit: &InventoryUnit) -> Option<Token> {
         match self.units.get(unit) {

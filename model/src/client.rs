@@ -17,8 +17,9 @@
 //! follower that has not applied through it answers `ReadBehind`, and the
 //! client reads at the leader instead.
 
-use crate::actor::{BerthActor, Msg, ProtocolConfig, Timer};
 use crate::bucket::{Command, Op, Outcome};
+use crate::config::ProtocolConfig;
+use crate::messages::{Emits, Msg, Timer};
 use crate::placement::PlacementMap;
 use crate::types::{Bucket, Customer, InventoryUnit, Position, Token};
 use crate::variant::Variant;
@@ -128,7 +129,7 @@ impl ClientState {
 }
 
 impl ClientActor {
-    pub fn on_start(&self, _id: Id, o: &mut Out<BerthActor>) -> ClientState {
+    pub fn on_start(&self, _id: Id, o: &mut Out<impl Emits>) -> ClientState {
         let mut state = ClientState {
             map: self.initial_map.clone(),
             task_index: 0,
@@ -147,7 +148,7 @@ impl ClientActor {
         state: &mut ClientState,
         _src: Id,
         msg: Msg,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         match msg {
             Msg::Reply {
@@ -247,7 +248,7 @@ impl ClientActor {
         _id: Id,
         state: &mut ClientState,
         timer: &Timer,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         if *timer != Timer::ClientRetry {
             return;
@@ -270,14 +271,14 @@ impl ClientActor {
         self.send_pending(state, o);
     }
 
-    fn finish_task(&self, state: &mut ClientState, o: &mut Out<BerthActor>) {
+    fn finish_task(&self, state: &mut ClientState, o: &mut Out<impl Emits>) {
         state.task_index += 1;
         state.pending = None;
         o.cancel_timer(Timer::ClientRetry);
         self.start_task(state, o);
     }
 
-    fn start_task(&self, state: &mut ClientState, o: &mut Out<BerthActor>) {
+    fn start_task(&self, state: &mut ClientState, o: &mut Out<impl Emits>) {
         let action = match self.tasks.get(state.task_index) {
             None => return,
             Some(Task::Book(unit) | Task::Hold(unit)) => Action::Command(self.command(
@@ -321,7 +322,7 @@ impl ClientActor {
         Command { token, op }
     }
 
-    fn start(&self, state: &mut ClientState, action: Action, o: &mut Out<BerthActor>) {
+    fn start(&self, state: &mut ClientState, action: Action, o: &mut Out<impl Emits>) {
         state.pending = Some(Pending {
             action,
             retries_left: self.config.client_retries,
@@ -330,7 +331,7 @@ impl ClientActor {
     }
 
     /// Routes the pending action with the cached map and sends it.
-    fn send_pending(&self, state: &ClientState, o: &mut Out<BerthActor>) {
+    fn send_pending(&self, state: &ClientState, o: &mut Out<impl Emits>) {
         let Some(pending) = &state.pending else {
             return;
         };

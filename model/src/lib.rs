@@ -12,27 +12,29 @@
 //! The actors in this crate — [`ReplicaActor`], [`ControllerActor`] and
 //! [`ClientActor`], joined in [`BerthActor`] — are plain
 //! `stateright::actor::Actor`s: handlers change state and emit commands.
-//! `berth-checker` runs them in Stateright's `ActorModel` against the
-//! properties in [`properties`]; the `berth` runtime runs the very same code
-//! over UDP.
+//! `berth-checker` runs them in Stateright's `ActorModel` against its
+//! properties; the `berth` runtime runs the very same code over UDP.
 //!
 //! Module map:
 //! - [`types`], [`hashing`], [`placement`]: the vocabulary and routing.
 //! - [`bucket`], [`log`]: the bucket state machine and its replicated log.
-//! - [`actor`], [`replica`], [`controller`], [`client`], [`stream`]: the
-//!   actors (the last is the change-stream subscriber behind projections).
-//! - [`properties`], [`variant`]: what the checker proves, and the broken
-//!   designs it must refute.
+//! - [`messages`], [`config`]: what the actors say to one another (`Msg`,
+//!   `Timer`) and the settings they share (`ProtocolConfig`).
+//! - [`replica`], [`controller`], [`client`], [`stream`]: the roles (the
+//!   last is the change-stream subscriber behind projections), and
+//!   [`actor`], which joins them into one `BerthActor`.
+//! - [`variant`]: the broken designs the checker must refute.
 //! - [`rebalance`]: the planner of moves that even the groups' write load.
 
 pub mod actor;
 pub mod bucket;
 pub mod client;
+pub mod config;
 pub mod controller;
 pub mod hashing;
 pub mod log;
+pub mod messages;
 pub mod placement;
-pub mod properties;
 pub mod rebalance;
 pub mod replica;
 pub mod stream;
@@ -41,10 +43,12 @@ mod test_support;
 pub mod types;
 pub mod variant;
 
-pub use actor::{BerthActor, Msg, NodeState, ProtocolConfig, Storage, Timeouts, Timer};
+pub use actor::{BerthActor, NodeState, Storage};
 pub use bucket::{BucketState, Command, Op, Outcome, Refusal};
 pub use client::{ClientActor, ClientState, Task};
+pub use config::{ProtocolConfig, Timeouts};
 pub use controller::ControllerActor;
+pub use messages::{Msg, Timer};
 pub use placement::{BucketPlacement, PlacementMap, Role};
 pub use replica::ReplicaActor;
 pub use types::{Bucket, Customer, Epoch, GroupId, InventoryUnit, Position, PositionToken, Token};

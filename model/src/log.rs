@@ -7,7 +7,7 @@
 //! but never at or below the committed position, because a committed entry
 //! may have been acknowledged to a client.
 
-use crate::bucket::Command;
+use crate::bucket::{BucketState, Command};
 use crate::types::{Epoch, InventoryUnit, Position, Token};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -109,6 +109,22 @@ impl fmt::Display for Entry {
             Payload::Noop => write!(f, "{}:no-op", self.epoch),
             Payload::Expire { unit, hold } => write!(f, "{}:expire {hold} on {unit}", self.epoch),
             Payload::Barrier => write!(f, "{}:barrier", self.epoch),
+        }
+    }
+}
+
+/// The bucket state machine knows commands; the log knows entries. Applying
+/// an entry lives here, so that the state machine need not know the log.
+impl BucketState {
+    /// Applies the log entry at `position`: a command, or the expiry of a
+    /// hold; the other payloads change no bucket state.
+    pub fn apply_entry(&mut self, position: Position, entry: &Entry) {
+        match &entry.payload {
+            Payload::Command(command) => {
+                self.apply(position, command);
+            }
+            Payload::Expire { unit, hold } => self.expire(unit, *hold),
+            _ => {}
         }
     }
 }

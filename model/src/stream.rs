@@ -17,8 +17,9 @@
 //! bucket — position and the `BucketState` there — is what the runtime's
 //! projections (search, customer trips) read.
 
-use crate::actor::{BerthActor, Changes, Msg, ProtocolConfig, Timer};
 use crate::bucket::BucketState;
+use crate::config::ProtocolConfig;
+use crate::messages::{Changes, Emits, Msg, Timer};
 use crate::placement::PlacementMap;
 use crate::types::{Bucket, Position};
 use crate::variant::Variant;
@@ -66,7 +67,7 @@ pub struct SubscriberState {
 }
 
 impl SubscriberActor {
-    pub fn on_start(&self, _id: Id, o: &mut Out<BerthActor>) -> SubscriberState {
+    pub fn on_start(&self, _id: Id, o: &mut Out<impl Emits>) -> SubscriberState {
         let mut state = SubscriberState {
             map: self.initial_map.clone(),
             streams: self
@@ -87,7 +88,7 @@ impl SubscriberActor {
         state: &mut SubscriberState,
         _src: Id,
         msg: Msg,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         match msg {
             Msg::Changes(batch) => {
@@ -112,7 +113,7 @@ impl SubscriberActor {
         _id: Id,
         state: &mut SubscriberState,
         timer: &Timer,
-        o: &mut Out<BerthActor>,
+        o: &mut Out<impl Emits>,
     ) {
         if *timer == Timer::Pull {
             if !state.awaiting.is_empty() && self.config.resend_unanswered {
@@ -128,7 +129,7 @@ impl SubscriberActor {
     /// the cached map) that have no pull in flight — or all of them where
     /// unanswered pulls are resent — and sets the pull timer, until the
     /// pull budget (if any) is spent.
-    fn pull(&self, state: &mut SubscriberState, o: &mut Out<BerthActor>) {
+    fn pull(&self, state: &mut SubscriberState, o: &mut Out<impl Emits>) {
         if let Some(max) = self.config.max_pulls {
             if state.pulls >= max {
                 return; // the checker's bound on pulls is reached
@@ -247,6 +248,7 @@ pub fn changes_msg(batch: Vec<Changes>) -> Msg {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actor::BerthActor;
     use crate::bucket::{Command, Op, UnitStatus};
     use crate::log::Entry;
     use crate::placement::BucketPlacement;

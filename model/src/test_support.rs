@@ -1,7 +1,8 @@
 //! Helpers for the engine tests: drive one actor through the `Actor` trait
 //! and look at the commands it emitted (the openraft style).
 
-use crate::actor::{BerthActor, Msg, NodeState, Storage, Timer};
+use crate::actor::{BerthActor, NodeState, Storage};
+use crate::messages::{Msg, Timer};
 use crate::placement::BucketPlacement;
 use crate::types::{Epoch, GroupId};
 use stateright::actor::{Actor, Command, Id, Out};

@@ -1,6 +1,8 @@
 //! Broken designs the seeds warn against, as small switches in the real
 //! protocol code. `Variant::Correct` is the design berth ships; every other
-//! variant is a deliberate bug that the checker must refute.
+//! variant is a deliberate bug that the checker must refute (the
+//! checker's `properties::expected_violations` names the properties that
+//! refute each).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -97,31 +99,6 @@ impl Variant {
             Variant::MultiLeader => "multi-leader",
             Variant::IgnoreReadToken => "ignore-read-token",
             Variant::StreamUncommitted => "stream-uncommitted",
-        }
-    }
-
-    /// The always-properties this variant must break (DESIGN.md's table);
-    /// none for the correct design.
-    pub fn expected_violations(self) -> &'static [&'static str] {
-        use crate::properties::{
-            CHANGE_STREAM_EXACT, NO_DOUBLE_SALE, NO_LOST_CONFIRMED_BOOKING, NO_SPLIT_OWNERSHIP,
-            ONE_OUTCOME_PER_TOKEN, SESSION_READS,
-        };
-        match self {
-            Variant::Correct => &[],
-            Variant::AsyncAck | Variant::PromoteLagging | Variant::EarlySwitch => {
-                &[NO_LOST_CONFIRMED_BOOKING]
-            }
-            Variant::UncheckedEpoch => &[NO_SPLIT_OWNERSHIP],
-            Variant::NoIdempotency => &[ONE_OUTCOME_PER_TOKEN],
-            Variant::MultiLeader => &[NO_DOUBLE_SALE],
-            Variant::IgnoreReadToken => &[SESSION_READS],
-            Variant::StreamUncommitted => &[CHANGE_STREAM_EXACT],
-            Variant::NoFencing => &[
-                NO_SPLIT_OWNERSHIP,
-                NO_DOUBLE_SALE,
-                NO_LOST_CONFIRMED_BOOKING,
-            ],
         }
     }
 

@@ -1,130 +1,20 @@
-//! What the checker proves, as functions of the system state plus a ghost
-//! history of what clients were told (DESIGN.md, "What the checker must
-//! prove"). The names are the ones the checker prints.
+//! What the checker proves, as functions of the system state plus the
+//! ghost history of what clients were told (DESIGN.md, "What the checker
+//! must prove"). The names are the ones the checker prints.
 
-use crate::actor::{BerthActor, Msg, NodeState, ReadPath, Storage};
-use crate::bucket::{BucketState, Outcome, UnitStatus};
-use crate::client::ClientState;
-use crate::placement::{BucketPlacement, PlacementMap};
-use crate::replica::{DurableBucket, ReplicaState};
-use crate::stream::SubscriberState;
-use crate::types::{Bucket, Epoch, InventoryUnit, Position, Token};
-use stateright::actor::{ActorModel, ActorModelState, Envelope, Id};
+use crate::history::{Acknowledgement, BerthModel, BerthState, History};
+use berth_model::bucket::{Refusal, UnitStatus};
+use berth_model::client::ClientState;
+use berth_model::messages::ReadPath;
+use berth_model::replica::{DurableBucket, ReplicaState};
+use berth_model::stream::SubscriberState;
+use berth_model::{
+    BerthActor, Bucket, BucketPlacement, BucketState, Epoch, InventoryUnit, Msg, NodeState,
+    Outcome, PlacementMap, Position, Storage, Token, Variant,
+};
+use stateright::actor::Id;
 use stateright::Expectation;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-/// One reply a client received: the ghost record of what it was told.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Acknowledgement {
-    pub client: Id,
-    /// The replica that replied (the leader of `epoch`).
-    pub leader: Id,
-    pub token: Token,
-    pub unit: InventoryUnit,
-    pub outcome: Outcome,
-    pub bucket: Bucket,
-    pub epoch: Epoch,
-    pub position: Position,
-}
-
-impl fmt::Display for Acknowledgement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "client {} was told {} {} → {} by replica {} ({}@{} at {})",
-            usize::from(self.client),
-            self.token,
-            self.unit,
-            self.outcome,
-            usize::from(self.leader),
-            self.bucket,
-            self.epoch,
-            self.position
-        )
-    }
-}
-
-/// The ghost history: every reply any client received. A set, so that the
-/// order in which replies arrived does not split otherwise equal states.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct History {
-    pub acknowledgements: BTreeSet<Acknowledgement>,
-    /// Tokens whose request a replica redirected because it knew a newer
-    /// epoch than the bucket's first: a stale router was told to refresh.
-    pub redirected: BTreeSet<Token>,
-}
-
-/// Control of a model-checking run, outside the protocol: the actors never
-/// see it.
-#[derive(Clone, Debug, Default)]
-pub struct RunControl {
-    /// Once set, no new state is inside the boundary, so the checker drains
-    /// its queue and stops. Stateright's own timeout is only looked at
-    /// between work batches of a thread, which a single-threaded BFS may
-    /// never finish; this flag is how a timeout stops any run promptly.
-    pub stop: Arc<AtomicBool>,
-    /// When set, the model checks only `VIOLATED_WHILE_LEADER_DOWN`: the
-    /// checker uses it to look for a counterexample of this violation in
-    /// which the leader has really crashed, not merely been suspected.
-    pub witness: Option<fn(&BerthState) -> Option<String>>,
-}
-
-impl RunControl {
-    pub fn is_stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-}
-
-/// The model the checker runs.
-pub type BerthModel = ActorModel<BerthActor, RunControl, History>;
-/// One state of that model.
-pub type BerthState = ActorModelState<BerthActor, History>;
-
-/// Records each `Reply` as it reaches its client.
-pub fn record_msg_in(
-    _: &RunControl,
-    history: &History,
-    envelope: Envelope<&Msg>,
-) -> Option<History> {
-    if let Msg::Redirect { epoch, token, .. } = envelope.msg {
-        if *epoch <= Epoch::FIRST || history.redirected.contains(token) {
-            return None;
-        }
-        let mut next = history.clone();
-        next.redirected.insert(*token);
-        return Some(next);
-    }
-    let Msg::Reply {
-        bucket,
-        epoch,
-        position,
-        token,
-        unit,
-        outcome,
-    } = envelope.msg
-    else {
-        return None;
-    };
-    let acknowledgement = Acknowledgement {
-        client: envelope.dst,
-        leader: envelope.src,
-        token: *token,
-        unit: unit.clone(),
-        outcome: *outcome,
-        bucket: *bucket,
-        epoch: *epoch,
-        position: *position,
-    };
-    if history.acknowledgements.contains(&acknowledgement) {
-        return None;
-    }
-    let mut next = history.clone();
-    next.acknowledgements.insert(acknowledgement);
-    Some(next)
-}
 
 pub const NO_SPLIT_OWNERSHIP: &str = "no split ownership";
 pub const NO_LOST_CONFIRMED_BOOKING: &str = "no lost confirmed booking";
@@ -363,7 +253,7 @@ pub fn hold_expired_property() -> PropertySpec {
                 .history
                 .acknowledgements
                 .iter()
-                .any(|ack| ack.outcome == Outcome::Refused(crate::bucket::Refusal::HoldExpired))
+                .any(|ack| ack.outcome == Outcome::Refused(Refusal::HoldExpired))
         },
         "a hold expires before its confirm, which is refused",
     )
@@ -833,4 +723,25 @@ pub fn cabin_contended(state: &BerthState) -> bool {
                     && matches!(winner.outcome, Outcome::Held | Outcome::Confirmed)
             })
     })
+}
+
+/// The always-properties `variant` must break (DESIGN.md's table); none
+/// for the correct design.
+pub fn expected_violations(variant: Variant) -> &'static [&'static str] {
+    match variant {
+        Variant::Correct => &[],
+        Variant::AsyncAck | Variant::PromoteLagging | Variant::EarlySwitch => {
+            &[NO_LOST_CONFIRMED_BOOKING]
+        }
+        Variant::UncheckedEpoch => &[NO_SPLIT_OWNERSHIP],
+        Variant::NoIdempotency => &[ONE_OUTCOME_PER_TOKEN],
+        Variant::MultiLeader => &[NO_DOUBLE_SALE],
+        Variant::IgnoreReadToken => &[SESSION_READS],
+        Variant::StreamUncommitted => &[CHANGE_STREAM_EXACT],
+        Variant::NoFencing => &[
+            NO_SPLIT_OWNERSHIP,
+            NO_DOUBLE_SALE,
+            NO_LOST_CONFIRMED_BOOKING,
+        ],
+    }
 }

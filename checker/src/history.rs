@@ -1,0 +1,123 @@
+//! The model the checker runs: the `berth-model` actors in Stateright's
+//! `ActorModel`, plus a ghost history of what clients were told, which the
+//! properties read (DESIGN.md, "What the checker must prove"), and the
+//! run's controls, which the actors never see.
+
+use berth_model::{BerthActor, Bucket, Epoch, InventoryUnit, Msg, Outcome, Position, Timer, Token};
+use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Envelope, Id};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// One reply a client received: the ghost record of what it was told.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Acknowledgement {
+    pub client: Id,
+    /// The replica that replied (the leader of `epoch`).
+    pub leader: Id,
+    pub token: Token,
+    pub unit: InventoryUnit,
+    pub outcome: Outcome,
+    pub bucket: Bucket,
+    pub epoch: Epoch,
+    pub position: Position,
+}
+
+impl fmt::Display for Acknowledgement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "client {} was told {} {} → {} by replica {} ({}@{} at {})",
+            usize::from(self.client),
+            self.token,
+            self.unit,
+            self.outcome,
+            usize::from(self.leader),
+            self.bucket,
+            self.epoch,
+            self.position
+        )
+    }
+}
+
+/// The ghost history: every reply any client received. A set, so that the
+/// order in which replies arrived does not split otherwise equal states.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct History {
+    pub acknowledgements: BTreeSet<Acknowledgement>,
+    /// Tokens whose request a replica redirected because it knew a newer
+    /// epoch than the bucket's first: a stale router was told to refresh.
+    pub redirected: BTreeSet<Token>,
+}
+
+/// Control of a model-checking run, outside the protocol: the actors never
+/// see it.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    /// Once set, no new state is inside the boundary, so the checker drains
+    /// its queue and stops. Stateright's own timeout is only looked at
+    /// between work batches of a thread, which a single-threaded BFS may
+    /// never finish; this flag is how a timeout stops any run promptly.
+    pub stop: Arc<AtomicBool>,
+    /// When set, the model checks only `VIOLATED_WHILE_LEADER_DOWN`: the
+    /// checker uses it to look for a counterexample of this violation in
+    /// which the leader has really crashed, not merely been suspected.
+    pub witness: Option<fn(&BerthState) -> Option<String>>,
+}
+
+impl RunControl {
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The model the checker runs.
+pub type BerthModel = ActorModel<BerthActor, RunControl, History>;
+/// One state of that model.
+pub type BerthState = ActorModelState<BerthActor, History>;
+/// One step of that model.
+pub type BerthAction = ActorModelAction<Msg, Timer, ()>;
+
+/// Records each `Reply` as it reaches its client.
+pub fn record_msg_in(
+    _: &RunControl,
+    history: &History,
+    envelope: Envelope<&Msg>,
+) -> Option<History> {
+    if let Msg::Redirect { epoch, token, .. } = envelope.msg {
+        if *epoch <= Epoch::FIRST || history.redirected.contains(token) {
+            return None;
+        }
+        let mut next = history.clone();
+        next.redirected.insert(*token);
+        return Some(next);
+    }
+    let Msg::Reply {
+        bucket,
+        epoch,
+        position,
+        token,
+        unit,
+        outcome,
+    } = envelope.msg
+    else {
+        return None;
+    };
+    let acknowledgement = Acknowledgement {
+        client: envelope.dst,
+        leader: envelope.src,
+        token: *token,
+        unit: unit.clone(),
+        outcome: *outcome,
+        bucket: *bucket,
+        epoch: *epoch,
+        position: *position,
+    };
+    if history.acknowledgements.contains(&acknowledgement) {
+        return None;
+    }
+    let mut next = history.clone();
+    next.acknowledgements.insert(acknowledgement);
+    Some(next)
+}

@@ -1,0 +1,298 @@
+//! The controller: the one authority over the placement map.
+//!
+//! It serves the map to routers and, when failover is enabled, changes a
+//! bucket's placement only by advancing its epoch, always in the same order:
+//! decide, make the new map durable, then publish it (seed 004, "Failover
+//! Uses The Same Authority Discipline"; DESIGN.md "Failover").
+//!
+//! - **Leader suspected** (`Timer::SuspectLeader`): fence the commit quorum
+//!   at epoch N+1 — every sync follower promises N+1, after which the old
+//!   leader can no longer commit — and wait for a sync follower's report of
+//!   its durable log. Promote it only if it holds the durable replayed
+//!   prefix: its log ends in an entry of epoch N (so it holds N's epoch-start
+//!   entry and everything the leader of N started with, plus every entry
+//!   committed at N, since commits wait for it), or N is the bucket's first
+//!   epoch. The old leader becomes its sync follower. Otherwise the failover
+//!   aborts: the old leader keeps the bucket at N+1 and writes wait for it.
+//! - **Sync follower suspected** (`Timer::SuspectSyncFollower`): reconfigure
+//!   through epoch N+1, the first async follower taking the sync role and
+//!   the suspected follower becoming async. The leader cannot commit at N+1
+//!   before the new sync follower holds the new epoch-start entry, so the
+//!   group never silently degrades to async-only commits; writes wait until
+//!   the new sync follower has caught up.
+//!
+//! A controller that crashed between saving and publishing does not
+//! announce again: a replica that meets a newer epoch than its own (in a
+//! routed request or an append) fetches the placement from the controller.
+//!
+//! Changes run one at a time per bucket; different buckets change
+//! concurrently (a node that leads a thousand buckets fails over all of
+//! them at once).
+//!
+//! **Who suspects.** In the checker (`Detector::Anytime`) the suspicion
+//! timers fire at any moment, so every detector, including one that
+//! suspects a live leader, is explored; safety never depends on it. The
+//! runtime uses `Detector::Probes`: on every `Timer::Probe` the controller
+//! probes each replica, and a replica it has not heard from for `misses`
+//! probes in a row is down: each bucket it leads fails over, and each
+//! bucket it serves as sync follower is reconfigured. The operator's
+//! `Msg::Failover` runs the same failover on a live leader (planned).
+//!
+//! The files: this one holds the actor and its state, routes each message
+//! and timer, and publishes placements; `detector` the probes and what
+//! they heard; `failover` the leader and sync-follower changes; `moves`
+//! the operator's moves (cutover).
+
+mod detector;
+mod failover;
+mod moves;
+#[cfg(test)]
+mod tests;
+
+pub use detector::Liveness;
+pub use moves::Moving;
+
+use crate::config::{Detector, ProtocolConfig};
+use crate::messages::{Emits, Msg, Timer};
+use crate::placement::{BucketPlacement, GroupLayout, PlacementMap};
+use crate::types::{Bucket, Epoch, GroupId};
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// When the controller may change placements.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FailoverPolicy {
+    /// The controller advances no bucket beyond this epoch. The checker sets
+    /// it to keep the state space finite; a real cluster has none.
+    pub epoch_limit: Option<Epoch>,
+}
+
+/// The controller process.
+#[derive(Clone, Debug)]
+pub struct ControllerActor {
+    /// The map the controller starts with before it has saved one.
+    pub initial_map: PlacementMap,
+    pub config: ProtocolConfig,
+    /// `None`: no failover.
+    pub failover: Option<FailoverPolicy>,
+    /// The replica groups buckets may move to.
+    pub groups: Vec<GroupLayout>,
+    /// Moves the operator planned: each fires once, on `Timer::PlannedMove`
+    /// (the checker's stand-in for a `MoveBucket` request).
+    pub planned_moves: Vec<(Bucket, GroupId)>,
+}
+
+/// The controller's state. Durable: the map, and the failovers and moves in
+/// progress, saved before their first message is sent so that a restarted
+/// controller resumes them instead of starting others. Volatile: what the
+/// failure detector heard (`Liveness`), which a restart forgets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ControllerState {
+    pub map: PlacementMap,
+    /// Failovers in progress: the epoch each bucket's sync followers are
+    /// asked to promise.
+    pub fencing: BTreeMap<Bucket, Epoch>,
+    /// Moves in progress.
+    pub moving: BTreeMap<Bucket, Moving>,
+    #[serde(skip)]
+    pub liveness: Liveness,
+}
+
+impl ControllerState {
+    /// Whether the durable part differs from `other`'s.
+    pub fn durable_differs(&self, other: &ControllerState) -> bool {
+        self.map != other.map || self.fencing != other.fencing || self.moving != other.moving
+    }
+}
+
+impl ControllerActor {
+    pub fn on_start(
+        &self,
+        _id: Id,
+        storage: Option<&ControllerState>,
+        o: &mut Out<impl Emits>,
+    ) -> ControllerState {
+        let mut state = storage.cloned().unwrap_or_else(|| ControllerState {
+            map: self.initial_map.clone(),
+            fencing: BTreeMap::new(),
+            moving: BTreeMap::new(),
+            liveness: Liveness::default(),
+        });
+        state.liveness = Liveness::default();
+        if storage.is_none() {
+            for (bucket, _) in &self.planned_moves {
+                o.set_timer(
+                    Timer::PlannedMove(*bucket),
+                    self.config.timeouts.suspect.clone(),
+                );
+            }
+        }
+        match self.config.detector {
+            Detector::Anytime => {
+                for index in 0..state.map.bucket_count() {
+                    self.arm_suspicion(&state.map, Bucket(index), o);
+                }
+            }
+            Detector::Probes { .. } => {
+                o.set_timer(Timer::Probe, self.config.timeouts.probe.clone());
+            }
+        }
+        state
+    }
+
+    pub fn on_msg(
+        &self,
+        _id: Id,
+        state: &mut ControllerState,
+        src: Id,
+        msg: Msg,
+        o: &mut Out<impl Emits>,
+    ) {
+        if let Detector::Probes { .. } = self.config.detector {
+            // Any message is a sign of life (only replicas are counted).
+            state.liveness.heard.insert(src);
+        }
+        match msg {
+            Msg::FetchMap => o.send(src, Msg::Map(state.map.clone())),
+            Msg::Failover { bucket } => {
+                self.suspect_leader(state, bucket, o);
+            }
+            Msg::FetchPlacement { bucket } => {
+                if let Some(placement) = state.map.placement(bucket) {
+                    o.send(
+                        src,
+                        Msg::Placement {
+                            bucket,
+                            placement: placement.clone(),
+                        },
+                    );
+                }
+            }
+            Msg::Fenced {
+                bucket,
+                epoch,
+                last_epoch,
+                ..
+            } => self.on_fenced(state, src, bucket, epoch, last_epoch, o),
+            Msg::Alive { lagging } => state.liveness.lagging_reported(src, lagging),
+            Msg::MoveBucket { bucket, group } => {
+                if let Err(reason) = self.may_move(state, bucket, group) {
+                    tracing::warn!(%bucket, group = group.0, %reason, "move refused");
+                    o.send(src, Msg::MoveRefused { bucket, reason });
+                    return;
+                }
+                self.start_move(state, bucket, group, o)
+            }
+            Msg::MovedOut {
+                bucket,
+                epoch,
+                barrier: _,
+            } => self.on_moved_out(state, src, bucket, epoch, o),
+            _ => {}
+        }
+    }
+
+    pub fn on_timeout(
+        &self,
+        _id: Id,
+        state: &mut ControllerState,
+        timer: &Timer,
+        o: &mut Out<impl Emits>,
+    ) {
+        match timer {
+            Timer::SuspectLeader(bucket) => {
+                if !self.suspect_leader(state, *bucket, o) {
+                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+                }
+            }
+            Timer::SuspectSyncFollower(bucket) => {
+                if !self.suspect_sync_follower(state, *bucket, &BTreeSet::new(), o) {
+                    o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
+                }
+            }
+            Timer::PlannedMove(bucket) => self.on_planned_move(state, *bucket, o),
+            Timer::Probe => self.probe(state, o),
+            Timer::ClientRetry
+            | Timer::Replicate(_)
+            | Timer::HoldExpiry(..)
+            | Timer::Pull
+            | Timer::AnnounceCommit(_) => {}
+        }
+    }
+
+    /// Changes `bucket` to `next` in the map (the step saves it before any
+    /// send), tells every replica of the old and the new placement, and
+    /// re-arms suspicion.
+    fn publish(
+        &self,
+        state: &mut ControllerState,
+        bucket: Bucket,
+        next: BucketPlacement,
+        o: &mut Out<impl Emits>,
+    ) {
+        let previous = state.map.buckets[bucket.0 as usize].clone();
+        let former: BTreeSet<Id> = previous.members().collect();
+        state.map.buckets[bucket.0 as usize] = next;
+        state.map.version += 1;
+        state.fencing.remove(&bucket);
+        state.moving.remove(&bucket);
+        self.announce(&state.map, bucket, &former, o);
+        self.arm_suspicion(&state.map, bucket, o);
+    }
+
+    /// Sends `bucket`'s placement to its members and to `also`.
+    fn announce(
+        &self,
+        map: &PlacementMap,
+        bucket: Bucket,
+        also: &BTreeSet<Id>,
+        o: &mut Out<impl Emits>,
+    ) {
+        let Some(placement) = map.placement(bucket) else {
+            return;
+        };
+        let mut recipients: BTreeSet<Id> = placement.members().collect();
+        recipients.extend(also.iter().copied());
+        for replica in recipients {
+            o.send(
+                replica,
+                Msg::Placement {
+                    bucket,
+                    placement: placement.clone(),
+                },
+            );
+        }
+    }
+
+    /// Sets both suspicion timers of `bucket`, or cancels them once the
+    /// bucket may not advance any more.
+    fn arm_suspicion(&self, map: &PlacementMap, bucket: Bucket, o: &mut Out<impl Emits>) {
+        let Some(placement) = map.placement(bucket) else {
+            return;
+        };
+        if self.failover.is_none() || self.config.detector != Detector::Anytime {
+            return;
+        }
+        for timer in [
+            Timer::SuspectLeader(bucket),
+            Timer::SuspectSyncFollower(bucket),
+        ] {
+            if self.may_advance(placement) {
+                o.set_timer(timer, self.config.timeouts.suspect.clone());
+            } else {
+                o.cancel_timer(timer);
+            }
+        }
+    }
+
+    /// Whether failover is enabled and `placement` may take another epoch.
+    fn may_advance(&self, placement: &BucketPlacement) -> bool {
+        match &self.failover {
+            None => false,
+            Some(policy) => policy
+                .epoch_limit
+                .is_none_or(|limit| placement.epoch < limit),
+        }
+    }
+}

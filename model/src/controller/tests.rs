@@ -1,0 +1,497 @@
+//! Engine tests of the controller's failover decisions.
+
+use super::*;
+use crate::actor::{BerthActor, NodeState};
+use crate::messages::FollowerLag;
+use crate::test_support::{self, placement, Commands, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
+use crate::types::Position;
+use crate::variant::Variant;
+use stateright::actor::{Actor, Command as Cmd};
+
+fn controller(start_epoch: u64, variant: Variant) -> (BerthActor, NodeState) {
+    let actor = BerthActor::Controller(ControllerActor {
+        initial_map: PlacementMap::uniform(1, placement(start_epoch, LEADER, SYNC, ASYNC)),
+        config: ProtocolConfig {
+            variant,
+            ..ProtocolConfig::default()
+        },
+        failover: Some(FailoverPolicy { epoch_limit: None }),
+        groups: Vec::new(),
+        planned_moves: Vec::new(),
+    });
+    let state = test_support::start(&actor, CONTROLLER);
+    (actor, state)
+}
+
+/// A controller of `buckets` buckets, all led by `LEADER`, detecting
+/// failures by probes (down after two unanswered probes).
+fn probing_controller(buckets: u32) -> (BerthActor, NodeState) {
+    let actor = BerthActor::Controller(ControllerActor {
+        initial_map: PlacementMap::uniform(buckets, placement(1, LEADER, SYNC, ASYNC)),
+        config: ProtocolConfig {
+            detector: Detector::Probes { misses: 2 },
+            resend_unanswered: true,
+            ..ProtocolConfig::default()
+        },
+        failover: Some(FailoverPolicy { epoch_limit: None }),
+        groups: Vec::new(),
+        planned_moves: Vec::new(),
+    });
+    let state = test_support::start(&actor, CONTROLLER);
+    (actor, state)
+}
+
+fn fences(commands: &Commands) -> Vec<(Bucket, Epoch)> {
+    test_support::sent(commands)
+        .into_iter()
+        .filter_map(|msg| match msg {
+            Msg::Fence { bucket, epoch } => Some((*bucket, *epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Goal: with the probe detector, a leader that stops answering is
+/// failed over — every bucket it leads at once — only after `misses`
+/// probes in a row go unanswered, while replicas that answer are never
+/// suspected; nothing fails over while everyone answers.
+#[test]
+fn probes_fail_over_every_bucket_of_a_silent_leader() {
+    let (actor, mut state) = probing_controller(3);
+    let probe = |state: &mut NodeState| fire(&actor, state, Timer::Probe);
+    let answer = |state: &mut NodeState, from: usize| {
+        deliver(&actor, state, from, alive());
+    };
+    // Everyone answers: probes go out, nobody is suspected.
+    for _ in 0..3 {
+        let commands = probe(&mut state);
+        assert_eq!(
+            test_support::sent(&commands)
+                .iter()
+                .filter(|msg| ***msg == Msg::Probe)
+                .count(),
+            3
+        );
+        assert!(fences(&commands).is_empty());
+        for replica in [LEADER, SYNC, ASYNC] {
+            answer(&mut state, replica);
+        }
+    }
+    // The leader falls silent: one missed probe is not enough.
+    let commands = probe(&mut state);
+    assert!(fences(&commands).is_empty(), "{commands:?}");
+    answer(&mut state, SYNC);
+    answer(&mut state, ASYNC);
+    let commands = probe(&mut state);
+    assert!(fences(&commands).is_empty(), "{commands:?}");
+    answer(&mut state, SYNC);
+    answer(&mut state, ASYNC);
+    // The second missed probe: all three buckets fence at epoch 2.
+    let commands = probe(&mut state);
+    let fenced = fences(&commands);
+    assert_eq!(
+        fenced,
+        vec![
+            (Bucket(0), Epoch(2)),
+            (Bucket(1), Epoch(2)),
+            (Bucket(2), Epoch(2))
+        ]
+    );
+    let controller = state.as_controller().unwrap();
+    assert_eq!(controller.fencing.len(), 3);
+    assert_eq!(
+        controller.down(2).into_iter().collect::<Vec<_>>(),
+        vec![Id::from(LEADER)]
+    );
+    // The fenced follower's reports promote it, bucket by bucket.
+    for bucket in 0..3 {
+        deliver(
+            &actor,
+            &mut state,
+            SYNC,
+            Msg::Fenced {
+                bucket: Bucket(bucket),
+                epoch: Epoch(2),
+                last_position: Position(0),
+                last_epoch: Epoch(0),
+            },
+        );
+    }
+    let controller = state.as_controller().unwrap();
+    assert!(controller.fencing.is_empty());
+    assert!(controller
+        .map
+        .buckets
+        .iter()
+        .all(|placement| placement.leader == Id::from(SYNC) && placement.epoch == Epoch(2)));
+}
+
+/// Goal: the probe detector never makes a change that cannot help: no
+/// failover while every sync follower is down too (nobody could report
+/// the committed prefix), and no down async follower is moved into the
+/// sync role.
+#[test]
+fn probes_do_not_act_on_dead_replacements() {
+    let (actor, mut state) = probing_controller(1);
+    let probe = |state: &mut NodeState| fire(&actor, state, Timer::Probe);
+    // Leader and sync follower both silent; only the async follower
+    // answers.
+    for _ in 0..3 {
+        let commands = probe(&mut state);
+        assert!(fences(&commands).is_empty(), "{commands:?}");
+        deliver(&actor, &mut state, ASYNC, alive());
+    }
+    assert!(state.as_controller().unwrap().fencing.is_empty());
+    assert_eq!(state.as_controller().unwrap().map.version, 1);
+    // Now the leader answers but the sync and async followers do not:
+    // the sync follower is down, and so is the only replacement.
+    let (actor, mut state) = probing_controller(1);
+    for _ in 0..3 {
+        fire(&actor, &mut state, Timer::Probe);
+        deliver(&actor, &mut state, LEADER, alive());
+    }
+    assert_eq!(state.as_controller().unwrap().map.version, 1);
+    // The async follower comes back: it replaces the down sync follower.
+    deliver(&actor, &mut state, ASYNC, alive());
+    deliver(&actor, &mut state, LEADER, alive());
+    fire(&actor, &mut state, Timer::Probe);
+    let map = &state.as_controller().unwrap().map;
+    assert_eq!(map.version, 2);
+    assert_eq!(map.buckets[0].sync_followers, vec![Id::from(ASYNC)]);
+}
+
+/// Goal: the operator's `Failover` fences a live leader's commit quorum
+/// at once (a planned failover), and a second request for the same
+/// bucket while it runs starts nothing new.
+#[test]
+fn operator_failover_fences_at_once() {
+    let (actor, mut state) = probing_controller(2);
+    let commands = deliver(
+        &actor,
+        &mut state,
+        CLIENT,
+        Msg::Failover { bucket: Bucket(1) },
+    );
+    assert_eq!(fences(&commands), vec![(Bucket(1), Epoch(2))]);
+    assert!(commands.iter().any(|c| matches!(c, Cmd::Save(_))));
+    let again = deliver(
+        &actor,
+        &mut state,
+        CLIENT,
+        Msg::Failover { bucket: Bucket(1) },
+    );
+    assert!(
+        !again.iter().any(|c| matches!(c, Cmd::Save(_))),
+        "{again:?}"
+    );
+    assert_eq!(state.as_controller().unwrap().fencing.len(), 1);
+}
+
+fn fire(actor: &BerthActor, state: &mut NodeState, timer: Timer) -> Commands {
+    test_support::fire(actor, state, CONTROLLER, timer)
+}
+
+fn deliver(actor: &BerthActor, state: &mut NodeState, src: usize, msg: Msg) -> Commands {
+    test_support::deliver(actor, state, CONTROLLER, src, msg)
+}
+
+fn fenced(epoch: u64, last_epoch: u64) -> Msg {
+    Msg::Fenced {
+        bucket: Bucket(0),
+        epoch: Epoch(epoch),
+        last_position: Position(3),
+        last_epoch: Epoch(last_epoch),
+    }
+}
+
+fn current(state: &NodeState) -> &BucketPlacement {
+    &state.as_controller().unwrap().map.buckets[0]
+}
+
+/// Runs a leader failover of a bucket at `epoch` whose sync follower
+/// reports a log ending in an entry of `last_epoch`; returns the
+/// commands of the decision and the controller state.
+fn failover(epoch: u64, last_epoch: u64, variant: Variant) -> (Commands, NodeState) {
+    let (actor, mut state) = controller(epoch, variant);
+    let commands = fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+    assert!(
+        matches!(commands[0], Cmd::Save(_)),
+        "the fence is saved first"
+    );
+    assert!(commands.iter().any(|c| matches!(
+        c,
+        Cmd::Send(to, Msg::Fence { epoch: e, .. }) if *to == Id::from(SYNC) && e.0 == epoch + 1
+    )));
+    let commands = deliver(&actor, &mut state, SYNC, fenced(epoch + 1, last_epoch));
+    (commands, state)
+}
+
+/// Goal: a fenced sync follower that holds the epoch's entries is
+/// promoted, the old leader takes its sync role, the map is saved before
+/// anyone hears of it, and every member is told.
+#[test]
+fn promotes_the_fenced_sync_follower_holding_the_prefix() {
+    let (commands, state) = failover(3, 3, Variant::Correct);
+    assert_eq!(current(&state), &placement(4, SYNC, LEADER, ASYNC));
+    assert!(matches!(commands[0], Cmd::Save(_)), "{commands:?}");
+    let told: Vec<usize> = commands
+        .iter()
+        .filter_map(|c| match c {
+            Cmd::Send(to, Msg::Placement { .. }) => Some(usize::from(*to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [LEADER, SYNC, ASYNC]);
+    assert_eq!(state.as_controller().unwrap().map.version, 2);
+}
+
+/// Goal: at the bucket's first epoch nothing precedes the log, so the
+/// sync follower is promotable even with an empty log.
+#[test]
+fn first_epoch_sync_follower_is_promotable() {
+    let (_, state) = failover(1, 0, Variant::Correct);
+    assert_eq!(current(&state).leader, Id::from(SYNC));
+}
+
+/// Goal: a sync follower without the current epoch's entries (it joined
+/// the quorum and has not caught up) is never promoted: the failover
+/// aborts and the old leader keeps the bucket at the new epoch.
+#[test]
+fn lagging_sync_follower_is_not_promoted() {
+    let (_, state) = failover(3, 2, Variant::Correct);
+    assert_eq!(current(&state), &placement(4, LEADER, SYNC, ASYNC));
+}
+
+/// Goal: the `promote-lagging` variant promotes the async follower
+/// regardless — the deviation the checker refutes.
+#[test]
+fn promote_lagging_variant_promotes_the_async_follower() {
+    let (_, state) = failover(3, 3, Variant::PromoteLagging);
+    assert_eq!(current(&state).leader, Id::from(ASYNC));
+}
+
+/// Goal: a stale report (another epoch, or from a replica outside the
+/// quorum) changes nothing: map changes are compare-and-set.
+#[test]
+fn stale_fenced_reports_are_ignored() {
+    let (actor, mut state) = controller(3, Variant::Correct);
+    fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+    let before = state.clone();
+    assert!(deliver(&actor, &mut state, SYNC, fenced(5, 3)).is_empty());
+    assert!(deliver(&actor, &mut state, ASYNC, fenced(4, 3)).is_empty());
+    assert_eq!(state, before);
+}
+
+/// Goal: a suspected sync follower is replaced through a new epoch by the
+/// async follower; the leader stays.
+#[test]
+fn suspected_sync_follower_is_replaced_through_a_new_epoch() {
+    let (actor, mut state) = controller(1, Variant::Correct);
+    let commands = fire(&actor, &mut state, Timer::SuspectSyncFollower(Bucket(0)));
+    assert!(matches!(commands[0], Cmd::Save(_)));
+    assert_eq!(current(&state), &placement(2, LEADER, ASYNC, SYNC));
+}
+
+/// Goal: the epoch limit stops further changes, and a restarted
+/// controller resumes its saved failover rather than starting another.
+#[test]
+fn epoch_limit_and_restart() {
+    let actor = BerthActor::Controller(ControllerActor {
+        initial_map: PlacementMap::uniform(1, placement(2, LEADER, SYNC, ASYNC)),
+        config: ProtocolConfig::default(),
+        failover: Some(FailoverPolicy {
+            epoch_limit: Some(Epoch(2)),
+        }),
+        groups: Vec::new(),
+        planned_moves: Vec::new(),
+    });
+    let mut state = actor.on_start(Id::from(CONTROLLER), &None, &mut Out::new());
+    let before = state.clone();
+    let commands = fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+    assert!(commands.is_empty());
+    assert_eq!(state, before);
+
+    let (actor, mut state) = controller(1, Variant::Correct);
+    let commands = fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+    let Cmd::Save(saved) = &commands[0] else {
+        panic!("{commands:?}")
+    };
+    let mut restarted = actor.on_start(Id::from(CONTROLLER), &Some(saved.clone()), &mut Out::new());
+    assert_eq!(restarted, state);
+    let commands = fire(&actor, &mut restarted, Timer::SuspectLeader(Bucket(0)));
+    assert!(
+        commands.iter().all(|c| !matches!(c, Cmd::Send(..))),
+        "no second fence: {commands:?}"
+    );
+    deliver(&actor, &mut restarted, SYNC, fenced(2, 0));
+    assert_eq!(current(&restarted).leader, Id::from(SYNC));
+}
+
+/// A probe's answer with no lagging follower.
+fn alive() -> Msg {
+    Msg::Alive {
+        lagging: Vec::new(),
+    }
+}
+
+const DEST_LEADER: usize = 5;
+const DEST_SYNC: usize = 6;
+
+fn mover(variant: Variant) -> (BerthActor, NodeState) {
+    let actor = BerthActor::Controller(ControllerActor {
+        initial_map: PlacementMap::uniform(1, placement(1, LEADER, SYNC, ASYNC)),
+        config: ProtocolConfig {
+            variant,
+            ..ProtocolConfig::default()
+        },
+        failover: Some(FailoverPolicy { epoch_limit: None }),
+        groups: vec![GroupLayout {
+            group: GroupId(2),
+            leader: Id::from(DEST_LEADER),
+            sync_followers: vec![Id::from(DEST_SYNC)],
+            async_followers: vec![],
+        }],
+        planned_moves: vec![],
+    });
+    let state = test_support::start(&actor, CONTROLLER);
+    (actor, state)
+}
+
+fn move_request() -> Msg {
+    Msg::MoveBucket {
+        bucket: Bucket(0),
+        group: GroupId(2),
+    }
+}
+
+fn moved_out(epoch: u64) -> Msg {
+    Msg::MovedOut {
+        bucket: Bucket(0),
+        epoch: Epoch(epoch),
+        barrier: Position(4),
+    }
+}
+
+/// Goal: while a leader reports an async follower of a group involved
+/// over its lag budget, the operator's move is refused with the reason
+/// and nothing is saved or sent to replicas; a move to an unknown group
+/// is refused too; once the leader reports no lag, the same move starts.
+#[test]
+fn move_is_refused_while_a_group_is_over_its_lag_budget() {
+    let (actor, mut state) = mover(Variant::Correct);
+    let lag = FollowerLag {
+        bucket: Bucket(0),
+        follower: Id::from(ASYNC),
+        entries: 4,
+        millis: 6_200,
+    };
+    deliver(
+        &actor,
+        &mut state,
+        LEADER,
+        Msg::Alive { lagging: vec![lag] },
+    );
+    let before = state.clone();
+    let commands = deliver(&actor, &mut state, 99, move_request());
+    match commands.as_slice() {
+        [Cmd::Send(to, Msg::MoveRefused { bucket, reason })] => {
+            assert_eq!(usize::from(*to), 99);
+            assert_eq!(*bucket, Bucket(0));
+            assert!(reason.contains("over its lag budget"), "{reason}");
+            assert!(
+                reason.contains("replica 3 is 6.2 s (4 entries) behind on b0"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(state, before, "a refused move changes nothing");
+    let unknown = deliver(
+        &actor,
+        &mut state,
+        99,
+        Msg::MoveBucket {
+            bucket: Bucket(0),
+            group: GroupId(9),
+        },
+    );
+    assert!(matches!(
+        unknown.as_slice(),
+        [Cmd::Send(_, Msg::MoveRefused { reason, .. })] if reason.contains("no group 9")
+    ));
+    deliver(&actor, &mut state, LEADER, alive());
+    let commands = deliver(&actor, &mut state, 99, move_request());
+    assert!(commands
+        .iter()
+        .any(|c| matches!(c, Cmd::Send(_, Msg::MoveOut { .. }))));
+}
+
+/// Goal: a move is saved and the source asked to move out; the map
+/// changes only on the source's `MovedOut` for that epoch, saved before
+/// it is published to the old and new members.
+#[test]
+fn move_publishes_only_after_the_barrier() {
+    let (actor, mut state) = mover(Variant::Correct);
+    let commands = deliver(&actor, &mut state, 99, move_request());
+    assert!(matches!(commands[0], Cmd::Save(_)));
+    assert!(commands.iter().any(|c| matches!(
+        c,
+        Cmd::Send(to, Msg::MoveOut { epoch: Epoch(1), .. }) if *to == Id::from(LEADER)
+    )));
+    assert_eq!(current(&state).group, GroupId(1), "routing unchanged");
+
+    // A report from another epoch or another replica changes nothing.
+    let before = state.clone();
+    assert!(deliver(&actor, &mut state, LEADER, moved_out(2)).is_empty());
+    assert!(deliver(&actor, &mut state, SYNC, moved_out(1)).is_empty());
+    assert_eq!(state, before);
+
+    let commands = deliver(&actor, &mut state, LEADER, moved_out(1));
+    assert!(matches!(commands[0], Cmd::Save(_)));
+    assert_eq!(
+        current(&state),
+        &BucketPlacement {
+            epoch: Epoch(2),
+            group: GroupId(2),
+            leader: Id::from(DEST_LEADER),
+            sync_followers: vec![Id::from(DEST_SYNC)],
+            async_followers: vec![],
+        }
+    );
+    let told: BTreeSet<usize> = commands
+        .iter()
+        .filter_map(|c| match c {
+            Cmd::Send(to, Msg::Placement { .. }) => Some(usize::from(*to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        BTreeSet::from([LEADER, SYNC, ASYNC, DEST_LEADER, DEST_SYNC])
+    );
+    assert!(state.as_controller().unwrap().moving.is_empty());
+}
+
+/// Goal: suspecting the source leader mid-move aborts the move and
+/// fences; a late `MovedOut` is then ignored.
+#[test]
+fn suspected_source_aborts_the_move() {
+    let (actor, mut state) = mover(Variant::Correct);
+    deliver(&actor, &mut state, 99, move_request());
+    fire(&actor, &mut state, Timer::SuspectLeader(Bucket(0)));
+    let controller = state.as_controller().unwrap();
+    assert!(controller.moving.is_empty());
+    assert!(!controller.fencing.is_empty());
+    let before = state.clone();
+    assert!(deliver(&actor, &mut state, LEADER, moved_out(1)).is_empty());
+    assert_eq!(state, before);
+}
+
+/// Goal: the `early-switch` variant publishes the destination at once,
+/// before any barrier — the deviation the checker refutes.
+#[test]
+fn early_switch_variant_publishes_at_once() {
+    let (actor, mut state) = mover(Variant::EarlySwitch);
+    deliver(&actor, &mut state, 99, move_request());
+    assert_eq!(current(&state).leader, Id::from(DEST_LEADER));
+}

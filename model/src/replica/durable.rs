@@ -1,0 +1,209 @@
+//! What a replica keeps on disk for each bucket (`DurableBucket`), how a
+//! replica's state is saved (`ReplicaState::storage`), and the invariants
+//! checked after every step that changed it (`ReplicaState::validate`).
+
+use super::ReplicaState;
+use crate::bucket::BucketState;
+use crate::log::{Log, Payload};
+use crate::messages::Msg;
+use crate::placement::BucketPlacement;
+use crate::types::{Bucket, Epoch, Position, Token};
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a replica keeps on disk for one bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DurableBucket {
+    /// The placement this replica serves in.
+    pub placement: BucketPlacement,
+    /// The newest epoch this replica promised; it never acts for an older one.
+    pub promised_epoch: Epoch,
+    pub log: Log,
+    /// Every entry through this position is committed and applied.
+    pub commit_position: Position,
+    /// The bucket state at `commit_position`, idempotency table included.
+    pub applied: BucketState,
+    /// While this replica, as leader, moves the bucket out (cutover): the
+    /// destination placement, whose members it streams the bucket to.
+    /// Saved, so that a restarted leader keeps streaming.
+    pub moving_to: Option<BucketPlacement>,
+}
+
+/// A replica's durable state: its buckets. Shared (`Arc`), so that taking
+/// a replica's storage or comparing it after a step costs one pointer per
+/// bucket, and a step copies only the bucket it changes.
+pub type ReplicaStorage = BTreeMap<Bucket, Arc<DurableBucket>>;
+
+impl DurableBucket {
+    /// The state after applying every entry in the log, committed or not:
+    /// what the leader decides new commands against.
+    pub fn state_through_last(&self) -> BucketState {
+        let mut state = self.applied.clone();
+        for (position, entry) in self.log.iter_after(self.commit_position) {
+            state.apply_entry(position, entry);
+        }
+        state
+    }
+
+    /// Whether this replica durably holds the entry deciding `token` at
+    /// `position`: in its log, or compacted into its snapshot.
+    pub fn holds(&self, position: Position, token: Token) -> bool {
+        match self.log.entry(position) {
+            Some(entry) => entry.token() == Some(token),
+            None => {
+                position <= self.log.start()
+                    && self
+                        .applied
+                        .recorded(&token)
+                        .is_some_and(|recorded| recorded.position == position)
+            }
+        }
+    }
+
+    /// The position of the uncommitted entry deciding `token`, if any.
+    pub fn uncommitted_position(&self, token: &Token) -> Option<Position> {
+        self.log
+            .iter_after(self.commit_position)
+            .find(|(_, entry)| entry.token() == Some(*token))
+            .map(|(position, _)| position)
+    }
+
+    /// Advances the commit position to `position` (clamped to the log) and
+    /// applies the newly committed entries.
+    pub(super) fn commit_through(&mut self, position: Position) {
+        let target = position.min(self.log.last_position());
+        while self.commit_position < target {
+            let next = self.commit_position.next();
+            let entry = self
+                .log
+                .entry(next)
+                .expect("committed entries are in the log");
+            self.applied.apply_entry(next, entry);
+            self.commit_position = next;
+        }
+    }
+
+    /// A fresh replica of a bucket placed at `placement`: empty log.
+    pub fn empty(placement: BucketPlacement) -> Self {
+        DurableBucket {
+            promised_epoch: placement.epoch,
+            placement,
+            log: Log::default(),
+            commit_position: Position(0),
+            applied: BucketState::default(),
+            moving_to: None,
+        }
+    }
+
+    /// Whether the bucket is sealed at this replica's epoch: its log ends
+    /// with a barrier of the current epoch, after which nothing may be
+    /// appended at that epoch.
+    pub fn sealed(&self) -> bool {
+        self.log.last_entry().is_some_and(|entry| {
+            entry.payload == Payload::Barrier && entry.epoch == self.placement.epoch
+        })
+    }
+
+    /// The destination members a moving leader streams to.
+    pub fn learners(&self) -> Vec<Id> {
+        self.moving_to
+            .iter()
+            .flat_map(|destination| destination.members())
+            .filter(|id| self.placement.role_of(*id).is_none())
+            .collect()
+    }
+
+    /// Whether everything this replica's log inherited from earlier epochs
+    /// is committed: its commit position reached an entry of the current
+    /// epoch (the epoch-start entry at the latest), or the bucket is at its
+    /// first epoch. Only then does the committed state hold every outcome
+    /// that was ever acknowledged.
+    pub fn inherited_committed(&self) -> bool {
+        self.placement.epoch == Epoch::FIRST
+            || self.log.epoch_at(self.commit_position) == Some(self.placement.epoch)
+    }
+
+    /// Whether `replica` leads this bucket now: it is the placement's leader
+    /// and has promised no newer epoch.
+    pub fn is_leader(&self, replica: Id) -> bool {
+        self.placement.leader == replica && self.promised_epoch == self.placement.epoch
+    }
+}
+
+impl ReplicaState {
+    /// Exactly what survives a crash.
+    pub fn storage(&self) -> ReplicaStorage {
+        self.buckets
+            .iter()
+            .map(|(bucket, replica)| (*bucket, Arc::clone(&replica.durable)))
+            .collect()
+    }
+
+    /// Asserts the invariants of every bucket changed since `before` (debug
+    /// builds only): `commit ≤ last`, the promised epoch is at least the
+    /// placement's, and the idempotency table holds exactly the committed
+    /// decisions.
+    pub fn validate(&self, before: &ReplicaStorage) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        for (bucket, replica) in &self.buckets {
+            if before
+                .get(bucket)
+                .is_some_and(|old| Arc::ptr_eq(old, &replica.durable))
+            {
+                continue;
+            }
+            let durable = &replica.durable;
+            assert!(
+                durable.commit_position <= durable.log.last_position(),
+                "{bucket}: commit beyond the log"
+            );
+            assert!(
+                durable.promised_epoch >= durable.placement.epoch,
+                "{bucket}: promised epoch older than the placement"
+            );
+            assert!(
+                durable
+                    .applied
+                    .outcomes
+                    .values()
+                    .all(|recorded| recorded.position <= durable.commit_position),
+                "{bucket}: idempotency table holds an uncommitted decision"
+            );
+            for (position, entry) in durable.log.iter_through(durable.commit_position) {
+                let Some(token) = entry.token() else {
+                    continue;
+                };
+                let recorded = durable.applied.recorded(&token);
+                assert!(
+                    recorded.is_some_and(|recorded| recorded.position <= position),
+                    "{bucket}: committed entry {entry} at {position} is missing from the idempotency table"
+                );
+            }
+        }
+    }
+}
+
+/// Whether `token`'s entry is at or below the commit position.
+pub(super) fn entry_committed(durable: &DurableBucket, token: Token) -> bool {
+    durable
+        .applied
+        .recorded(&token)
+        .is_some_and(|recorded| recorded.position <= durable.commit_position)
+}
+
+/// The `Reply` telling the recorded outcome of `token`, if it is committed.
+pub(super) fn recorded_reply(bucket: Bucket, durable: &DurableBucket, token: Token) -> Option<Msg> {
+    let recorded = durable.applied.recorded(&token)?;
+    Some(Msg::Reply {
+        bucket,
+        epoch: durable.placement.epoch,
+        position: recorded.position,
+        token,
+        unit: recorded.unit,
+        outcome: recorded.outcome,
+    })
+}

@@ -1,0 +1,178 @@
+//! A replica as follower: it takes appends only from its placement's
+//! leader at its epoch, refuses older epochs, truncates a divergent suffix
+//! only above its commit; it promises a newer epoch when the controller
+//! fences it, and adopts the placements the controller publishes.
+
+use super::{BucketReplica, DurableBucket, LeaderState, ReplicaActor, ReplicaState};
+use crate::log::Entry;
+use crate::messages::{Emits, Msg};
+use crate::placement::BucketPlacement;
+use crate::types::{Bucket, Epoch, Position};
+use crate::variant::Variant;
+use stateright::actor::{Id, Out};
+use std::sync::Arc;
+
+/// What an `Append` carries besides its bucket and epoch: `entries`
+/// following the entry at `prev_position`, which has `prev_epoch`, and the
+/// leader's commit position.
+pub(super) struct LogSuffix {
+    pub prev_position: Position,
+    pub prev_epoch: Epoch,
+    pub entries: Vec<Entry>,
+    pub commit_position: Position,
+}
+
+impl ReplicaActor {
+    /// The leader sends entries: refused if from an epoch older than this
+    /// replica promised, a reason to ask the controller if from a newer
+    /// one, ignored unless from the placement's leader; otherwise appended
+    /// (keeping what matches, truncating a divergent suffix above the
+    /// commit), saved, the commit taken, and the match acknowledged.
+    pub(super) fn on_append(
+        &self,
+        state: &mut ReplicaState,
+        src: Id,
+        bucket: Bucket,
+        epoch: Epoch,
+        suffix: LogSuffix,
+        o: &mut Out<impl Emits>,
+    ) {
+        let LogSuffix {
+            prev_position,
+            prev_epoch,
+            entries,
+            commit_position,
+        } = suffix;
+        let Some(replica) = state.buckets.get_mut(&bucket) else {
+            return; // ignore_append_for_unknown_bucket
+        };
+        let durable = &replica.durable;
+        let checked = self.config.variant != Variant::UncheckedEpoch;
+        if checked && epoch < durable.promised_epoch {
+            tracing::info!(
+                %bucket,
+                %epoch,
+                promised = %durable.promised_epoch,
+                "stale epoch rejected: append from an older leader"
+            );
+            o.send(
+                src,
+                Msg::AppendRefused {
+                    bucket,
+                    epoch: durable.promised_epoch,
+                },
+            );
+            return;
+        }
+        if checked && epoch > durable.placement.epoch {
+            // A leader of an epoch this replica has not been told
+            // about: ask the controller, the only authority.
+            o.send(self.controller, Msg::FetchPlacement { bucket });
+            return;
+        }
+        if checked && (epoch != durable.placement.epoch || src != durable.placement.leader) {
+            return; // ignore_append_from_unknown_epoch: not our placement's leader
+        }
+        let durable = Arc::make_mut(&mut replica.durable);
+        let Ok(position) =
+            durable
+                .log
+                .append_after(prev_position, prev_epoch, &entries, durable.commit_position)
+        else {
+            // ignore_append_out_of_order: the leader resends from the
+            // position we last acknowledged.
+            return;
+        };
+        durable.commit_through(commit_position.min(position));
+        o.send(
+            src,
+            Msg::Appended {
+                bucket,
+                epoch,
+                position,
+            },
+        );
+    }
+
+    /// The controller asks this sync follower to promise `epoch`: from now
+    /// on it refuses appends of older epochs, so the old leader can no
+    /// longer commit. It reports its durable log so that the controller can
+    /// tell whether it holds the committed prefix.
+    pub(super) fn on_fence(
+        &self,
+        state: &mut ReplicaState,
+        controller: Id,
+        bucket: Bucket,
+        epoch: Epoch,
+        o: &mut Out<impl Emits>,
+    ) {
+        let Some(replica) = state.buckets.get_mut(&bucket) else {
+            return;
+        };
+        if epoch <= replica.durable.placement.epoch || epoch < replica.durable.promised_epoch {
+            return; // ignore_stale_fence: that epoch is already settled
+        }
+        if epoch > replica.durable.promised_epoch {
+            Arc::make_mut(&mut replica.durable).promised_epoch = epoch;
+            replica.leader = LeaderState::new(&self.config);
+            tracing::info!(%bucket, %epoch, "fenced: promised the new epoch");
+        }
+        let durable = &replica.durable;
+        o.send(
+            controller,
+            Msg::Fenced {
+                bucket,
+                epoch,
+                last_position: durable.log.last_position(),
+                last_epoch: durable.log.last_epoch(),
+            },
+        );
+    }
+
+    /// The controller published a placement. A newer epoch replaces this
+    /// replica's placement and promise; its volatile leader state is
+    /// dropped (clients retry by token). A replica that now leads appends
+    /// its epoch-start entry and sends every follower what it lacks; it
+    /// commits what it inherited once its sync followers hold that entry.
+    pub(super) fn on_placement(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        bucket: Bucket,
+        placement: BucketPlacement,
+        o: &mut Out<impl Emits>,
+    ) {
+        let replica = match state.buckets.entry(bucket) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                if placement.role_of(id).is_none() {
+                    return; // ignore_placement_of_foreign_bucket
+                }
+                // A replica new to the bucket starts empty, one epoch behind,
+                // so that the placement below is adopted.
+                let mut fresh = DurableBucket::empty(placement.clone());
+                fresh.placement.epoch = Epoch(placement.epoch.0.saturating_sub(1));
+                fresh.promised_epoch = fresh.placement.epoch;
+                entry.insert(BucketReplica::new(Arc::new(fresh), &self.config))
+            }
+        };
+        if placement.epoch <= replica.durable.placement.epoch
+            || placement.epoch < replica.durable.promised_epoch
+        {
+            return; // ignore_older_placement
+        }
+        let durable = Arc::make_mut(&mut replica.durable);
+        let epoch = placement.epoch;
+        durable.placement = placement;
+        durable.promised_epoch = epoch;
+        durable.moving_to = None;
+        replica.leader = LeaderState::new(&self.config);
+        if !durable.is_leader(id) {
+            return;
+        }
+        tracing::info!(%bucket, %epoch, "leading");
+        self.arm_hold_expiries(bucket, durable, o);
+        self.append_as_leader(bucket, replica, Entry::epoch_start, o);
+        self.commit_and_reply(bucket, replica, o);
+    }
+}
