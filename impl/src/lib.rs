@@ -18,6 +18,7 @@
 //!   stream.
 //! - [`member`]: running the controller, a replica or the projector.
 //! - [`client`]: clients and operator requests.
+//! - [`tokens`]: action tokens as text (`T<client>.<seq>@b<bucket>`).
 //! - [`cluster`]: `berth cluster up`.
 
 pub mod auth;
@@ -33,4 +34,5 @@ pub mod rates;
 pub mod runtime;
 pub mod status;
 pub mod storage;
+pub mod tokens;
 pub mod wire;

@@ -2,9 +2,10 @@
 //! move buckets and fail them over.
 
 use anyhow::{Context, Result};
-use berth::client::{self, parse_token, token_text, Ending, InFlight, Run, Session};
+use berth::client::{self, Ending, InFlight, Run, Session};
 use berth::cluster::{self, Layout};
 use berth::config::{ClusterConfig, Member};
+use berth::tokens::{parse_token, token_text};
 use berth::wire::Datagram;
 use berth::wire::Report;
 use berth::{member, status};
