@@ -11,7 +11,7 @@
 //! This is the runtime's whole attack surface, kept apart from the loop
 //! ([`crate::runtime`]) so that it can be read, and fuzzed
 //! ([`crate::fuzz`]), on its own. It decides nothing about the protocol:
-//! what it believes goes to the actor through [`Runtime::step`], and the
+//! what it believes goes to the actor through `Runtime::step`, and the
 //! requests outside the protocol to [`crate::services`].
 
 use crate::auth::{self, KeyKind, Refusal};
