@@ -11,14 +11,20 @@
 //! - [`guard`]: dropped datagrams counted by reason; rate-limited warnings.
 //! - [`storage`]: one member's durable state, saved atomically.
 //! - [`runtime`]: the event loop (batch, one fsync, then send).
+//! - [`receive`]: the loop's receive side: opening, identifying, authorising.
+//! - [`services`]: status reports, projection answers, measurements.
 //! - [`rates`]: per-bucket write rates, measured by the event loop.
-//! - [`lag`]: how far each leader's followers trail, measured by the event
-//!   loop.
-//! - [`projector`]: the search and customer-trips views fed by the change
-//!   stream.
+//! - [`lag`]: how far each leader's followers trail, measured by the loop.
+//! - [`projector`]: the search and customer-trips views over the stream.
 //! - [`member`]: running the controller, a replica or the projector.
 //! - [`client`]: clients and operator requests.
+//! - [`tokens`]: action tokens as text (`T<client>.<seq>@b<bucket>`).
+//! - [`status`]: `berth status` and `--hot`, and the load `rebalance` uses.
 //! - [`cluster`]: `berth cluster up`.
+//! - [`fuzz`]: the receive-path fuzzer.
+//!
+//! The `berth` binary is `main.rs` (the command line) and `cli/` (each
+//! command's body).
 
 pub mod auth;
 pub mod client;
@@ -30,7 +36,10 @@ pub mod lag;
 pub mod member;
 pub mod projector;
 pub mod rates;
+pub mod receive;
 pub mod runtime;
+pub mod services;
 pub mod status;
 pub mod storage;
+pub mod tokens;
 pub mod wire;

@@ -22,6 +22,7 @@
 //! `berth_model::stream`; this module only reads the subscriber's state
 //! and keeps time.
 
+use crate::tokens::token_text;
 use crate::wire::{Datagram, SearchResult, Trip, TripsResult};
 use berth_model::bucket::UnitStatus;
 use berth_model::stream::SubscriberState;
@@ -206,7 +207,7 @@ fn trips_of(subscriber: &SubscriberState, customer: &str) -> Vec<Trip> {
                     Trip {
                         unit: unit.to_string(),
                         status: state.to_owned(),
-                        token: crate::client::token_text(token, *bucket),
+                        token: token_text(token, *bucket),
                     }
                 })
         })

@@ -11,19 +11,19 @@
 //! message is therefore never sent before the state it depends on is on
 //! disk.
 //!
-//! Every datagram is sealed and opened by [`crate::auth`]: a member
-//! believes a member's message only under the member key, an outsider's
-//! (client, operator) only the requests its key allows, and answers an
-//! outsider under the key it asked with. What is dropped — oversize,
-//! undecodable, bad MAC, replayed, unexpected — is counted by reason and
-//! logged a few times per window ([`crate::guard`]).
+//! The loop is all this module holds. Around it, in their own modules:
+//! [`crate::receive`] opens each datagram and decides who sent it and
+//! whether they may (the attack surface, read and fuzzed on its own);
+//! [`crate::services`] answers what is not protocol (status, search,
+//! trips) and takes the measurements (write rates, lag). Both are further
+//! `impl Runtime` blocks, hence the `pub(crate)` fields below.
 
-use crate::auth::{self, Auth, KeyKind, Refusal};
+use crate::auth::{Auth, KeyKind};
 use crate::config::ClusterConfig;
-use crate::guard::{DropLog, DropReason};
+use crate::guard::DropLog;
 use crate::lag::LagMeter;
 use crate::projector::Projections;
-use crate::rates::{self, WriteRates};
+use crate::rates::WriteRates;
 use crate::storage::Store;
 use crate::wire::{self, Datagram, Report};
 use anyhow::{Context, Result};
@@ -48,7 +48,7 @@ pub struct Runtime {
     actor: BerthActor,
     pub state: NodeState,
     socket: UdpSocket,
-    config: ClusterConfig,
+    pub(crate) config: ClusterConfig,
     store: Option<Store>,
     timers: BTreeMap<Timer, Instant>,
     /// The same timers ordered by deadline.
@@ -58,60 +58,28 @@ pub struct Runtime {
     /// The batch's latest save, not yet durable.
     unsaved: Option<Storage>,
     /// Status replies to send with the batch.
-    reports: Vec<(Id, Report)>,
-    misses: u8,
+    pub(crate) reports: Vec<(Id, Report)>,
+    /// Probes missed in a row before a replica counts as down (for status
+    /// reports).
+    pub(crate) misses: u8,
     buffer: Vec<u8>,
     /// Client commands committed per bucket led here (for status reports).
-    rates: WriteRates,
+    pub(crate) rates: WriteRates,
     /// How far the followers of the buckets led here trail.
-    lag: LagMeter,
+    pub(crate) lag: LagMeter,
     /// The projections' clocks, when this runtime is the projector.
-    projections: Option<Projections>,
+    pub(crate) projections: Option<Projections>,
     /// Answers to projection queries to send with the batch.
-    replies: Vec<(Id, Datagram)>,
+    pub(crate) replies: Vec<(Id, Datagram)>,
     /// Who this process is and whom it believes.
-    auth: Auth,
+    pub(crate) auth: Auth,
     /// Outsiders heard from (by the id of their address): the key kind and
     /// sender id to answer them under.
-    outsiders: HashMap<Id, (KeyKind, u64)>,
+    pub(crate) outsiders: HashMap<Id, (KeyKind, u64)>,
     /// Datagrams dropped, by reason.
-    drops: DropLog,
+    pub(crate) drops: DropLog,
     /// When set, datagrams are kept here instead of sent (the fuzzer).
     captured: Option<Vec<(SocketAddrV4, Vec<u8>)>>,
-}
-
-/// Outsiders remembered for answers at most (an older one is forgotten:
-/// its answers are dropped and its retry introduces it again).
-const OUTSIDERS: usize = 4096;
-
-/// Whether an outsider holding the `kind` key may send `msg` to a member:
-/// clients make requests, queries and reads and fetch the map; operators
-/// also move buckets and fail them over. Everything else is member-only.
-fn permitted(kind: KeyKind, msg: &Msg) -> bool {
-    let client = matches!(
-        msg,
-        Msg::Request { .. } | Msg::Query { .. } | Msg::FetchMap | Msg::Read { .. }
-    );
-    match kind {
-        KeyKind::Member => true,
-        KeyKind::Operator => client || matches!(msg, Msg::MoveBucket { .. } | Msg::Failover { .. }),
-        KeyKind::Client => client,
-    }
-}
-
-/// Whether `msg` is an answer a member sends an outsider (what a client
-/// or operator process accepts).
-fn answer(msg: &Msg) -> bool {
-    matches!(
-        msg,
-        Msg::Reply { .. }
-            | Msg::Redirect { .. }
-            | Msg::NotDecided { .. }
-            | Msg::Map(_)
-            | Msg::MoveRefused { .. }
-            | Msg::ReadReply { .. }
-            | Msg::ReadBehind { .. }
-    )
 }
 
 impl Runtime {
@@ -212,21 +180,9 @@ impl Runtime {
         let timers: Vec<Timer> = std::mem::take(&mut self.timers).into_keys().collect();
         self.deadlines.clear();
         for timer in timers {
-            let mut out = Out::new();
-            let mut state = Cow::Borrowed(&self.state);
-            self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
-            if let Cow::Owned(next) = state {
-                self.state = next;
-            }
-            self.absorb(out);
+            self.fire(&timer);
         }
         self.flush()
-    }
-
-    /// Makes this runtime (running a `SubscriberActor`) the projector: it
-    /// answers search and trips queries from the subscriber's state.
-    pub fn serve_projections(&mut self, projections: Projections) {
-        self.projections = Some(projections);
     }
 
     /// Runs until `stop` is set, `done` holds, or `deadline` passes.
@@ -285,40 +241,10 @@ impl Runtime {
             due.push(timer);
         }
         for timer in due {
-            let mut out = Out::new();
-            let mut state = Cow::Borrowed(&self.state);
-            self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
-            if let Cow::Owned(next) = state {
-                self.state = next;
-            }
-            self.absorb(out);
+            self.fire(&timer);
         }
         self.measure(now);
         self.flush()
-    }
-
-    /// The measurements and clocks of a turn's end: lag at a leader (the
-    /// followers over budget go to the replica's state, which reports them
-    /// to the controller), and trips queries whose wait is over.
-    fn measure(&mut self, now: Instant) {
-        if let NodeState::Replica(_) = &self.state {
-            if self.lag.due(now) {
-                let budget = Duration::from_millis(self.config.lag_budget_ms);
-                let lagging = self.lag.measure(self.id, &self.state, now, budget);
-                if let NodeState::Replica(replica) = &mut self.state {
-                    if replica.lagging != lagging {
-                        for lag in &lagging {
-                            tracing::warn!(bucket = %lag.bucket, %lag, "over the lag budget");
-                        }
-                        replica.lagging = lagging;
-                    }
-                }
-            }
-        }
-        if let Some(projections) = &mut self.projections {
-            let ready = projections.ready(&self.state, now);
-            self.replies.extend(ready);
-        }
     }
 
     /// Receives and handles one datagram; false if none was waiting.
@@ -344,199 +270,30 @@ impl Runtime {
         Ok(true)
     }
 
-    /// Handles one received datagram from `from`: opens it, decides who
-    /// sent it and whether they may, and runs what it carries. Whatever the
-    /// bytes, this neither panics nor allocates beyond their size: what is
-    /// not believed is counted and dropped.
-    pub fn handle(&mut self, bytes: &[u8], from: SocketAddr) {
-        if bytes.len() > wire::MAX_DATAGRAM {
-            let length = bytes.len();
-            return self.drops.drop(DropReason::Oversize, || {
-                format!("{length} bytes from {from}")
-            });
-        }
-        let (header, payload) = match auth::open(&self.auth.keys, bytes) {
-            Ok(opened) => opened,
-            Err(refusal) => {
-                let (reason, what) = match refusal {
-                    Refusal::Malformed => (DropReason::Undecodable, "not berth's format"),
-                    Refusal::BadMac => (DropReason::BadMac, "its MAC does not verify"),
-                };
-                let length = bytes.len();
-                return self
-                    .drops
-                    .drop(reason, || format!("{length} bytes from {from}: {what}"));
-            }
-        };
-        if header.recipient != self.auth.sender.id {
-            return self.drops.drop(DropReason::Unexpected, || {
-                format!(
-                    "from {from}: addressed to {}, not to this process",
-                    header.recipient
-                )
-            });
-        }
-        // Who sent it: a member by the id its key vouches for; an outsider
-        // by the address to answer (its key says what it may ask).
-        let member_sender = header.kind == KeyKind::Member;
-        let src = if self.auth.is_member() && !member_sender {
-            match from {
-                SocketAddr::V4(addr) if !addr.ip().is_unspecified() => Id::from(addr),
-                _ => {
-                    return self.drops.drop(DropReason::Unexpected, || {
-                        format!("an outsider at {from}: berth answers IPv4 only")
-                    })
-                }
-            }
-        } else {
-            let id = Id::from(header.sender as usize);
-            if !self.config.is_member(id)
-                || id == self.id
-                || (!self.auth.is_member() && header.kind != self.auth.sender.kind)
-            {
-                return self.drops.drop(DropReason::Unexpected, || {
-                    format!(
-                        "from {from}: sender {} under the {} key is not a member",
-                        header.sender, header.kind
-                    )
-                });
-            }
-            id
-        };
-        if !self.auth.replay.admit(&header) {
-            return self.drops.drop(DropReason::Replay, || {
-                format!("from {from} (sender {})", header.sender)
-            });
-        }
-        let datagram = match wire::decode(payload) {
-            Ok(datagram) => datagram,
-            Err(reason) => {
-                return self
-                    .drops
-                    .drop(DropReason::Undecodable, || format!("from {from}: {reason}"))
-            }
-        };
-        let outsider = self.auth.is_member() && !member_sender;
-        if outsider {
-            if self.outsiders.len() >= OUTSIDERS && !self.outsiders.contains_key(&src) {
-                if let Some(old) = self.outsiders.keys().next().copied() {
-                    self.outsiders.remove(&old);
-                }
-            }
-            self.outsiders.insert(src, (header.kind, header.sender));
-        }
-        self.dispatch(datagram, src, from, header.kind, outsider);
-    }
-
-    /// Runs what an opened datagram carries, from `src` (an outsider if
-    /// `outsider`, under the `kind` key).
-    fn dispatch(
-        &mut self,
-        datagram: Datagram,
-        src: Id,
-        from: SocketAddr,
-        kind: KeyKind,
-        outsider: bool,
-    ) {
-        match datagram {
-            Datagram::StatusRequest if self.auth.is_member() => {
-                let writes = self.rates.recent(Instant::now());
-                let mut report = Report::of(
-                    self.id,
-                    &self.state,
-                    self.misses,
-                    &writes,
-                    &self.drops.drops,
-                );
-                if let Report::Replica { buckets, .. } = &mut report {
-                    self.lag.fill(buckets);
-                }
-                self.reports.push((src, report));
-            }
-            Datagram::Search { trip } if self.projections.is_some() => {
-                let projections = self.projections.as_ref().expect("checked");
-                let answer = projections.search(&self.state, &trip, Instant::now());
-                self.replies.push((src, answer));
-            }
-            Datagram::Trips {
-                customer,
-                after,
-                wait_ms,
-            } if self.projections.is_some() => {
-                let projections = self.projections.as_mut().expect("checked");
-                projections.ask_trips(
-                    src,
-                    customer,
-                    after,
-                    Duration::from_millis(wait_ms.min(60_000)),
-                    Instant::now(),
-                );
-            }
-            Datagram::Protocol(msgs) => {
-                for msg in msgs {
-                    let allowed = if !self.auth.is_member() {
-                        answer(&msg)
-                    } else {
-                        !outsider || permitted(kind, &msg)
-                    };
-                    if !allowed || !wire::within(&msg, self.config.buckets) {
-                        let what = msg.to_string();
-                        self.drops.drop(DropReason::Unexpected, || {
-                            format!("from {from} under the {kind} key: {what}")
-                        });
-                        continue;
-                    }
-                    self.step(src, msg);
-                }
-            }
-            other => {
-                let what = match other {
-                    Datagram::StatusRequest => "a status request to a non-member",
-                    Datagram::Search { .. } | Datagram::Trips { .. } => {
-                        "a projection query to a member that is not the projector"
-                    }
-                    _ => "an unrequested answer",
-                };
-                self.drops
-                    .drop(DropReason::Unexpected, || format!("from {from}: {what}"));
-            }
-        }
-    }
-
-    /// One protocol step: `msg` from `src` through the actor.
-    fn step(&mut self, src: Id, msg: Msg) {
-        // Measured, not decided: the commit position of the bucket this
-        // step may commit client commands in.
-        let watched = rates::watched_bucket(&msg)
-            .and_then(|bucket| Some((bucket, rates::commit_of(&self.state, bucket)?)));
-        let streamed: Vec<_> = match &msg {
-            Msg::Changes(batch) => batch.iter().map(|c| c.bucket).collect(),
-            _ => Vec::new(),
-        };
+    /// One timer's step: `timer` through the actor.
+    fn fire(&mut self, timer: &Timer) {
         let mut out = Out::new();
         let mut state = Cow::Borrowed(&self.state);
-        self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
+        self.actor.on_timeout(self.id, &mut state, timer, &mut out);
         if let Cow::Owned(next) = state {
             self.state = next;
-            if let Some((bucket, before)) = watched {
-                let count = rates::committed_commands(&self.state, self.id, bucket, before);
-                if count > 0 {
-                    self.rates.record(bucket, count, Instant::now());
-                }
-            }
-        }
-        if let Some(projections) = &mut self.projections {
-            let now = Instant::now();
-            for bucket in streamed {
-                projections.heard(&self.state, bucket, now);
-            }
         }
         self.absorb(out);
     }
 
-    /// Datagrams dropped so far, by reason.
-    pub fn drops(&self) -> &crate::guard::Drops {
-        &self.drops.drops
+    /// One protocol step: `msg` from `src` through the actor, watched
+    /// for what the services measure ([`Runtime::watch`]).
+    pub(crate) fn step(&mut self, src: Id, msg: Msg) {
+        let watch = self.watch(&msg);
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&self.state);
+        self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
+        let changed = matches!(state, Cow::Owned(_));
+        if let Cow::Owned(next) = state {
+            self.state = next;
+        }
+        self.observe(watch, changed);
+        self.absorb(out);
     }
 
     /// Takes a step's commands: timers now, the save and the sends for the
