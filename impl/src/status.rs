@@ -436,8 +436,15 @@ fn render_readiness(
             "leads no bucket".to_owned()
         } else if !silent_remote.is_empty() {
             let silent: Vec<Id> = silent_remote.into_iter().collect();
+            let measured = match worst {
+                Some((millis, follower, bucket, entries)) if millis > budget => format!(
+                    "; replica {follower} is {:.1} s ({entries} entries) behind on {bucket}, over the budget; planned moves of this group are refused",
+                    millis as f64 / 1000.0
+                ),
+                _ => String::new(),
+            };
             format!(
-                "NOT failover-ready: async follower {} does not answer (down?), so the group has no remote copy within its budget",
+                "NOT failover-ready: async follower {} does not answer (down?), so the group has no remote copy within its budget{measured}",
                 ids(config, &silent)
             )
         } else if !unknown.is_empty() {
