@@ -1,6 +1,6 @@
 //! The model the checker runs: the `berth-model` actors in Stateright's
 //! `ActorModel`, plus a ghost history of what clients were told, which the
-//! properties read (DESIGN.md, "What the checker must prove"), and the
+//! properties read (docs/protocol.md, "What the checker proves"), and the
 //! run's controls, which the actors never see.
 
 use berth_model::{BerthActor, Bucket, Epoch, InventoryUnit, Msg, Outcome, Position, Timer, Token};

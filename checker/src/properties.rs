@@ -1,6 +1,6 @@
 //! What the checker proves, as functions of the system state plus the
-//! ghost history of what clients were told (DESIGN.md, "What the checker
-//! must prove"). The names are the ones the checker prints.
+//! ghost history of what clients were told (docs/protocol.md, "What the
+//! checker proves"). The names are the ones the checker prints.
 
 use crate::history::{Acknowledgement, BerthModel, BerthState, History};
 use berth_model::bucket::{Refusal, UnitStatus};
@@ -725,7 +725,7 @@ pub fn cabin_contended(state: &BerthState) -> bool {
     })
 }
 
-/// The always-properties `variant` must break (DESIGN.md's table); none
+/// The always-properties `variant` must break (docs/protocol.md's gallery); none
 /// for the correct design.
 pub fn expected_violations(variant: Variant) -> &'static [&'static str] {
     match variant {

@@ -1,7 +1,8 @@
 //! Model-checking tests of the failover scenario: the correct design holds
 //! every property with a crash and reaches the failover's interesting
 //! states; the broken failover designs are refuted by the property the
-//! seeds say they break, with a counterexample that has the leader down.
+//! Harbor Point notes say they break (docs/protocol.md), with a
+//! counterexample that has the leader down.
 
 mod support;
 

@@ -2,7 +2,7 @@
 //!
 //! Every replica applies the same log entries in the same order to a
 //! `BucketState`, so every replica computes the same outcome for every
-//! token. The idempotency table is part of this state (seed 000, Part 3:
+//! token. The idempotency table is part of this state (the Harbor Point notes, docs/protocol.md:
 //! "the idempotency token ... is part of the storage contract"): it is
 //! logged, replicated, snapshotted and moved with the bucket.
 

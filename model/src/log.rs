@@ -1,7 +1,7 @@
 //! The bucket log: ordered entries, each stamped with the epoch of the
 //! leader that appended it.
 //!
-//! Appends follow the rules of DESIGN.md: an append names the position and
+//! Appends follow the rules of docs/protocol.md: an append names the position and
 //! epoch of the entry before it, entries already present with the same epoch
 //! are kept (they are the same entry), and a divergent suffix is truncated —
 //! but never at or below the committed position, because a committed entry

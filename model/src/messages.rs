@@ -175,7 +175,7 @@ pub enum Msg {
     Changes(Arc<Vec<Changes>>),
 }
 
-/// Which serving path answered a read (seed 000, Part 1: every endpoint is
+/// Which serving path answered a read (the Harbor Point notes, docs/reads.md: every endpoint is
 /// labelled with its path).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ReadPath {

@@ -1,4 +1,4 @@
-//! The vocabulary of DESIGN.md as small value types.
+//! The vocabulary of docs/protocol.md as small value types.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Broken designs the seeds warn against, as small switches in the real
+//! Broken designs the Harbor Point notes warn against (docs/protocol.md), as small switches in the real
 //! protocol code. `Variant::Correct` is the design berth ships; every other
 //! variant is a deliberate bug that the checker must refute (the
 //! checker's `properties::expected_violations` names the properties that
@@ -13,20 +13,20 @@ use std::fmt;
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Variant {
-    /// The protocol of DESIGN.md.
+    /// The protocol berth ships (docs/protocol.md).
     #[default]
     Correct,
     /// The leader acknowledges a write before its sync follower made it
-    /// durable. Seed 000, Part 2: "The leader commits only after a
+    /// durable. The Harbor Point notes: "The leader commits only after a
     /// same-region follower acknowledges the write" — this variant does not.
     AsyncAck,
     /// Failover promotes the remote async follower, which may lag behind
-    /// the commit position. Seed 000, Part 3: "promote only a replica that
-    /// holds the durable replayed prefix"; DESIGN.md: "promote only from the
+    /// the commit position. The Harbor Point notes: "promote only a replica that
+    /// holds the durable replayed prefix"; "promote only from the
     /// set whose acks were counted" — this variant does not.
     PromoteLagging,
     /// Routing switches to the destination of a move before it applied
-    /// through the source's barrier. Seed 004, "Worked Trace": "being
+    /// through the source's barrier. The Harbor Point notes on moving state: "being
     /// caught up is necessary but not sufficient ... It makes sure
     /// timeline-12 applies that entry. Then the controller commits a new
     /// map" — this variant commits the map first.
@@ -34,37 +34,37 @@ pub enum Variant {
     /// Replicas accept writes and appends whatever epoch they carry: a
     /// follower takes appends from any epoch, and a leader takes writes
     /// routed at any epoch, even after it sealed its epoch with a barrier.
-    /// Seed 004: "Storage and replicas reject a write that claims the old
+    /// The Harbor Point notes: "Storage and replicas reject a write that claims the old
     /// epoch after the handoff" — these do not.
     UncheckedEpoch,
     /// The leader treats every request as a new action: it neither answers
     /// a decided token from the idempotency table nor waits on its pending
-    /// entry, so a retry (or a duplicated datagram) is logged again. Seed
-    /// 000, Part 3: "the idempotency token ... is part of the storage
-    /// contract"; DESIGN.md: "retries that re-apply (TiDB auto-retry)".
+    /// entry, so a retry (or a duplicated datagram) is logged again. The
+    /// Harbor Point notes: "the idempotency token ... is part of the storage
+    /// contract"; a known failure: "retries that re-apply (TiDB auto-retry)".
     NoIdempotency,
     /// Failover publishes the sync follower as the new owner without
     /// fencing the old commit quorum first, so nobody checks that it holds
-    /// the durable prefix. Seed 004, "Failover Uses The Same Authority
+    /// the durable prefix. The Harbor Point notes, "Failover Uses The Same Authority
     /// Discipline": "checks which replicas have an acceptable state
     /// position ... and advances the ownership epoch" — this variant skips
     /// the check.
     NoFencing,
     /// Both regions accept writes: the remote region's replica of a bucket
     /// decides and confirms its own region's bookings on its own copy and
-    /// merges them into the leader's log after the fact. Seed 000: Harbor
+    /// merges them into the leader's log after the fact. The Harbor Point notes: Harbor
     /// Point "does not use multi-leader replication for the authoritative
     /// inventory path because "merge after conflict" is not a real answer
     /// once two agents believe cabin C14 is theirs".
     MultiLeader,
     /// A follower serves a session read from whatever it has applied,
-    /// ignoring the caller's observed position. Seed 000, Part 1: hold
+    /// ignoring the caller's observed position. The Harbor Point notes: hold
     /// reads "read from a replica only if it has replayed the caller's
     /// observed version"; "the agent cannot safely see hold expiry move
     /// backward in the same session" — this variant lets it.
     IgnoreReadToken,
     /// The change stream serves a bucket's log as far as the replica has
-    /// it, committed or not. Seed 000: search and itinerary views "are fed
+    /// it, committed or not. The Harbor Point notes: search and itinerary views "are fed
     /// from change streams" of the leader's log — a derived view that
     /// shows a write the failover later discards is a lie the booking path
     /// never told.

@@ -2,8 +2,8 @@
 //!
 //! It serves the map to routers and, when failover is enabled, changes a
 //! bucket's placement only by advancing its epoch, always in the same order:
-//! decide, make the new map durable, then publish it (seed 004, "Failover
-//! Uses The Same Authority Discipline"; DESIGN.md "Failover").
+//! decide, make the new map durable, then publish it (the Harbor Point notes, "Failover
+//! Uses The Same Authority Discipline"; docs/protocol.md, "Failover").
 //!
 //! - **Leader suspected** (`Timer::SuspectLeader`): fence the commit quorum
 //!   at epoch N+1 — every sync follower promises N+1, after which the old

@@ -23,7 +23,7 @@ pub struct Moving {
 impl ControllerActor {
     /// Whether the operator may start moving `bucket` to `group` now; if
     /// not, why. A planned move waits while a group involved is over its
-    /// lag budget (seed 000, Part 3: lag budgets "can pause planned
+    /// lag budget (the Harbor Point notes, docs/protocol.md: lag budgets "can pause planned
     /// topology changes until the budget is back inside bounds"): moving
     /// load onto or off a group whose remote copy is behind widens the
     /// window of writes a regional loss would take.

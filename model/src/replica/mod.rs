@@ -1,7 +1,7 @@
 //! The replica: leader, sync follower or async follower of each bucket it
 //! holds.
 //!
-//! Write path (seed 000, Part 2; DESIGN.md "The protocol contract"):
+//! Write path (docs/protocol.md, "The write path and the commit rule"):
 //!
 //! 1. The leader rejects a request routed at another epoch with `Redirect`.
 //! 2. It answers a token it already decided with the recorded outcome.

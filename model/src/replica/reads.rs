@@ -10,7 +10,7 @@ use crate::variant::Variant;
 use stateright::actor::{Id, Out};
 
 impl ReplicaActor {
-    /// A session read (seed 000, Part 1: "read from a replica only if it
+    /// A session read (the Harbor Point notes: "read from a replica only if it
     /// has replayed the caller's observed version"): any replica of the
     /// bucket answers from its committed state if it has applied through
     /// the caller's position; otherwise it sends the caller to the leader.

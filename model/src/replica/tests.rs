@@ -51,7 +51,7 @@ fn replies(commands: &[Cmd<Msg, Timer, (), Storage>]) -> usize {
         .count()
 }
 
-/// Goal: DESIGN.md's commit rule — the leader saves, replicates, and
+/// Goal: the commit rule (docs/protocol.md) — the leader saves, replicates, and
 /// replies only once the sync follower (not the async one) is durable.
 #[test]
 fn leader_replies_only_after_the_sync_follower_is_durable() {
