@@ -3,6 +3,7 @@
 //! properties read (docs/protocol.md, "What the checker proves"), and the
 //! run's controls, which the actors never see.
 
+use berth_model::messages::Reply;
 use berth_model::{BerthActor, Bucket, Epoch, InventoryUnit, Msg, Outcome, Position, Timer, Token};
 use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Envelope, Id};
 use std::collections::BTreeSet;
@@ -93,14 +94,14 @@ pub fn record_msg_in(
         next.redirected.insert(*token);
         return Some(next);
     }
-    let Msg::Reply {
+    let Msg::Reply(Reply {
         bucket,
         epoch,
         position,
         token,
         unit,
         outcome,
-    } = envelope.msg
+    }) = envelope.msg
     else {
         return None;
     };

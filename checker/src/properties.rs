@@ -6,6 +6,7 @@ use crate::history::{Acknowledgement, BerthModel, BerthState, History};
 use berth_model::bucket::{Refusal, UnitStatus};
 use berth_model::client::ClientState;
 use berth_model::messages::ReadPath;
+use berth_model::messages::{ReadReply, Reply};
 use berth_model::replica::{DurableBucket, ReplicaState};
 use berth_model::stream::SubscriberState;
 use berth_model::{
@@ -164,11 +165,13 @@ fn read_served_by(state: &BerthState, path: ReadPath, after_write: bool) -> bool
     clients(state).any(|client| {
         let mut wrote = false;
         client.answers.iter().any(|answer| match answer {
-            Msg::Reply { .. } => {
+            Msg::Reply(_) => {
                 wrote = true;
                 false
             }
-            Msg::ReadReply { path: served, .. } => *served == path && (wrote || !after_write),
+            Msg::ReadReply(ReadReply { path: served, .. }) => {
+                *served == path && (wrote || !after_write)
+            }
             _ => false,
         })
     })
@@ -198,27 +201,27 @@ pub fn stale_session_read(state: &BerthState) -> Option<String> {
             let mut booked: BTreeMap<&InventoryUnit, Token> = BTreeMap::new();
             for answer in &client.answers {
                 match answer {
-                    Msg::Reply {
+                    Msg::Reply(Reply {
                         bucket,
                         position,
                         unit,
                         outcome,
                         token,
                         ..
-                    } => {
+                    }) => {
                         let seen = observed.entry(*bucket).or_default();
                         *seen = (*seen).max(*position);
                         if *outcome == Outcome::Confirmed {
                             booked.insert(unit, *token);
                         }
                     }
-                    Msg::ReadReply {
+                    Msg::ReadReply(ReadReply {
                         bucket,
                         unit,
                         position,
                         status,
                         path,
-                    } => {
+                    }) => {
                         let seen = observed.entry(*bucket).or_default();
                         if *position < *seen {
                             return Some(format!(

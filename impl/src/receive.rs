@@ -46,12 +46,12 @@ fn permitted(kind: KeyKind, msg: &Msg) -> bool {
 fn answer(msg: &Msg) -> bool {
     matches!(
         msg,
-        Msg::Reply { .. }
+        Msg::Reply(_)
             | Msg::Redirect { .. }
             | Msg::NotDecided { .. }
             | Msg::Map(_)
             | Msg::MoveRefused { .. }
-            | Msg::ReadReply { .. }
+            | Msg::ReadReply(_)
             | Msg::ReadBehind { .. }
     )
 }

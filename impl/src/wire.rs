@@ -6,6 +6,7 @@
 
 use crate::guard::Drops;
 use berth_model::controller::ControllerState;
+use berth_model::messages::{ReadReply, Reply};
 use berth_model::placement::PlacementMap;
 use berth_model::{Bucket, Epoch, Msg, NodeState, Position, PositionToken, Role};
 use serde::{Deserialize, Serialize};
@@ -208,7 +209,7 @@ fn controller_report(controller: &ControllerState, misses: u8, dropped: Drops) -
 pub fn within(msg: &Msg, buckets: u32) -> bool {
     let bucket = match msg {
         Msg::Request { bucket, .. }
-        | Msg::Reply { bucket, .. }
+        | Msg::Reply(Reply { bucket, .. })
         | Msg::Redirect { bucket, .. }
         | Msg::Query { bucket, .. }
         | Msg::NotDecided { bucket, .. }
@@ -225,7 +226,7 @@ pub fn within(msg: &Msg, buckets: u32) -> bool {
         | Msg::Failover { bucket }
         | Msg::MoveRefused { bucket, .. }
         | Msg::Read { bucket, .. }
-        | Msg::ReadReply { bucket, .. }
+        | Msg::ReadReply(ReadReply { bucket, .. })
         | Msg::ReadBehind { bucket, .. } => *bucket,
         Msg::Snapshot(snapshot) => snapshot.bucket,
         Msg::Map(map) => return map.bucket_count() == buckets,

@@ -20,6 +20,7 @@
 use crate::bucket::{Command, Op, Outcome};
 use crate::config::ProtocolConfig;
 use crate::messages::{Emits, Msg, Timer};
+use crate::messages::{ReadReply, Reply};
 use crate::placement::PlacementMap;
 use crate::types::{Bucket, Customer, InventoryUnit, Position, Token};
 use crate::variant::Variant;
@@ -151,13 +152,13 @@ impl ClientActor {
         o: &mut Out<impl Emits>,
     ) {
         match msg {
-            Msg::Reply {
+            Msg::Reply(Reply {
                 token,
                 outcome,
                 bucket,
                 position,
                 ..
-            } => {
+            }) => {
                 let Some(pending) = &state.pending else {
                     return; // ignore_reply_when_idle (a duplicate)
                 };
@@ -202,12 +203,12 @@ impl ClientActor {
             {
                 o.send(self.controller, Msg::FetchMap);
             }
-            Msg::ReadReply {
+            Msg::ReadReply(ReadReply {
                 bucket,
                 ref unit,
                 position,
                 ..
-            } if reading(state, bucket, unit) => {
+            }) if reading(state, bucket, unit) => {
                 observe(state, bucket, position);
                 state.answers.push(msg);
                 self.finish_task(state, o);

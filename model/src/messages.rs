@@ -18,6 +18,29 @@ pub trait Emits: Actor<Msg = Msg, Timer = Timer> {}
 
 impl<A: Actor<Msg = Msg, Timer = Timer>> Emits for A {}
 
+/// Leader → client: the committed outcome of `token`, decided by the entry
+/// at `position` (`Msg::Reply`; a struct so that its fields are named once).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Reply {
+    pub bucket: Bucket,
+    pub epoch: Epoch,
+    pub position: Position,
+    pub token: Token,
+    pub unit: InventoryUnit,
+    pub outcome: Outcome,
+}
+
+/// Replica → client: `unit`'s status in the bucket's committed state through
+/// `position`, and which serving path answered (`Msg::ReadReply`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReadReply {
+    pub bucket: Bucket,
+    pub unit: InventoryUnit,
+    pub position: Position,
+    pub status: Option<UnitStatus>,
+    pub path: ReadPath,
+}
+
 /// Every message of the protocol. Verb pairs: `Request`/`Reply`,
 /// `Query`/`Reply` or `NotDecided`, `FetchMap`/`Map`,
 /// `FetchPlacement`/`Placement`, `Append`/`Appended`, `Fence`/`Fenced`.
@@ -34,14 +57,7 @@ pub enum Msg {
     },
     /// Leader → client: the committed outcome of `token`, decided by the
     /// entry at `position`.
-    Reply {
-        bucket: Bucket,
-        epoch: Epoch,
-        position: Position,
-        token: Token,
-        unit: InventoryUnit,
-        outcome: Outcome,
-    },
+    Reply(Reply),
     /// Replica → client: "I do not lead `bucket` at your epoch"; `epoch` is
     /// the newest epoch this replica knows. The client refreshes its map and
     /// retries with the same token.
@@ -153,13 +169,7 @@ pub enum Msg {
     /// Replica → client: `unit`'s status in the bucket's committed state
     /// through `position` (never before the read's `after`), and which
     /// serving path answered.
-    ReadReply {
-        bucket: Bucket,
-        unit: InventoryUnit,
-        position: Position,
-        status: Option<UnitStatus>,
-        path: ReadPath,
-    },
+    ReadReply(ReadReply),
     /// Replica → client: I have applied `bucket` only through `position`,
     /// short of the read's `after`: read at the leader.
     ReadBehind {
@@ -274,13 +284,13 @@ impl fmt::Display for Msg {
                 unit,
                 after,
             } => write!(f, "Read {{ {bucket} {unit} after {after} }}"),
-            Msg::ReadReply {
+            Msg::ReadReply(ReadReply {
                 bucket,
                 unit,
                 position,
                 status,
                 path,
-            } => {
+            }) => {
                 let status = status
                     .as_ref()
                     .map_or("available".to_owned(), |s| s.to_string());
@@ -324,14 +334,14 @@ impl fmt::Display for Msg {
                     .collect();
                 write!(f, "Changes {{ {} }}", parts.join("; "))
             }
-            Msg::Reply {
+            Msg::Reply(Reply {
                 bucket,
                 epoch,
                 position,
                 token,
                 unit,
                 outcome,
-            } => write!(
+            }) => write!(
                 f,
                 "Reply {{ {bucket}@{epoch} {token} {unit} → {outcome} at {position} }}"
             ),

@@ -8,6 +8,7 @@ use super::operate::move_bucket;
 use anyhow::Result;
 use berth::client::{self, Ending, Run, Session};
 use berth_model::hashing::bucket_of;
+use berth_model::messages::Reply;
 use berth_model::{Bucket, Customer, GroupId, InventoryUnit, Msg, Outcome, Task};
 use clap::Args;
 use std::time::{Duration, Instant};
@@ -101,7 +102,7 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
     let mut confirmed = 0;
     let mut previous = started;
     for (answer, at) in &answers {
-        if let Msg::Reply { outcome, .. } = answer {
+        if let Msg::Reply(Reply { outcome, .. }) = answer {
             if *outcome == Outcome::Held {
                 continue;
             }

@@ -5,6 +5,7 @@ use super::args::{seconds, CabinArgs, ConfigArg};
 use anyhow::Result;
 use berth::client::{self, Ending, InFlight, Run, Session};
 use berth::tokens::{parse_token, token_text};
+use berth_model::messages::{ReadReply, Reply};
 use berth_model::{Customer, InventoryUnit, Msg, Outcome, PositionToken, Task};
 use clap::Args;
 use std::path::Path;
@@ -107,14 +108,14 @@ pub fn report_answers(run: Run<Msg>, timeout: f64, config: &Path) -> Ending {
     let mut ending = Ending::Done;
     for answer in answers {
         match answer {
-            Msg::Reply {
+            Msg::Reply(Reply {
                 bucket,
                 epoch,
                 position,
                 token,
                 unit,
                 outcome,
-            } => {
+            }) => {
                 let at = format!(
                     "bucket {} at {epoch}; position token {}",
                     bucket.0,
@@ -137,13 +138,13 @@ pub fn report_answers(run: Run<Msg>, timeout: f64, config: &Path) -> Ending {
                 );
                 ending = Ending::Refused;
             }
-            Msg::ReadReply {
+            Msg::ReadReply(ReadReply {
                 bucket,
                 unit,
                 position,
                 status,
                 path,
-            } => {
+            }) => {
                 let status = status.map_or("available".to_owned(), |s| s.to_string());
                 println!(
                     "{unit}: {status} (read from the {path}; state as of position token {})",

@@ -6,6 +6,7 @@ use super::ReplicaState;
 use crate::bucket::BucketState;
 use crate::log::{Log, Payload};
 use crate::messages::Msg;
+use crate::messages::Reply;
 use crate::placement::BucketPlacement;
 use crate::types::{Bucket, Epoch, Position, Token};
 use serde::{Deserialize, Serialize};
@@ -198,12 +199,12 @@ pub(super) fn entry_committed(durable: &DurableBucket, token: Token) -> bool {
 /// The `Reply` telling the recorded outcome of `token`, if it is committed.
 pub(super) fn recorded_reply(bucket: Bucket, durable: &DurableBucket, token: Token) -> Option<Msg> {
     let recorded = durable.applied.recorded(&token)?;
-    Some(Msg::Reply {
+    Some(Msg::Reply(Reply {
         bucket,
         epoch: durable.placement.epoch,
         position: recorded.position,
         token,
         unit: recorded.unit,
         outcome: recorded.outcome,
-    })
+    }))
 }

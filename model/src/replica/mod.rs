@@ -236,7 +236,7 @@ impl ReplicaActor {
             | Msg::Probe
             | Msg::Alive { .. }
             | Msg::MoveRefused { .. }
-            | Msg::ReadReply { .. }
+            | Msg::ReadReply(_)
             | Msg::ReadBehind { .. }
             | Msg::Changes(_)
             | Msg::Failover { .. }
@@ -247,7 +247,7 @@ impl ReplicaActor {
             | Msg::Fenced { .. }
             | Msg::FetchPlacement { .. }
             | Msg::NotDecided { .. }
-            | Msg::Reply { .. }
+            | Msg::Reply(_)
             | Msg::Redirect { .. }
             | Msg::FetchMap
             | Msg::Map(_) => {}

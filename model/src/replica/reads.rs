@@ -3,6 +3,7 @@
 //! pulls, answered with committed entries.
 
 use super::{Delivery, ReplicaActor, ReplicaState};
+use crate::messages::ReadReply;
 use crate::messages::{Emits, Msg, ReadPath};
 use crate::stream;
 use crate::types::{Bucket, InventoryUnit, Position};
@@ -63,13 +64,13 @@ impl ReplicaActor {
         let status = durable.applied.units.get(&unit).cloned();
         o.send(
             client,
-            Msg::ReadReply {
+            Msg::ReadReply(ReadReply {
                 bucket,
                 unit,
                 position,
                 status,
                 path,
-            },
+            }),
         );
     }
 

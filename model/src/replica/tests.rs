@@ -6,6 +6,7 @@ use crate::actor::{BerthActor, NodeState, Storage};
 use crate::bucket::{Command, Op, UnitStatus};
 use crate::log::{Entry, Log};
 use crate::messages::ReadPath;
+use crate::messages::{ReadReply, Reply};
 use crate::test_support::{self, placement, sent, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
 use crate::types::{Epoch, InventoryUnit};
 use crate::variant::Variant;
@@ -47,7 +48,7 @@ fn start(id: usize) -> NodeState {
 fn replies(commands: &[Cmd<Msg, Timer, (), Storage>]) -> usize {
     commands
         .iter()
-        .filter(|c| matches!(c, Cmd::Send(_, Msg::Reply { .. })))
+        .filter(|c| matches!(c, Cmd::Send(_, Msg::Reply(_))))
         .count()
 }
 
@@ -269,9 +270,7 @@ fn promoted_leader_commits_inherited_entries_under_its_epoch() {
     // The client's retry of the inherited token waits for the commit.
     let commands = deliver(&mut new_leader, SYNC, CLIENT, request(2, 0));
     assert!(
-        sent(&commands)
-            .iter()
-            .all(|m| !matches!(m, Msg::Reply { .. })),
+        sent(&commands).iter().all(|m| !matches!(m, Msg::Reply(_))),
         "{commands:?}"
     );
     // The old leader, now sync follower, acknowledges the inherited entry
@@ -284,11 +283,11 @@ fn promoted_leader_commits_inherited_entries_under_its_epoch() {
     assert_eq!(durable(&new_leader).commit_position, Position(2));
     assert!(matches!(
         sent(&commands).as_slice(),
-        [Msg::Reply {
+        [Msg::Reply(Reply {
             position: Position(1),
             outcome: crate::Outcome::Held,
             ..
-        }]
+        })]
     ));
 }
 
@@ -363,24 +362,22 @@ fn token_query_answers_recorded_pending_and_unknown() {
     deliver(&mut leader, LEADER, CLIENT, request(1, 0));
     let commands = deliver(&mut leader, LEADER, CLIENT, query(0));
     assert!(
-        sent(&commands)
-            .iter()
-            .all(|m| !matches!(m, Msg::Reply { .. })),
+        sent(&commands).iter().all(|m| !matches!(m, Msg::Reply(_))),
         "pending: no answer yet"
     );
     let commands = deliver(&mut leader, LEADER, SYNC, appended(1, 1));
     let replies = sent(&commands)
         .into_iter()
-        .filter(|m| matches!(m, Msg::Reply { .. }))
+        .filter(|m| matches!(m, Msg::Reply(_)))
         .count();
     assert_eq!(replies, 1, "one waiter per client and token");
     let commands = deliver(&mut leader, LEADER, CLIENT, query(0));
     assert!(matches!(
         sent(&commands).as_slice(),
-        [Msg::Reply {
+        [Msg::Reply(Reply {
             outcome: crate::Outcome::Held,
             ..
-        }]
+        })]
     ));
     // An unknown token: no answer until a fresh no-op entry commits
     // through the sync follower, which proves this leader still leads.
@@ -560,11 +557,11 @@ fn destination_installs_the_snapshot_and_keeps_outcomes() {
     assert!(
         matches!(
             sent(&commands).as_slice(),
-            [Msg::Reply {
+            [Msg::Reply(Reply {
                 position: Position(1),
                 outcome: crate::Outcome::Held,
                 ..
-            }]
+            })]
         ),
         "{commands:?}"
     );
@@ -608,12 +605,12 @@ fn follower_reads_wait_for_the_observed_position() {
     assert!(
         matches!(
             sent(&commands).as_slice(),
-            [Msg::ReadReply {
+            [Msg::ReadReply(ReadReply {
                 position: Position(0),
                 status: None,
                 path: ReadPath::Follower,
                 ..
-            }]
+            })]
         ),
         "{commands:?}"
     );
@@ -621,12 +618,12 @@ fn follower_reads_wait_for_the_observed_position() {
     deliver(&mut follower, ASYNC, LEADER, append(1, 1, 1, vec![], 1));
     let commands = deliver(&mut follower, ASYNC, CLIENT, read(1));
     match sent(&commands).as_slice() {
-        [Msg::ReadReply {
+        [Msg::ReadReply(ReadReply {
             position: Position(1),
             status: Some(UnitStatus::Held { customer, .. }),
             path: ReadPath::Follower,
             ..
-        }] => assert_eq!(customer.to_string(), "alice"),
+        })] => assert_eq!(customer.to_string(), "alice"),
         other => panic!("{other:?}"),
     }
     // The leader labels its answers as the leader's.
@@ -634,10 +631,10 @@ fn follower_reads_wait_for_the_observed_position() {
     let commands = deliver(&mut leader, LEADER, CLIENT, read(0));
     assert!(matches!(
         sent(&commands).as_slice(),
-        [Msg::ReadReply {
+        [Msg::ReadReply(ReadReply {
             path: ReadPath::Leader,
             ..
-        }]
+        })]
     ));
     // The broken variant answers a read it is behind on.
     let broken = BerthActor::Replica(ReplicaActor {
@@ -654,10 +651,10 @@ fn follower_reads_wait_for_the_observed_position() {
     let commands = test_support::deliver(&broken, &mut stale, ASYNC, CLIENT, read(5));
     assert!(matches!(
         sent(&commands).as_slice(),
-        [Msg::ReadReply {
+        [Msg::ReadReply(ReadReply {
             position: Position(0),
             ..
-        }]
+        })]
     ));
 }
 

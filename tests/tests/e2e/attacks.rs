@@ -13,6 +13,7 @@ use berth::wire::{self, Datagram};
 use berth_model::actor::Changes;
 use berth_model::bucket::UnitStatus;
 use berth_model::hashing::bucket_of;
+use berth_model::messages::Reply;
 use berth_model::{
     Bucket, BucketPlacement, BucketState, Customer, Epoch, GroupId, InventoryUnit, Msg, Outcome,
     PlacementMap, Position, Token,
@@ -511,14 +512,14 @@ fn book_against_fakes(
                         _ => continue,
                     };
                     last_unit = unit.clone();
-                    answers.push(Msg::Reply {
+                    answers.push(Msg::Reply(Reply {
                         bucket,
                         epoch,
                         position: Position(1),
                         token,
                         unit,
                         outcome: Outcome::Confirmed,
-                    });
+                    }));
                 }
                 let payload = protocol(answers);
                 let me = id_number(*member);
