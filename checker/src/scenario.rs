@@ -355,6 +355,7 @@ impl ScenarioConfig {
             max_pulls: Some(2),
             detector: Detector::Anytime,
             max_append_entries: None,
+            max_batch: None,
             // The checker ignores durations: the timer may fire at any moment.
             hold_ttl: self
                 .expiring_holds

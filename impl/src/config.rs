@@ -333,7 +333,7 @@ impl ClusterConfig {
             .collect();
         PlacementMap {
             version: 1,
-            buckets,
+            buckets: buckets.into(),
         }
     }
 
@@ -352,6 +352,8 @@ impl ClusterConfig {
             announce_commits: true,
             detector: Detector::Probes { misses: 6 },
             max_append_entries: Some(32),
+            // About 15 bytes a placement: 1,024 fit a datagram many times.
+            max_batch: Some(1024),
             timeouts: Timeouts {
                 client_retry: Duration::from_millis(100)..Duration::from_millis(150),
                 ..Timeouts::default()

@@ -383,7 +383,7 @@ impl Harness {
             },
             8 => Msg::Map(PlacementMap {
                 version: 99,
-                buckets: Vec::new(),
+                buckets: Vec::new().into(),
             }),
             _ => {
                 let datagram = match self.rng.u8(..3) {

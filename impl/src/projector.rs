@@ -265,7 +265,7 @@ mod tests {
         NodeState::Subscriber(SubscriberState {
             map: berth_model::PlacementMap {
                 version: 1,
-                buckets: Vec::new(),
+                buckets: Vec::new().into(),
             },
             streams: [(
                 Bucket(0),

@@ -217,12 +217,9 @@ pub fn within(msg: &Msg, buckets: u32) -> bool {
         | Msg::Appended { bucket, .. }
         | Msg::AppendRefused { bucket, .. }
         | Msg::FetchPlacement { bucket }
-        | Msg::Placement { bucket, .. }
-        | Msg::Fence { bucket, .. }
         | Msg::MoveBucket { bucket, .. }
         | Msg::MoveOut { bucket, .. }
         | Msg::MovedOut { bucket, .. }
-        | Msg::Fenced { bucket, .. }
         | Msg::Failover { bucket }
         | Msg::MoveRefused { bucket, .. }
         | Msg::Read { bucket, .. }
@@ -235,6 +232,11 @@ pub fn within(msg: &Msg, buckets: u32) -> bool {
         }
         Msg::Changes(changes) => return changes.iter().all(|c| c.bucket.0 < buckets),
         Msg::Alive { lagging } => return lagging.iter().all(|lag| lag.bucket.0 < buckets),
+        Msg::Placements(placements) => {
+            return placements.iter().all(|(bucket, _)| bucket.0 < buckets)
+        }
+        Msg::Fence(fences) => return fences.iter().all(|(bucket, _)| bucket.0 < buckets),
+        Msg::Fenced(reports) => return reports.iter().all(|report| report.bucket.0 < buckets),
         Msg::FetchMap | Msg::Probe => return true,
     };
     bucket.0 < buckets

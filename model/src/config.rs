@@ -82,6 +82,11 @@ pub struct ProtocolConfig {
     /// further behind catches up over several. `None`: no limit (the
     /// checker). The runtime sets one so that a message fits a datagram.
     pub max_append_entries: Option<usize>,
+    /// The most buckets one controller message (`Placements`, `Fence`,
+    /// `Fenced`) names; a decision about more buckets sends several.
+    /// `None`: no limit (the checker, whose scenarios have one bucket).
+    /// The runtime sets one so that a message fits a datagram.
+    pub max_batch: Option<usize>,
     /// How long a hold lasts before its leader expires it; `None`: holds
     /// never expire. A new leader restarts the clock of every hold it
     /// inherits.

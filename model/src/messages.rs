@@ -108,15 +108,16 @@ pub enum Msg {
     /// Replica → controller: I saw `bucket` at an epoch newer than my
     /// placement; send me its placement.
     FetchPlacement { bucket: Bucket },
-    /// Controller → replica: the placement of `bucket` (published only after
-    /// the controller made it durable).
-    Placement {
-        bucket: Bucket,
-        placement: BucketPlacement,
-    },
-    /// Controller → sync follower: promise `epoch` (never act for an older
-    /// one again) and report your durable log.
-    Fence { bucket: Bucket, epoch: Epoch },
+    /// Controller → replica: the placements of these buckets (published
+    /// only after the controller made them durable). One decision about
+    /// many buckets — a failed leader's thousand — is one message per
+    /// replica (`ProtocolConfig::max_batch` buckets at most), not one per
+    /// bucket.
+    Placements(Vec<(Bucket, BucketPlacement)>),
+    /// Controller → sync follower: for each bucket, promise the epoch
+    /// (never act for an older one again) and report your durable log.
+    /// Batched as `Placements` is.
+    Fence(Vec<(Bucket, Epoch)>),
     /// Operator → controller: move `bucket` to `group` (live cutover).
     MoveBucket { bucket: Bucket, group: GroupId },
     /// Controller → the bucket's leader at `epoch`: stream the bucket to
@@ -138,14 +139,9 @@ pub enum Msg {
         epoch: Epoch,
         barrier: Position,
     },
-    /// Sync follower → controller: I promised `epoch`; my durable log ends
-    /// at `last_position` with an entry of `last_epoch`.
-    Fenced {
-        bucket: Bucket,
-        epoch: Epoch,
-        last_position: Position,
-        last_epoch: Epoch,
-    },
+    /// Sync follower → controller: the answer to one `Fence`, a report per
+    /// bucket it fenced.
+    Fenced(Vec<FenceReport>),
     /// Operator → controller: fail `bucket` over from its leader now
     /// (planned failover: the same fence-and-promote as for a suspected
     /// leader).
@@ -414,21 +410,84 @@ impl fmt::Display for Msg {
                 epoch,
                 barrier,
             } => write!(f, "MovedOut {{ {bucket}@{epoch} barrier at {barrier} }}"),
-            Msg::Placement { bucket, placement } => {
-                write!(f, "Placement {{ {bucket}: {placement} }}")
+            Msg::Placements(placements) => {
+                let items: Vec<String> = placements
+                    .iter()
+                    .map(|(bucket, placement)| format!("{bucket}: {placement}"))
+                    .collect();
+                batch(f, "Placement", &items)
             }
-            Msg::Fence { bucket, epoch } => write!(f, "Fence {{ {bucket}: promise {epoch} }}"),
-            Msg::Fenced {
-                bucket,
-                epoch,
-                last_position,
-                last_epoch,
-            } => write!(
-                f,
-                "Fenced {{ {bucket}: promised {epoch}, log ends {last_position}/{last_epoch} }}"
-            ),
+            Msg::Fence(fences) => {
+                let items: Vec<String> = fences
+                    .iter()
+                    .map(|(bucket, epoch)| format!("{bucket}: promise {epoch}"))
+                    .collect();
+                batch(f, "Fence", &items)
+            }
+            Msg::Fenced(reports) => {
+                let items: Vec<String> = reports.iter().map(ToString::to_string).collect();
+                batch(f, "Fenced", &items)
+            }
         }
     }
+}
+
+/// Writes a batched message: `Name { item }` for one bucket (as a trace
+/// shows the checker's single-bucket scenarios), `Names { n buckets: … }`
+/// for more.
+fn batch(f: &mut fmt::Formatter<'_>, name: &str, items: &[String]) -> fmt::Result {
+    match items {
+        [one] => write!(f, "{name} {{ {one} }}"),
+        _ => write!(
+            f,
+            "{name}s {{ {} buckets: {} }}",
+            items.len(),
+            items.join("; ")
+        ),
+    }
+}
+
+/// One bucket of a `Msg::Fenced`: the follower promised `epoch`; its
+/// durable log ends at `last_position` with an entry of `last_epoch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FenceReport {
+    pub bucket: Bucket,
+    pub epoch: Epoch,
+    pub last_position: Position,
+    pub last_epoch: Epoch,
+}
+
+impl fmt::Display for FenceReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let FenceReport {
+            bucket,
+            epoch,
+            last_position,
+            last_epoch,
+        } = self;
+        write!(
+            f,
+            "{bucket}: promised {epoch}, log ends {last_position}/{last_epoch}"
+        )
+    }
+}
+
+/// Splits `items` into messages of at most `max` (`None`: one message).
+pub fn batches<T>(items: Vec<T>, max: Option<usize>) -> Vec<Vec<T>> {
+    let max = max.unwrap_or(usize::MAX).max(1);
+    if items.len() <= max {
+        return if items.is_empty() {
+            Vec::new()
+        } else {
+            vec![items]
+        };
+    }
+    let mut out = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        out.push(items.by_ref().take(max).collect());
+    }
+    out
 }
 
 /// The contents of `Msg::Snapshot`: the bucket state (idempotency table

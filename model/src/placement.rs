@@ -10,6 +10,7 @@ use crate::types::{Bucket, Epoch, GroupId, InventoryUnit};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use std::fmt;
+use std::sync::Arc;
 
 /// A replica's job for one bucket at one epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -118,8 +119,12 @@ impl GroupLayout {
 pub struct PlacementMap {
     /// Advances with every change to any bucket's placement.
     pub version: u64,
-    /// Indexed by bucket number; its length is the bucket count B.
-    pub buckets: Vec<BucketPlacement>,
+    /// Indexed by bucket number; its length is the bucket count B. Shared
+    /// (`Arc`, copy-on-write): copying a map — every step of the
+    /// controller starts from a copy of its state — costs one pointer, and
+    /// a change copies the table once per decision, however many buckets
+    /// it changes (`PlacementMap::buckets_mut`).
+    pub buckets: Arc<Vec<BucketPlacement>>,
 }
 
 /// `PlacementMap` on the wire and on disk: `(run length, placement)` pairs.
@@ -132,7 +137,7 @@ struct EncodedMap {
 impl From<PlacementMap> for EncodedMap {
     fn from(map: PlacementMap) -> Self {
         let mut runs: Vec<(u32, BucketPlacement)> = Vec::new();
-        for placement in map.buckets {
+        for placement in map.buckets.iter().cloned() {
             match runs.last_mut() {
                 Some((count, last)) if *last == placement => *count += 1,
                 _ => runs.push((1, placement)),
@@ -171,7 +176,7 @@ impl TryFrom<EncodedMap> for PlacementMap {
         }
         Ok(PlacementMap {
             version: encoded.version,
-            buckets,
+            buckets: Arc::new(buckets),
         })
     }
 }
@@ -182,8 +187,13 @@ impl PlacementMap {
     pub fn uniform(bucket_count: u32, placement: BucketPlacement) -> Self {
         PlacementMap {
             version: 1,
-            buckets: vec![placement; bucket_count as usize],
+            buckets: Arc::new(vec![placement; bucket_count as usize]),
         }
+    }
+
+    /// The table to change: a copy of it if another map shares it.
+    pub fn buckets_mut(&mut self) -> &mut Vec<BucketPlacement> {
+        Arc::make_mut(&mut self.buckets)
     }
 
     /// The number of buckets, B.
@@ -237,7 +247,7 @@ mod tests {
         fn route_returns_the_units_bucket(cabin in "C[0-9]{1,3}", leaders in prop::collection::vec(0usize..9, 1..40)) {
             let map = PlacementMap {
                 version: 7,
-                buckets: leaders.iter().enumerate().map(|(epoch, leader)| placement(epoch as u64, *leader)).collect(),
+                buckets: leaders.iter().enumerate().map(|(epoch, leader)| placement(epoch as u64, *leader)).collect::<Vec<_>>().into(),
             };
             let unit = InventoryUnit::new("BCN-JFK-2026-07-14", cabin);
             let (bucket, routed) = map.route(&unit);
@@ -251,7 +261,7 @@ mod tests {
         fn encoding_round_trips(leaders in prop::collection::vec(0usize..3, 1..300)) {
             let map = PlacementMap {
                 version: 3,
-                buckets: leaders.iter().map(|leader| placement(1, *leader)).collect(),
+                buckets: leaders.iter().map(|leader| placement(1, *leader)).collect::<Vec<_>>().into(),
             };
             let json = serde_json::to_string(&map).unwrap();
             prop_assert_eq!(serde_json::from_str::<PlacementMap>(&json).unwrap(), map);
@@ -268,7 +278,8 @@ mod tests {
                 buckets: runs
                     .iter()
                     .flat_map(|(count, leader)| std::iter::repeat_n(placement(2, *leader), *count as usize))
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             };
             let json = serde_json::to_string(&map).unwrap();
             prop_assert_eq!(serde_json::from_str::<PlacementMap>(&json).unwrap(), map);

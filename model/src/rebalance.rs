@@ -86,7 +86,7 @@ pub fn group_loads(
     loads: &BTreeMap<Bucket, u64>,
 ) -> BTreeMap<GroupId, u64> {
     let mut totals: BTreeMap<GroupId, u64> = groups.iter().map(|group| (*group, 0)).collect();
-    for placement in &map.buckets {
+    for placement in map.buckets.iter() {
         totals.entry(placement.group).or_insert(0);
     }
     for (bucket, load) in loads {
@@ -237,7 +237,8 @@ mod tests {
                     sync_followers: vec![],
                     async_followers: vec![],
                 })
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         }
     }
 

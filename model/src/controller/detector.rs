@@ -3,15 +3,28 @@
 //! buckets need; and the lag each leader reports, which can hold up a
 //! planned move.
 
-use super::{ControllerActor, ControllerState};
+use super::failover::Buckets;
+use super::{ControllerActor, ControllerState, Outbox};
 use crate::config::Detector;
 use crate::messages::{Emits, FollowerLag, Msg, Timer};
 use crate::placement::BucketPlacement;
 use crate::types::Bucket;
 use stateright::actor::{Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The probe detector's memory (`Detector::Probes`; empty in the checker).
+///
+/// A replica is down once it missed `misses` probes in a row, plus its own
+/// patience: a replica that was declared down and then answered again was
+/// either restarted or wrongly suspected (a busy machine, a long pause),
+/// and the detector, which cannot tell which, waits longer for it from
+/// then on — doubling, up to `MAX_PATIENCE`× — and forgets that slowly
+/// while it answers. This is the adaptive-threshold idea of phi-accrual
+/// detectors, counted in probe rounds since the model has no clock. A
+/// replica a decision just gave new work (a promoted leader, a new sync
+/// follower) is held down — never suspected — for a few rounds while it
+/// takes that work on. Safety never depends on any of this.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Liveness {
     /// Replicas heard from since the last probe.
@@ -19,9 +32,22 @@ pub struct Liveness {
     /// Probes in a row each replica has not answered.
     pub missed: BTreeMap<Id, u8>,
     /// The followers over their lag budget each leader reported in its
-    /// last `Alive`.
-    pub lagging: BTreeMap<Id, Vec<FollowerLag>>,
+    /// last `Alive` (shared: every controller step copies its state).
+    pub lagging: BTreeMap<Id, Arc<Vec<FollowerLag>>>,
+    /// Extra misses each replica is allowed, after it was declared down
+    /// and came back.
+    pub patience: BTreeMap<Id, u8>,
+    /// Probe rounds each replica answered in a row since its patience last
+    /// changed (patience decays every `DECAY_ROUNDS`).
+    pub steady: BTreeMap<Id, u16>,
+    /// Probe rounds each replica is held down for (not suspected).
+    pub held: BTreeMap<Id, u8>,
 }
+
+/// A replica's patience grows to at most this many times `misses`.
+const MAX_PATIENCE: u8 = 4;
+/// Answered probe rounds after which extra patience shrinks by one miss.
+const DECAY_ROUNDS: u16 = 40;
 
 impl Liveness {
     /// `replica`'s `Alive` reported `lagging` as its followers over their
@@ -29,19 +55,81 @@ impl Liveness {
     pub(super) fn lagging_reported(&mut self, replica: Id, lagging: Vec<FollowerLag>) {
         if lagging.is_empty() {
             self.lagging.remove(&replica);
-        } else {
-            self.lagging.insert(replica, lagging);
+        } else if self
+            .lagging
+            .get(&replica)
+            .is_none_or(|old| **old != lagging)
+        {
+            self.lagging.insert(replica, Arc::new(lagging));
+        }
+    }
+
+    /// How many probes in a row `replica` may miss before it is down.
+    pub fn patience(&self, replica: Id, misses: u8) -> u8 {
+        misses.saturating_add(self.patience.get(&replica).copied().unwrap_or(0))
+    }
+
+    /// Whether `replica` answered the last probe round.
+    pub(super) fn answered_last(&self, replica: Id) -> bool {
+        self.missed.get(&replica).is_none_or(|missed| *missed == 0)
+    }
+
+    /// `replica`, declared down, answered again: wait longer for it from
+    /// now on. Returns its new patience (misses allowed).
+    pub(super) fn recovered(&mut self, replica: Id, misses: u8) -> u8 {
+        let extra = self.patience.entry(replica).or_default();
+        let limit = misses.saturating_mul(MAX_PATIENCE - 1);
+        *extra = extra.saturating_add(misses.max(1)).min(limit);
+        self.steady.remove(&replica);
+        self.patience(replica, misses)
+    }
+
+    /// `replica` answered a probe round: count down its hold-down, and
+    /// let its patience decay after a long run of answers.
+    pub(super) fn heard_rounds(&mut self, replica: Id) {
+        if let Some(extra) = self.patience.get_mut(&replica) {
+            let steady = self.steady.entry(replica).or_default();
+            *steady += 1;
+            if *steady >= DECAY_ROUNDS {
+                *steady = 0;
+                *extra -= 1;
+                if *extra == 0 {
+                    self.patience.remove(&replica);
+                    self.steady.remove(&replica);
+                }
+            }
+        }
+    }
+
+    /// One probe round passed: hold-downs run out.
+    pub(super) fn round_passed(&mut self) {
+        self.held.retain(|_, rounds| {
+            *rounds -= 1;
+            *rounds > 0
+        });
+    }
+
+    /// `replica` was given new work: not suspected for `rounds` probe
+    /// rounds.
+    pub(super) fn hold_down(&mut self, replica: Id, rounds: u8) {
+        if rounds > 0 {
+            let held = self.held.entry(replica).or_default();
+            *held = (*held).max(rounds);
         }
     }
 }
 
 impl ControllerState {
-    /// The replicas the detector considers down after `misses` probes.
+    /// The replicas the detector considers down after `misses` probes
+    /// (and each replica's patience), except those held down.
     pub fn down(&self, misses: u8) -> BTreeSet<Id> {
         self.liveness
             .missed
             .iter()
-            .filter(|(_, missed)| **missed >= misses)
+            .filter(|(id, missed)| {
+                **missed >= self.liveness.patience(**id, misses)
+                    && !self.liveness.held.contains_key(id)
+            })
             .map(|(id, _)| *id)
             .collect()
     }
@@ -51,8 +139,14 @@ impl ControllerActor {
     /// `Detector::Probes`: count the replicas that did not answer the last
     /// probe, fail over what a down replica leads and reconfigure what it
     /// serves as sync follower, resend what may have been lost, probe
-    /// again.
-    pub(super) fn probe(&self, state: &mut ControllerState, o: &mut Out<impl Emits>) {
+    /// again. Each decision names every bucket it changes at once: one
+    /// fence per follower, one map version, one announcement per replica.
+    pub(super) fn probe(
+        &self,
+        state: &mut ControllerState,
+        out: &mut Outbox,
+        o: &mut Out<impl Emits>,
+    ) {
         let Detector::Probes { misses } = self.config.detector else {
             return;
         };
@@ -63,14 +157,17 @@ impl ControllerActor {
             .flat_map(BucketPlacement::members)
             .collect();
         let heard = std::mem::take(&mut state.liveness.heard);
+        let was_down = state.down(misses);
+        state.liveness.round_passed();
         let mut recovered = BTreeSet::new();
         for replica in &replicas {
             let missed = state.liveness.missed.entry(*replica).or_default();
             if heard.contains(replica) {
-                if *missed >= misses {
+                if was_down.contains(replica) {
                     recovered.insert(*replica);
                 }
                 *missed = 0;
+                state.liveness.heard_rounds(*replica);
             } else {
                 *missed = missed.saturating_add(1);
             }
@@ -78,65 +175,135 @@ impl ControllerActor {
         }
         // A replica back from the dead may hold placements that changed
         // while it was away: tell it the current ones at once (it would
-        // otherwise learn each when it meets a newer epoch).
+        // otherwise learn each when it meets a newer epoch). It was
+        // declared down while alive, or came back quickly: either way the
+        // detector was too eager for it, so it gets more patience.
         for replica in &recovered {
+            let patience = state.liveness.recovered(*replica, misses);
+            tracing::info!(
+                replica = usize::from(*replica),
+                patience,
+                "replica {} is back: down after {patience} unanswered probes from now on",
+                usize::from(*replica)
+            );
             for (index, placement) in state.map.buckets.iter().enumerate() {
                 if placement.role_of(*replica).is_some() {
-                    o.send(
-                        *replica,
-                        Msg::Placement {
-                            bucket: Bucket(index as u32),
-                            placement: placement.clone(),
-                        },
-                    );
+                    out.placement(*replica, Bucket(index as u32), placement);
                 }
             }
         }
         if self.config.resend_unanswered {
-            self.resend(state, o);
+            self.resend(state, out, o);
         }
         let down = state.down(misses);
+        for replica in down.difference(&was_down) {
+            tracing::warn!(
+                replica = usize::from(*replica),
+                "replica {} is down: {} probes in a row unanswered",
+                usize::from(*replica),
+                state.liveness.patience(*replica, misses)
+            );
+        }
         if self.failover.is_some() && !down.is_empty() {
-            for index in 0..state.map.bucket_count() {
-                let bucket = Bucket(index);
-                let Some(placement) = state.map.placement(bucket) else {
-                    continue;
-                };
-                if down.contains(&placement.leader) {
-                    // Only a live sync follower can report what it holds;
-                    // with every copy of the committed prefix down, wait.
-                    if placement
-                        .sync_followers
-                        .iter()
-                        .any(|follower| !down.contains(follower))
-                    {
-                        self.suspect_leader(state, bucket, o);
-                    }
-                } else if placement
-                    .sync_followers
-                    .iter()
-                    .any(|follower| down.contains(follower))
-                {
-                    self.suspect_sync_follower(state, bucket, &down, o);
-                }
-            }
+            self.act_on_down(state, &down, out);
         }
         o.set_timer(Timer::Probe, self.config.timeouts.probe.clone());
     }
 
+    /// The changes the replicas in `down` call for: fail over each bucket
+    /// one of them leads (if a sync follower is live to report what it
+    /// holds), and replace each down sync follower by a live async one.
+    /// A replica just given new work (`Liveness::held_down`) is not
+    /// suspected again until it had time to take it on.
+    fn act_on_down(&self, state: &mut ControllerState, down: &BTreeSet<Id>, out: &mut Outbox) {
+        let mut failing: BTreeMap<Id, Vec<Bucket>> = BTreeMap::new();
+        let mut replaced: BTreeMap<Id, Vec<Bucket>> = BTreeMap::new();
+        for index in 0..state.map.bucket_count() {
+            let bucket = Bucket(index);
+            let Some(placement) = state.map.placement(bucket) else {
+                continue;
+            };
+            let leader = placement.leader;
+            if down.contains(&leader) {
+                // Only a live sync follower can report what it holds;
+                // with every copy of the committed prefix down, wait.
+                if placement
+                    .sync_followers
+                    .iter()
+                    .any(|follower| !down.contains(follower))
+                    && !state.fencing.contains_key(&bucket)
+                {
+                    self.suspect_leader(state, bucket, out);
+                    failing.entry(leader).or_default().push(bucket);
+                }
+            } else if let Some(suspect) = placement
+                .sync_followers
+                .iter()
+                .find(|follower| down.contains(follower))
+                .copied()
+            {
+                // The replacement must be live now, not merely not yet
+                // suspected: a suspicion alone never leaves a group
+                // without a live sync follower.
+                let unusable: BTreeSet<Id> = placement
+                    .async_followers
+                    .iter()
+                    .filter(|id| !state.liveness.answered_last(**id))
+                    .copied()
+                    .chain(down.iter().copied())
+                    .collect();
+                if self.suspect_sync_follower(state, bucket, &unusable, out) {
+                    replaced.entry(suspect).or_default().push(bucket);
+                }
+            }
+        }
+        for (leader, buckets) in &failing {
+            let fenced: Vec<Bucket> = buckets
+                .iter()
+                .copied()
+                .filter(|bucket| state.fencing.contains_key(bucket))
+                .collect();
+            if !fenced.is_empty() {
+                tracing::info!(
+                    leader = usize::from(*leader),
+                    buckets = %Buckets(&fenced),
+                    "failing over {} bucket(s) of replica {}: fencing their commit quorums",
+                    fenced.len(),
+                    usize::from(*leader)
+                );
+            }
+        }
+        for (suspect, buckets) in &replaced {
+            tracing::info!(
+                replica = usize::from(*suspect),
+                buckets = %Buckets(buckets),
+                "replaced down sync follower {} on {} bucket(s)",
+                usize::from(*suspect),
+                buckets.len()
+            );
+        }
+    }
+
+    /// Probe rounds a replica given new work is not suspected for.
+    pub(super) fn hold_down_rounds(&self) -> u8 {
+        match self.config.detector {
+            Detector::Probes { misses } => misses.saturating_mul(2),
+            Detector::Anytime => 0,
+        }
+    }
+
     /// Resends the fences and move requests in progress (UDP may have lost
     /// them; each is idempotent at the replica).
-    pub(super) fn resend(&self, state: &ControllerState, o: &mut Out<impl Emits>) {
+    pub(super) fn resend(
+        &self,
+        state: &ControllerState,
+        out: &mut Outbox,
+        o: &mut Out<impl Emits>,
+    ) {
         for (bucket, epoch) in &state.fencing {
             if let Some(placement) = state.map.placement(*bucket) {
                 for follower in &placement.sync_followers {
-                    o.send(
-                        *follower,
-                        Msg::Fence {
-                            bucket: *bucket,
-                            epoch: *epoch,
-                        },
-                    );
+                    out.fence(*follower, *bucket, *epoch);
                 }
             }
         }

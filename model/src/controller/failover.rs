@@ -3,24 +3,25 @@
 //! suspected sync follower is replaced by an async one through the next
 //! epoch.
 
-use super::{ControllerActor, ControllerState};
+use super::{ControllerActor, ControllerState, Outbox};
 use crate::config::Detector;
-use crate::messages::{Emits, Msg};
+use crate::messages::FenceReport;
 use crate::types::{Bucket, Epoch};
 use crate::variant::Variant;
-use stateright::actor::{Id, Out};
-use std::collections::BTreeSet;
+use stateright::actor::Id;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl ControllerActor {
     /// Fails `bucket` over from its leader: fence the commit quorum at N+1
     /// (the promotion follows their report, `on_fenced`). Returns whether
     /// the suspicion is settled (acted on, or moot because the bucket may
-    /// not advance) rather than to be tried again later.
+    /// not advance) rather than to be tried again later. The fences go out
+    /// with the step's other fences, one message per follower.
     pub(super) fn suspect_leader(
         &self,
         state: &mut ControllerState,
         bucket: Bucket,
-        o: &mut Out<impl Emits>,
+        out: &mut Outbox,
     ) -> bool {
         let Some(placement) = state.map.placement(bucket).cloned() else {
             return true;
@@ -38,13 +39,7 @@ impl ControllerActor {
             // `ProtocolConfig::resend_unanswered`; with probes, `resend` does).
             if self.config.resend_unanswered && self.config.detector == Detector::Anytime {
                 for follower in &placement.sync_followers {
-                    o.send(
-                        *follower,
-                        Msg::Fence {
-                            bucket,
-                            epoch: *epoch,
-                        },
-                    );
+                    out.fence(*follower, bucket, *epoch);
                 }
             }
             return false;
@@ -62,13 +57,13 @@ impl ControllerActor {
             next.epoch = epoch;
             next.leader = placement.sync_followers[0];
             next.sync_followers[0] = placement.leader;
-            self.publish(state, bucket, next, o);
+            self.publish(state, bucket, next, out);
             return true;
         }
         state.fencing.insert(bucket, epoch);
-        tracing::info!(%bucket, %epoch, leader = usize::from(placement.leader), "failing over: fencing the commit quorum");
+        tracing::debug!(%bucket, %epoch, leader = usize::from(placement.leader), "failing over: fencing the commit quorum");
         for follower in &placement.sync_followers {
-            o.send(*follower, Msg::Fence { bucket, epoch });
+            out.fence(*follower, bucket, epoch);
         }
         true
     }
@@ -82,7 +77,7 @@ impl ControllerActor {
         state: &mut ControllerState,
         bucket: Bucket,
         down: &BTreeSet<Id>,
-        o: &mut Out<impl Emits>,
+        out: &mut Outbox,
     ) -> bool {
         let Some(placement) = state.map.placement(bucket).cloned() else {
             return true;
@@ -110,29 +105,74 @@ impl ControllerActor {
         next.sync_followers[0] = replacement;
         next.async_followers.retain(|id| *id != replacement);
         next.async_followers.push(suspect);
-        self.publish(state, bucket, next, o);
+        tracing::debug!(%bucket, epoch = %next.epoch, suspect = usize::from(suspect), replacement = usize::from(replacement), "sync follower replaced");
+        self.publish(state, bucket, next, out);
         true
     }
 
-    /// A sync follower promised the fencing epoch and reported its log:
-    /// choose the new leader and publish.
+    /// A sync follower promised the fencing epochs and reported its log,
+    /// bucket by bucket: choose each new leader, and publish them together
+    /// (one map version, one message per replica).
     pub(super) fn on_fenced(
         &self,
         state: &mut ControllerState,
         follower: Id,
-        bucket: Bucket,
-        epoch: Epoch,
-        last_epoch: Epoch,
-        o: &mut Out<impl Emits>,
+        reports: &[FenceReport],
+        out: &mut Outbox,
     ) {
-        if state.fencing.get(&bucket) != Some(&epoch) {
-            return; // ignore_stale_fenced: not the failover in progress
+        // (new leader or None for aborted) → buckets, for one line per outcome.
+        let mut outcomes: BTreeMap<(Epoch, Option<Id>), Vec<Bucket>> = BTreeMap::new();
+        for report in reports {
+            if let Some((epoch, leader)) = self.promote(state, follower, report, out) {
+                outcomes
+                    .entry((epoch, leader))
+                    .or_default()
+                    .push(report.bucket);
+            }
         }
-        let Some(placement) = state.map.placement(bucket).cloned() else {
-            return;
-        };
+        for ((epoch, leader), buckets) in outcomes {
+            match leader {
+                Some(leader) => tracing::info!(
+                    buckets = %Buckets(&buckets),
+                    %epoch,
+                    leader = usize::from(leader),
+                    "failed over {} bucket(s): promoted replica {} at {epoch}",
+                    buckets.len(),
+                    usize::from(leader)
+                ),
+                None => tracing::info!(
+                    buckets = %Buckets(&buckets),
+                    %epoch,
+                    "failover of {} bucket(s) aborted: the sync follower lacks the prefix",
+                    buckets.len()
+                ),
+            }
+        }
+    }
+
+    /// One bucket of `on_fenced`: promotes `follower` if it holds the
+    /// durable prefix, else aborts (the old leader keeps the bucket at the
+    /// new epoch). Returns the new epoch and leader (`None`: aborted), or
+    /// nothing if the report is not about the failover in progress.
+    fn promote(
+        &self,
+        state: &mut ControllerState,
+        follower: Id,
+        report: &FenceReport,
+        out: &mut Outbox,
+    ) -> Option<(Epoch, Option<Id>)> {
+        let FenceReport {
+            bucket,
+            epoch,
+            last_epoch,
+            ..
+        } = *report;
+        if state.fencing.get(&bucket) != Some(&epoch) {
+            return None; // ignore_stale_fenced: not the failover in progress
+        }
+        let placement = state.map.placement(bucket).cloned()?;
         if placement.epoch.next() != epoch || !placement.sync_followers.contains(&follower) {
-            return; // compare-and-set on the epoch and the quorum
+            return None; // compare-and-set on the epoch and the quorum
         }
         let mut next = placement.clone();
         next.epoch = epoch;
@@ -157,11 +197,40 @@ impl ControllerActor {
         // Otherwise the follower lacks the epoch-start entry of N and may
         // lack committed entries: the failover aborts, and the old leader
         // keeps the bucket at the new epoch.
-        if next.leader != placement.leader {
-            tracing::info!(%bucket, %epoch, leader = usize::from(next.leader), "promoted");
-        } else {
-            tracing::info!(%bucket, %epoch, "failover aborted: the sync follower lacks the prefix");
+        let promoted = (next.leader != placement.leader).then_some(next.leader);
+        tracing::debug!(%bucket, %epoch, leader = usize::from(next.leader), promoted = promoted.is_some(), "failover decided");
+        self.publish(state, bucket, next, out);
+        Some((epoch, promoted))
+    }
+}
+
+/// Buckets for a log line: ranges, e.g. `b0-b1023,b1030`.
+pub(crate) struct Buckets<'a>(pub &'a [Bucket]);
+
+impl std::fmt::Display for Buckets<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut sorted: Vec<u32> = self.0.iter().map(|bucket| bucket.0).collect();
+        sorted.sort_unstable();
+        let mut first = true;
+        let mut index = 0;
+        while index < sorted.len() {
+            let start = sorted[index];
+            let mut end = start;
+            while index + 1 < sorted.len() && sorted[index + 1] == end + 1 {
+                index += 1;
+                end = sorted[index];
+            }
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            if start == end {
+                write!(f, "b{start}")?;
+            } else {
+                write!(f, "b{start}-b{end}")?;
+            }
+            index += 1;
         }
-        self.publish(state, bucket, next, o);
+        Ok(())
     }
 }

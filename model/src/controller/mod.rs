@@ -53,12 +53,41 @@ pub use detector::Liveness;
 pub use moves::Moving;
 
 use crate::config::{Detector, ProtocolConfig};
-use crate::messages::{Emits, Msg, Timer};
+use crate::messages::{batches, Emits, Msg, Timer};
 use crate::placement::{BucketPlacement, GroupLayout, PlacementMap};
 use crate::types::{Bucket, Epoch, GroupId};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// What one controller step tells the replicas, gathered per recipient so
+/// that a decision about many buckets is one message per replica rather
+/// than one per bucket (`ControllerActor::flush` sends it).
+#[derive(Default)]
+pub(crate) struct Outbox {
+    placements: BTreeMap<Id, Vec<(Bucket, BucketPlacement)>>,
+    fences: BTreeMap<Id, Vec<(Bucket, Epoch)>>,
+    /// The buckets whose placement the step changed.
+    published: Vec<Bucket>,
+}
+
+impl Outbox {
+    /// Queues `bucket`'s placement for `replica`.
+    fn placement(&mut self, replica: Id, bucket: Bucket, placement: &BucketPlacement) {
+        self.placements
+            .entry(replica)
+            .or_default()
+            .push((bucket, placement.clone()));
+    }
+
+    /// Queues a fence of `bucket` at `epoch` for `follower`.
+    fn fence(&mut self, follower: Id, bucket: Bucket, epoch: Epoch) {
+        self.fences
+            .entry(follower)
+            .or_default()
+            .push((bucket, epoch));
+    }
+}
 
 /// When the controller may change placements.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -149,6 +178,7 @@ impl ControllerActor {
         msg: Msg,
         o: &mut Out<impl Emits>,
     ) {
+        let mut out = Outbox::default();
         if let Detector::Probes { .. } = self.config.detector {
             // Any message is a sign of life (only replicas are counted).
             state.liveness.heard.insert(src);
@@ -156,25 +186,14 @@ impl ControllerActor {
         match msg {
             Msg::FetchMap => o.send(src, Msg::Map(state.map.clone())),
             Msg::Failover { bucket } => {
-                self.suspect_leader(state, bucket, o);
+                self.suspect_leader(state, bucket, &mut out);
             }
             Msg::FetchPlacement { bucket } => {
                 if let Some(placement) = state.map.placement(bucket) {
-                    o.send(
-                        src,
-                        Msg::Placement {
-                            bucket,
-                            placement: placement.clone(),
-                        },
-                    );
+                    out.placement(src, bucket, placement);
                 }
             }
-            Msg::Fenced {
-                bucket,
-                epoch,
-                last_epoch,
-                ..
-            } => self.on_fenced(state, src, bucket, epoch, last_epoch, o),
+            Msg::Fenced(reports) => self.on_fenced(state, src, &reports, &mut out),
             Msg::Alive { lagging } => state.liveness.lagging_reported(src, lagging),
             Msg::MoveBucket { bucket, group } => {
                 if let Err(reason) = self.may_move(state, bucket, group) {
@@ -182,15 +201,16 @@ impl ControllerActor {
                     o.send(src, Msg::MoveRefused { bucket, reason });
                     return;
                 }
-                self.start_move(state, bucket, group, o)
+                self.start_move(state, bucket, group, &mut out, o)
             }
             Msg::MovedOut {
                 bucket,
                 epoch,
                 barrier: _,
-            } => self.on_moved_out(state, src, bucket, epoch, o),
+            } => self.on_moved_out(state, src, bucket, epoch, &mut out),
             _ => {}
         }
+        self.flush(state, out, o);
     }
 
     pub fn on_timeout(
@@ -200,68 +220,83 @@ impl ControllerActor {
         timer: &Timer,
         o: &mut Out<impl Emits>,
     ) {
+        let mut out = Outbox::default();
         match timer {
             Timer::SuspectLeader(bucket) => {
-                if !self.suspect_leader(state, *bucket, o) {
+                if !self.suspect_leader(state, *bucket, &mut out) {
                     o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
                 }
             }
             Timer::SuspectSyncFollower(bucket) => {
-                if !self.suspect_sync_follower(state, *bucket, &BTreeSet::new(), o) {
+                if !self.suspect_sync_follower(state, *bucket, &BTreeSet::new(), &mut out) {
                     o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
                 }
             }
-            Timer::PlannedMove(bucket) => self.on_planned_move(state, *bucket, o),
-            Timer::Probe => self.probe(state, o),
+            Timer::PlannedMove(bucket) => self.on_planned_move(state, *bucket, &mut out, o),
+            Timer::Probe => self.probe(state, &mut out, o),
             Timer::ClientRetry
             | Timer::Replicate(_)
             | Timer::HoldExpiry(..)
             | Timer::Pull
             | Timer::AnnounceCommit(_) => {}
         }
+        self.flush(state, out, o);
     }
 
     /// Changes `bucket` to `next` in the map (the step saves it before any
-    /// send), tells every replica of the old and the new placement, and
-    /// re-arms suspicion.
+    /// send) and queues its announcement to every replica of the old and
+    /// the new placement; the step's `flush` advances the map's version
+    /// once, sends, and re-arms suspicion.
     fn publish(
         &self,
         state: &mut ControllerState,
         bucket: Bucket,
         next: BucketPlacement,
-        o: &mut Out<impl Emits>,
+        out: &mut Outbox,
     ) {
-        let previous = state.map.buckets[bucket.0 as usize].clone();
-        let former: BTreeSet<Id> = previous.members().collect();
-        state.map.buckets[bucket.0 as usize] = next;
-        state.map.version += 1;
+        let buckets = state.map.buckets_mut();
+        let previous = std::mem::replace(&mut buckets[bucket.0 as usize], next);
+        let current = &buckets[bucket.0 as usize];
+        let recipients: BTreeSet<Id> = previous.members().chain(current.members()).collect();
+        for replica in recipients {
+            out.placement(replica, bucket, current);
+        }
         state.fencing.remove(&bucket);
         state.moving.remove(&bucket);
-        self.announce(&state.map, bucket, &former, o);
-        self.arm_suspicion(&state.map, bucket, o);
+        out.published.push(bucket);
     }
 
-    /// Sends `bucket`'s placement to its members and to `also`.
-    fn announce(
-        &self,
-        map: &PlacementMap,
-        bucket: Bucket,
-        also: &BTreeSet<Id>,
-        o: &mut Out<impl Emits>,
-    ) {
-        let Some(placement) = map.placement(bucket) else {
-            return;
-        };
-        let mut recipients: BTreeSet<Id> = placement.members().collect();
-        recipients.extend(also.iter().copied());
-        for replica in recipients {
-            o.send(
-                replica,
-                Msg::Placement {
-                    bucket,
-                    placement: placement.clone(),
-                },
-            );
+    /// Ends a step: one new map version for everything it published, then
+    /// the placements and fences it queued, one message per replica (or a
+    /// few, `ProtocolConfig::max_batch` buckets each), then suspicion
+    /// re-armed for what changed.
+    fn flush(&self, state: &mut ControllerState, out: Outbox, o: &mut Out<impl Emits>) {
+        if !out.published.is_empty() {
+            state.map.version += 1;
+        }
+        for (replica, fences) in out.fences {
+            for batch in batches(fences, self.config.max_batch) {
+                o.send(replica, Msg::Fence(batch));
+            }
+        }
+        for (replica, placements) in out.placements {
+            for batch in batches(placements, self.config.max_batch) {
+                o.send(replica, Msg::Placements(batch));
+            }
+        }
+        let hold_down = self.hold_down_rounds();
+        for bucket in out.published {
+            self.arm_suspicion(&state.map, bucket, o);
+            // Whoever the change gave new work — a promoted leader, a new
+            // sync follower — gets time to take it on before it can be
+            // suspected (the probe detector only).
+            if let Some(placement) = state.map.placement(bucket) {
+                if hold_down > 0 {
+                    for id in placement.members() {
+                        state.liveness.hold_down(id, hold_down);
+                    }
+                }
+            }
         }
     }
 

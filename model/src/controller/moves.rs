@@ -3,7 +3,7 @@
 //! barrier, and the destination published only once the source reports
 //! the barrier everywhere it must be.
 
-use super::{ControllerActor, ControllerState};
+use super::{ControllerActor, ControllerState, Outbox};
 use crate::messages::{Emits, Msg, Timer};
 use crate::placement::BucketPlacement;
 use crate::types::{Bucket, Epoch, GroupId};
@@ -47,7 +47,7 @@ impl ControllerActor {
             .liveness
             .lagging
             .values()
-            .flatten()
+            .flat_map(|lagging| lagging.iter())
             .filter(|lag| {
                 state
                     .map
@@ -78,6 +78,7 @@ impl ControllerActor {
         state: &mut ControllerState,
         bucket: Bucket,
         group: GroupId,
+        out: &mut Outbox,
         o: &mut Out<impl Emits>,
     ) {
         let Some(placement) = state.map.placement(bucket).cloned() else {
@@ -104,7 +105,7 @@ impl ControllerActor {
         if self.config.variant == Variant::EarlySwitch {
             // The broken hand-off: routing switches now, before the
             // destination holds anything.
-            self.publish(state, bucket, destination, o);
+            self.publish(state, bucket, destination, out);
             return;
         }
         state.moving.insert(
@@ -123,6 +124,7 @@ impl ControllerActor {
         &self,
         state: &mut ControllerState,
         bucket: Bucket,
+        out: &mut Outbox,
         o: &mut Out<impl Emits>,
     ) {
         if state.fencing.contains_key(&bucket) {
@@ -135,7 +137,7 @@ impl ControllerActor {
         }
         for (planned, group) in &self.planned_moves {
             if *planned == bucket {
-                self.start_move(state, bucket, *group, o);
+                self.start_move(state, bucket, *group, out, o);
             }
         }
     }
@@ -149,7 +151,7 @@ impl ControllerActor {
         src: Id,
         bucket: Bucket,
         epoch: Epoch,
-        o: &mut Out<impl Emits>,
+        out: &mut Outbox,
     ) {
         let Some(moving) = state.moving.get(&bucket).cloned() else {
             return; // ignore_moved_out_of_aborted_move
@@ -167,6 +169,6 @@ impl ControllerActor {
             group = moving.destination.group.0,
             "moved"
         );
-        self.publish(state, bucket, moving.destination, o);
+        self.publish(state, bucket, moving.destination, out);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::actor::{BerthActor, NodeState};
-use crate::messages::FollowerLag;
+use crate::messages::{FenceReport, FollowerLag};
 use crate::test_support::{self, placement, Commands, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
 use crate::types::Position;
 use crate::variant::Variant;
@@ -45,9 +45,10 @@ fn fences(commands: &Commands) -> Vec<(Bucket, Epoch)> {
     test_support::sent(commands)
         .into_iter()
         .filter_map(|msg| match msg {
-            Msg::Fence { bucket, epoch } => Some((*bucket, *epoch)),
+            Msg::Fence(fences) => Some(fences.iter().copied()),
             _ => None,
         })
+        .flatten()
         .collect()
 }
 
@@ -103,21 +104,37 @@ fn probes_fail_over_every_bucket_of_a_silent_leader() {
         controller.down(2).into_iter().collect::<Vec<_>>(),
         vec![Id::from(LEADER)]
     );
-    // The fenced follower's reports promote it, bucket by bucket.
-    for bucket in 0..3 {
-        deliver(
-            &actor,
-            &mut state,
-            SYNC,
-            Msg::Fenced {
-                bucket: Bucket(bucket),
-                epoch: Epoch(2),
-                last_position: Position(0),
-                last_epoch: Epoch(0),
-            },
-        );
-    }
+    // One decision, one message: the follower is fenced on all three
+    // buckets by a single `Fence`.
+    let fence_messages = test_support::sent(&commands)
+        .iter()
+        .filter(|msg| matches!(msg, Msg::Fence(_)))
+        .count();
+    assert_eq!(fence_messages, 1, "{commands:?}");
+    // The fenced follower's one report promotes it on every bucket, in
+    // one new version of the map, told to each replica in one message.
+    let version = state.as_controller().unwrap().map.version;
+    let reports = (0..3)
+        .map(|bucket| FenceReport {
+            bucket: Bucket(bucket),
+            epoch: Epoch(2),
+            last_position: Position(0),
+            last_epoch: Epoch(0),
+        })
+        .collect();
+    let commands = deliver(&actor, &mut state, SYNC, Msg::Fenced(reports));
+    let announcements: Vec<(usize, usize)> = commands
+        .iter()
+        .filter_map(|c| match c {
+            Cmd::Send(to, Msg::Placements(placements)) => {
+                Some((usize::from(*to), placements.len()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announcements, [(LEADER, 3), (SYNC, 3), (ASYNC, 3)]);
     let controller = state.as_controller().unwrap();
+    assert_eq!(controller.map.version, version + 1);
     assert!(controller.fencing.is_empty());
     assert!(controller
         .map
@@ -196,12 +213,12 @@ fn deliver(actor: &BerthActor, state: &mut NodeState, src: usize, msg: Msg) -> C
 }
 
 fn fenced(epoch: u64, last_epoch: u64) -> Msg {
-    Msg::Fenced {
+    Msg::Fenced(vec![FenceReport {
         bucket: Bucket(0),
         epoch: Epoch(epoch),
         last_position: Position(3),
         last_epoch: Epoch(last_epoch),
-    }
+    }])
 }
 
 fn current(state: &NodeState) -> &BucketPlacement {
@@ -220,7 +237,7 @@ fn failover(epoch: u64, last_epoch: u64, variant: Variant) -> (Commands, NodeSta
     );
     assert!(commands.iter().any(|c| matches!(
         c,
-        Cmd::Send(to, Msg::Fence { epoch: e, .. }) if *to == Id::from(SYNC) && e.0 == epoch + 1
+        Cmd::Send(to, Msg::Fence(fences)) if *to == Id::from(SYNC) && fences == &[(Bucket(0), Epoch(epoch + 1))]
     )));
     let commands = deliver(&actor, &mut state, SYNC, fenced(epoch + 1, last_epoch));
     (commands, state)
@@ -237,7 +254,7 @@ fn promotes_the_fenced_sync_follower_holding_the_prefix() {
     let told: Vec<usize> = commands
         .iter()
         .filter_map(|c| match c {
-            Cmd::Send(to, Msg::Placement { .. }) => Some(usize::from(*to)),
+            Cmd::Send(to, Msg::Placements(_)) => Some(usize::from(*to)),
             _ => None,
         })
         .collect();
@@ -461,7 +478,7 @@ fn move_publishes_only_after_the_barrier() {
     let told: BTreeSet<usize> = commands
         .iter()
         .filter_map(|c| match c {
-            Cmd::Send(to, Msg::Placement { .. }) => Some(usize::from(*to)),
+            Cmd::Send(to, Msg::Placements(_)) => Some(usize::from(*to)),
             _ => None,
         })
         .collect();

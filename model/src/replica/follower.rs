@@ -5,7 +5,7 @@
 
 use super::{BucketReplica, DurableBucket, LeaderState, ReplicaActor, ReplicaState};
 use crate::log::Entry;
-use crate::messages::{Emits, Msg};
+use crate::messages::{batches, Emits, FenceReport, Msg};
 use crate::placement::BucketPlacement;
 use crate::types::{Bucket, Epoch, Position};
 use crate::variant::Variant;
@@ -94,39 +94,48 @@ impl ReplicaActor {
         );
     }
 
-    /// The controller asks this sync follower to promise `epoch`: from now
-    /// on it refuses appends of older epochs, so the old leader can no
-    /// longer commit. It reports its durable log so that the controller can
-    /// tell whether it holds the committed prefix.
+    /// The controller asks this sync follower to promise, for each bucket,
+    /// its fencing epoch: from now on it refuses appends of older epochs,
+    /// so the old leader can no longer commit. It reports its durable log
+    /// so that the controller can tell whether it holds the committed
+    /// prefix: one `Fenced` for the whole `Fence` (or a few, at most
+    /// `max_batch` buckets each).
     pub(super) fn on_fence(
         &self,
         state: &mut ReplicaState,
         controller: Id,
-        bucket: Bucket,
-        epoch: Epoch,
+        fences: &[(Bucket, Epoch)],
         o: &mut Out<impl Emits>,
     ) {
-        let Some(replica) = state.buckets.get_mut(&bucket) else {
-            return;
-        };
-        if epoch <= replica.durable.placement.epoch || epoch < replica.durable.promised_epoch {
-            return; // ignore_stale_fence: that epoch is already settled
-        }
-        if epoch > replica.durable.promised_epoch {
-            Arc::make_mut(&mut replica.durable).promised_epoch = epoch;
-            replica.leader = LeaderState::new(&self.config);
-            tracing::info!(%bucket, %epoch, "fenced: promised the new epoch");
-        }
-        let durable = &replica.durable;
-        o.send(
-            controller,
-            Msg::Fenced {
+        let mut reports = Vec::new();
+        let mut promised = 0usize;
+        for &(bucket, epoch) in fences {
+            let Some(replica) = state.buckets.get_mut(&bucket) else {
+                continue;
+            };
+            if epoch <= replica.durable.placement.epoch || epoch < replica.durable.promised_epoch {
+                continue; // ignore_stale_fence: that epoch is already settled
+            }
+            if epoch > replica.durable.promised_epoch {
+                Arc::make_mut(&mut replica.durable).promised_epoch = epoch;
+                replica.leader = LeaderState::new(&self.config);
+                promised += 1;
+                tracing::debug!(%bucket, %epoch, "fenced: promised the new epoch");
+            }
+            let durable = &replica.durable;
+            reports.push(FenceReport {
                 bucket,
                 epoch,
                 last_position: durable.log.last_position(),
                 last_epoch: durable.log.last_epoch(),
-            },
-        );
+            });
+        }
+        if promised > 0 {
+            tracing::info!("fenced {promised} bucket(s): promised their new epochs");
+        }
+        for batch in batches(reports, self.config.max_batch) {
+            o.send(controller, Msg::Fenced(batch));
+        }
     }
 
     /// The controller published a placement. A newer epoch replaces this
@@ -170,7 +179,7 @@ impl ReplicaActor {
         if !durable.is_leader(id) {
             return;
         }
-        tracing::info!(%bucket, %epoch, "leading");
+        tracing::debug!(%bucket, %epoch, "leading");
         self.arm_hold_expiries(bucket, durable, o);
         self.append_as_leader(bucket, replica, Entry::epoch_start, o);
         self.commit_and_reply(bucket, replica, o);

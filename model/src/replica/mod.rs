@@ -101,6 +101,15 @@ struct Delivery {
     bucket: Bucket,
 }
 
+impl ReplicaState {
+    /// Whether `id` (this replica) leads `bucket` now.
+    fn leads(&self, id: Id, bucket: Bucket) -> bool {
+        self.buckets
+            .get(&bucket)
+            .is_some_and(|replica| replica.durable.is_leader(id))
+    }
+}
+
 impl LeaderState {
     fn new(config: &ProtocolConfig) -> Self {
         LeaderState {
@@ -199,11 +208,20 @@ impl ReplicaActor {
                 position,
             } => self.on_appended(Delivery { id, src, bucket }, state, epoch, position, o),
             Msg::AppendRefused { bucket, epoch } => self.on_append_refused(state, bucket, epoch),
-            Msg::Fence { bucket, epoch } if src == self.controller => {
-                self.on_fence(state, src, bucket, epoch, o)
-            }
-            Msg::Placement { bucket, placement } if src == self.controller => {
-                self.on_placement(id, state, bucket, placement, o)
+            Msg::Fence(fences) if src == self.controller => self.on_fence(state, src, &fences, o),
+            Msg::Placements(placements) if src == self.controller => {
+                let count = placements.len();
+                let mut leading = 0usize;
+                for (bucket, placement) in placements {
+                    let was_leading = state.leads(id, bucket);
+                    self.on_placement(id, state, bucket, placement, o);
+                    leading += usize::from(!was_leading && state.leads(id, bucket));
+                }
+                if leading > 0 {
+                    tracing::info!(
+                        "now leading {leading} more bucket(s) ({count} placement(s) published)"
+                    );
+                }
             }
             Msg::Query {
                 bucket,
@@ -242,9 +260,9 @@ impl ReplicaActor {
             | Msg::Failover { .. }
             | Msg::MoveBucket { .. }
             | Msg::MovedOut { .. }
-            | Msg::Fence { .. }
-            | Msg::Placement { .. }
-            | Msg::Fenced { .. }
+            | Msg::Fence(_)
+            | Msg::Placements(_)
+            | Msg::Fenced(_)
             | Msg::FetchPlacement { .. }
             | Msg::NotDecided { .. }
             | Msg::Reply(_)

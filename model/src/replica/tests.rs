@@ -5,7 +5,7 @@ use super::*;
 use crate::actor::{BerthActor, NodeState, Storage};
 use crate::bucket::{Command, Op, UnitStatus};
 use crate::log::{Entry, Log};
-use crate::messages::ReadPath;
+use crate::messages::{FenceReport, ReadPath};
 use crate::messages::{ReadReply, Reply};
 use crate::test_support::{self, placement, sent, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
 use crate::types::{Epoch, InventoryUnit};
@@ -197,20 +197,17 @@ fn fence_promises_reports_and_refuses_the_old_epoch() {
     let mut follower = start(SYNC);
     let entry = Entry::command(Epoch(1), command(0));
     deliver(&mut follower, SYNC, LEADER, append(1, 0, 0, vec![entry], 0));
-    let fence = Msg::Fence {
-        bucket: Bucket(0),
-        epoch: Epoch(2),
-    };
+    let fence = Msg::Fence(vec![(Bucket(0), Epoch(2))]);
     let commands = deliver(&mut follower, SYNC, CONTROLLER, fence.clone());
     assert!(matches!(commands[0], Cmd::Save(_)), "{commands:?}");
     assert_eq!(
         sent(&commands),
-        [&Msg::Fenced {
+        [&Msg::Fenced(vec![FenceReport {
             bucket: Bucket(0),
             epoch: Epoch(2),
             last_position: Position(1),
             last_epoch: Epoch(1),
-        }]
+        }])]
     );
     assert_eq!(durable(&follower).promised_epoch, Epoch(2));
 
@@ -227,10 +224,7 @@ fn fence_promises_reports_and_refuses_the_old_epoch() {
 
     // Only the controller fences.
     let before = follower.clone();
-    let forged = Msg::Fence {
-        bucket: Bucket(0),
-        epoch: Epoch(3),
-    };
+    let forged = Msg::Fence(vec![(Bucket(0), Epoch(3))]);
     assert!(deliver(&mut follower, SYNC, CLIENT, forged).is_empty());
     assert_eq!(follower, before);
 }
@@ -252,10 +246,7 @@ fn promoted_leader_commits_inherited_entries_under_its_epoch() {
     );
     assert_eq!(durable(&new_leader).commit_position, Position(0));
 
-    let promoted = Msg::Placement {
-        bucket: Bucket(0),
-        placement: placement(2, SYNC, LEADER, ASYNC),
-    };
+    let promoted = Msg::Placements(vec![(Bucket(0), placement(2, SYNC, LEADER, ASYNC))]);
     let commands = deliver(&mut new_leader, SYNC, CONTROLLER, promoted);
     assert!(matches!(commands[0], Cmd::Save(_)));
     let log = &durable(&new_leader).log;
@@ -303,10 +294,7 @@ fn old_leader_truncates_only_unacknowledged_entries() {
     deliver(&mut old, LEADER, CLIENT, request(1, 1)); // never acknowledged
     assert_eq!(durable(&old).log.last_position(), Position(2));
 
-    let demoted = Msg::Placement {
-        bucket: Bucket(0),
-        placement: placement(2, SYNC, LEADER, ASYNC),
-    };
+    let demoted = Msg::Placements(vec![(Bucket(0), placement(2, SYNC, LEADER, ASYNC))]);
     deliver(&mut old, LEADER, CONTROLLER, demoted);
     assert!(!durable(&old).is_leader(Id::from(LEADER)));
     let committed = durable(&old).log.entry(Position(1)).cloned().unwrap();
@@ -323,10 +311,7 @@ fn old_leader_truncates_only_unacknowledged_entries() {
     let mut other = start(LEADER);
     deliver(&mut other, LEADER, CLIENT, request(1, 0));
     deliver(&mut other, LEADER, SYNC, appended(1, 1));
-    let demoted = Msg::Placement {
-        bucket: Bucket(0),
-        placement: placement(2, SYNC, LEADER, ASYNC),
-    };
+    let demoted = Msg::Placements(vec![(Bucket(0), placement(2, SYNC, LEADER, ASYNC))]);
     deliver(&mut other, LEADER, CONTROLLER, demoted);
     let before = other.clone();
     let contradicting = vec![Entry::epoch_start(Epoch(2))];
@@ -547,10 +532,10 @@ fn destination_installs_the_snapshot_and_keeps_outcomes() {
         sent(&deliver(&mut destination, DEST_LEADER, LEADER, barrier)),
         [&appended(1, 2)]
     );
-    let published = Msg::Placement {
-        bucket: Bucket(0),
-        placement: placement(2, DEST_LEADER, DEST_SYNC, ASYNC),
-    };
+    let published = Msg::Placements(vec![(
+        Bucket(0),
+        placement(2, DEST_LEADER, DEST_SYNC, ASYNC),
+    )]);
     deliver(&mut destination, DEST_LEADER, CONTROLLER, published);
     assert!(durable(&destination).is_leader(Id::from(DEST_LEADER)));
     let commands = deliver(&mut destination, DEST_LEADER, CLIENT, request(2, 0));

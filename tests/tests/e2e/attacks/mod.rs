@@ -201,7 +201,7 @@ fn map_bomb(count: u32) -> Vec<u8> {
         .clone();
     let one = protocol(vec![Msg::Map(PlacementMap {
         version: 1,
-        buckets: vec![placement],
+        buckets: vec![placement].into(),
     })]);
     // postcard: Protocol (variant 0), one message, Map (variant 6),
     // version 1, one run, of one bucket, then the placement.

@@ -108,16 +108,16 @@ fn a_spoofed_source_address_is_not_believed() {
     let replica = config.addr_of(Id::from(1)).unwrap();
     let bucket = 2;
     let before = placement_line(&cluster.status(), bucket);
-    let steal = protocol(vec![Msg::Placement {
-        bucket: Bucket(bucket),
-        placement: BucketPlacement {
+    let steal = protocol(vec![Msg::Placements(vec![(
+        Bucket(bucket),
+        BucketPlacement {
             epoch: Epoch(1_000),
             group: GroupId(2),
             leader: Id::from(4),
             sync_followers: vec![Id::from(5)],
             async_followers: vec![Id::from(6)],
         },
-    }]);
+    )])]);
     let sealed = seal(
         &key_of(&cluster, KeyKind::Client),
         KeyKind::Client,
