@@ -30,7 +30,7 @@ pub struct UpArgs {
     /// Replicas per group: a leader, a sync follower in its region, then async followers in a remote region.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
     replicas: u32,
-    /// Buckets the inventory hashes into.
+    /// Buckets the inventory hashes into: 1 to 65536 (up to that, every message a cluster sends at start-up and every status report fits a datagram).
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BUCKETS)))]
     buckets: u32,
     /// The controller's port; replica N listens on base + N.

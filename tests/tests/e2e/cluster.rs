@@ -649,6 +649,18 @@ fn a_bad_configuration_is_refused_clearly() {
         error.contains("not a valid cluster configuration"),
         "{error}"
     );
+    // Past the largest bucket count whose messages all fit a datagram,
+    // `cluster up` refuses before writing anything, naming the limit.
+    let output = run_bounded(
+        Command::new(binary("berth"))
+            .args(["cluster", "up", "--buckets", "65537", "--dir"])
+            .arg(dir.path().join("too-big")),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("65537 is not in 1..=65536"), "{error}");
+    assert!(!dir.path().join("too-big").exists());
 }
 
 /// Goal: a hold nobody confirms expires through the log: another customer
