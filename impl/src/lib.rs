@@ -6,7 +6,8 @@
 //! the code `berth-check` explores.
 //!
 //! - [`config`]: `cluster.toml`, members, addresses, groups, the initial map.
-//! - [`wire`]: datagrams (postcard), status reports, projection answers.
+//! - [`wire`]: datagrams (postcard), projection answers.
+//! - [`report`]: status reports, each one datagram at any bucket count.
 //! - [`auth`]: keys, sealing and opening datagrams, refusing replays.
 //! - [`guard`]: dropped datagrams counted by reason; rate-limited warnings.
 //! - [`storage`]: one member's durable state, saved atomically.
@@ -19,6 +20,7 @@
 //! - [`member`]: running the controller, a replica or the projector.
 //! - [`client`]: clients and operator requests.
 //! - [`tokens`]: action tokens as text (`T<client>.<seq>@b<bucket>`).
+//! - [`overview`]: `berth status` as data (the text and `--json`).
 //! - [`status`]: `berth status` and `--hot`, and the load `rebalance` uses.
 //! - [`cluster`]: `berth cluster up`.
 //! - [`fuzz`]: the receive-path fuzzer.
@@ -34,12 +36,18 @@ pub mod fuzz;
 pub mod guard;
 pub mod lag;
 pub mod member;
+pub mod overview;
 pub mod projector;
 pub mod rates;
 pub mod receive;
+pub mod report;
 pub mod runtime;
 pub mod services;
 pub mod status;
 pub mod storage;
 pub mod tokens;
 pub mod wire;
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits;

@@ -200,13 +200,15 @@ impl Runtime {
             if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
-            self.turn(deadline)?;
+            self.turn(deadline, stop)?;
         }
     }
 
     /// One batch: wait for the first event, take what else is waiting, run
-    /// them all, save once, send.
-    fn turn(&mut self, deadline: Option<Instant>) -> Result<()> {
+    /// them all, save once, send. A stop request ends the batch early
+    /// (between events: what was handled is still saved before its sends),
+    /// so that a busy member stops within an event, not a batch.
+    fn turn(&mut self, deadline: Option<Instant>, stop: &AtomicBool) -> Result<()> {
         let now = Instant::now();
         let mut wait = TICK;
         if let Some((next, _)) = self.deadlines.first() {
@@ -223,7 +225,7 @@ impl Runtime {
             }
         }
         self.socket.set_nonblocking(true)?;
-        while handled < BATCH {
+        while handled < BATCH && !stop.load(Ordering::Relaxed) {
             if !self.receive_one()? {
                 break;
             }
@@ -241,6 +243,9 @@ impl Runtime {
             due.push(timer);
         }
         for timer in due {
+            if stop.load(Ordering::Relaxed) {
+                break; // stopping: the remaining timers do not matter
+            }
             self.fire(&timer);
         }
         self.measure(now);

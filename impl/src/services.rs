@@ -9,6 +9,7 @@
 //! loop reads as the loop, and so that what is measured is seen in one
 //! place.
 
+use crate::lag;
 use crate::projector::Projections;
 use crate::rates;
 use crate::runtime::Runtime;
@@ -67,19 +68,25 @@ impl Runtime {
         }
     }
 
-    /// The measurements and clocks of a turn's end: lag at a leader (the
-    /// followers over budget go to the replica's state, which reports them
-    /// to the controller), and trips queries whose wait is over.
+    /// The measurements and clocks of a turn's end: lag at a leader (each
+    /// follower's worst bucket over budget per group goes to the replica's
+    /// state, which reports it to the controller; a change in who lags is
+    /// logged in one line), and trips queries whose wait is over.
     pub(crate) fn measure(&mut self, now: Instant) {
         if let NodeState::Replica(_) = &self.state {
             if self.lag.due(now) {
                 let budget = Duration::from_millis(self.config.lag_budget_ms);
-                let lagging = self.lag.measure(self.id, &self.state, now, budget);
+                let over = self.lag.measure(self.id, &self.state, now, budget);
+                if let Some(line) = self.lag.note(&over) {
+                    if over.is_empty() {
+                        tracing::info!("{line}");
+                    } else {
+                        tracing::warn!("{line}");
+                    }
+                }
+                let lagging = lag::worst_per_group(&over);
                 if let NodeState::Replica(replica) = &mut self.state {
                     if replica.lagging != lagging {
-                        for lag in &lagging {
-                            tracing::warn!(bucket = %lag.bucket, %lag, "over the lag budget");
-                        }
                         replica.lagging = lagging;
                     }
                 }
@@ -96,16 +103,20 @@ impl Runtime {
     /// followers' lag.
     pub(crate) fn report_status(&mut self, src: Id) {
         let writes = self.rates.recent(Instant::now());
-        let mut report = Report::of(
+        let followers = match &self.state {
+            NodeState::Replica(_) => self
+                .lag
+                .summary(Duration::from_millis(self.config.lag_budget_ms)),
+            _ => Vec::new(),
+        };
+        let report = Report::of(
             self.id,
             &self.state,
             self.misses,
             &writes,
+            followers,
             &self.drops.drops,
         );
-        if let Report::Replica { buckets, .. } = &mut report {
-            self.lag.fill(buckets);
-        }
         self.reports.push((src, report));
     }
 

@@ -1,216 +1,270 @@
-//! `berth status`: the map, each replica's positions and lag, who is down;
-//! `berth status --hot`: the buckets with the most writes.
+//! `berth status`: a one-line health summary, the map by bucket range,
+//! each replica's positions and lag, who is down, work in progress, each
+//! group's failover readiness (text, or `--json` for tools); `berth status
+//! --hot`: the buckets with the most writes.
 
 use crate::client::request_status;
 use crate::config::{controller_id, ClusterConfig};
+use crate::overview::{self, short_names, Overview};
 use crate::rates;
-use crate::wire::Report;
+use crate::report::{ReplicaReport, Report};
 use anyhow::Result;
-use berth_model::placement::{BucketPlacement, PlacementMap};
+use berth_model::placement::PlacementMap;
 use berth_model::rebalance;
-use berth_model::{Bucket, GroupId, Position, Role};
+use berth_model::{Bucket, GroupId};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// The status as text, asking every member and waiting up to `timeout`.
-pub fn status(config: &ClusterConfig, timeout: Duration) -> Result<String> {
+/// The status, asking every member and waiting up to `timeout`: as text,
+/// or as JSON with `json`.
+pub fn status(config: &ClusterConfig, timeout: Duration, json: bool) -> Result<String> {
     let mut members = members(config);
     members.extend(config.projector_id());
     let reports = request_status(config, &members, timeout)?;
+    if json {
+        let overview = overview::overview(config, &reports);
+        return Ok(serde_json::to_string_pretty(&overview)? + "\n");
+    }
     Ok(render(config, &reports))
 }
 
 fn ids(config: &ClusterConfig, ids: &[Id]) -> String {
-    ids.iter()
-        .map(|id| {
-            let name = config.name_of(*id);
-            name.strip_prefix("replica ").unwrap_or(&name).to_owned()
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    short_names(config, ids)
 }
 
-/// Renders `reports` (by member) as the text `berth status` prints.
-pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String {
+/// `n` with a comma every three digits: "1,024".
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
     let mut out = String::new();
-    let controller = reports.get(&controller_id());
-    let map = match controller {
-        Some(Report::Controller {
-            map,
-            down,
-            fencing,
-            moving,
-            ..
-        }) => {
-            writeln!(out, "controller {}: up", config.controller.addr).unwrap();
-            writeln!(out, "placement map version {}:", map.version).unwrap();
-            let mut start = 0usize;
-            for index in 1..=map.buckets.len() {
-                if index < map.buckets.len() && map.buckets[index] == map.buckets[start] {
-                    continue;
-                }
-                let placement: &BucketPlacement = &map.buckets[start];
-                let range = if index - 1 == start {
-                    format!("b{start}")
-                } else {
-                    format!("b{start}-b{}", index - 1)
-                };
-                writeln!(
-                    out,
-                    "  {range:<12} {:<4} group {:<3} leader {:<14} sync [{}]  async [{}]",
-                    placement.epoch.to_string(),
-                    placement.group.0,
-                    ids(config, &[placement.leader]),
-                    ids(config, &placement.sync_followers),
-                    ids(config, &placement.async_followers),
-                )
-                .unwrap();
-                start = index;
-            }
-            if !down.is_empty() {
-                let down: Vec<Id> = down.iter().copied().map(Id::from).collect();
-                writeln!(out, "detector: down [{}]", ids(config, &down)).unwrap();
-            }
-            for (bucket, epoch) in fencing {
-                writeln!(
-                    out,
-                    "in progress: failover of {bucket} (quorum fenced at {epoch})"
-                )
-                .unwrap();
-            }
-            for (bucket, group) in moving {
-                writeln!(out, "in progress: move of {bucket} to group {group}").unwrap();
-            }
-            Some(map)
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
         }
-        _ => {
-            writeln!(
-                out,
-                "controller {}: DOWN (no answer)",
-                config.controller.addr
-            )
-            .unwrap();
-            None
-        }
-    };
-    // Every leader's last position, to measure followers against.
-    let mut leader_last: BTreeMap<Bucket, Position> = BTreeMap::new();
-    for report in reports.values() {
-        if let Report::Replica { buckets, .. } = report {
-            for bucket in buckets {
-                if bucket.role == Some(Role::Leader) {
-                    leader_last.insert(bucket.bucket, bucket.last);
-                }
-            }
-        }
-    }
-    // Each follower's lag as its leaders measured it: the most entries it
-    // lacks and the longest it has not been caught up, over its buckets.
-    let mut trailing: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
-    for report in reports.values() {
-        if let Report::Replica { buckets, .. } = report {
-            for bucket in buckets {
-                for follower in &bucket.followers {
-                    let worst = trailing.entry(follower.follower).or_default();
-                    worst.0 = worst.0.max(follower.entries);
-                    worst.1 = worst.1.max(follower.millis);
-                }
-            }
-        }
-    }
-    writeln!(out, "replicas:").unwrap();
-    for replica in &config.replicas {
-        let id = Id::from(replica.id);
-        let name = config.name_of(id);
-        match reports.get(&id) {
-            Some(Report::Replica { buckets, .. }) => {
-                let mut leads = 0;
-                let mut follows = 0;
-                let mut applied = 0u64;
-                let mut max_lag = 0u64;
-                for bucket in buckets {
-                    applied += bucket.applied.0;
-                    match bucket.role {
-                        Some(Role::Leader) => leads += 1,
-                        Some(_) => {
-                            follows += 1;
-                            if let Some(last) = leader_last.get(&bucket.bucket) {
-                                max_lag = max_lag.max(last.0.saturating_sub(bucket.last.0));
-                            }
-                        }
-                        None => {}
-                    }
-                }
-                let seconds = trailing
-                    .get(&replica.id)
-                    .map_or(0.0, |(_, millis)| *millis as f64 / 1000.0);
-                writeln!(
-                    out,
-                    "  {name:<24} {:<16} up    leads {leads:<5} follows {follows:<5} applied entries {applied:<7} max lag {max_lag} entries, {seconds:.1} s",
-                    replica.addr
-                )
-                .unwrap();
-            }
-            _ => {
-                let measured = match trailing.get(&replica.id) {
-                    Some((entries, millis)) => format!(
-                        "; its leaders see it {entries} entries, {:.1} s behind",
-                        *millis as f64 / 1000.0
-                    ),
-                    None => String::new(),
-                };
-                writeln!(
-                    out,
-                    "  {name:<24} {:<16} DOWN (no answer){measured}",
-                    replica.addr
-                )
-                .unwrap()
-            }
-        }
-    }
-    if let (Some(entry), Some(id)) = (&config.projector, config.projector_id()) {
-        let state = match reports.get(&id) {
-            Some(Report::Projector { .. }) => "up",
-            _ => "DOWN (no answer)",
-        };
-        writeln!(
-            out,
-            "  {:<24} {:<16} {state}",
-            "projector (search, trips)", entry.addr
-        )
-        .unwrap();
-    }
-    render_drops(config, reports, &mut out);
-    if let Some(map) = map {
-        render_readiness(config, map, reports, &mut out);
-    }
-    if map.is_none() {
-        writeln!(out, "(the map is unknown while the controller is down)").unwrap();
+        out.push(digit);
     }
     out
 }
 
-/// One line per member that dropped datagrams (refused as forged,
-/// replayed, malformed or not its sender's to send), by reason.
-fn render_drops(config: &ClusterConfig, reports: &BTreeMap<Id, Report>, out: &mut String) {
-    let dropping: Vec<(Id, &Report)> = reports
-        .iter()
-        .filter(|(_, report)| report.dropped().total() > 0)
-        .map(|(id, report)| (*id, report))
-        .collect();
-    if dropping.is_empty() {
-        return;
-    }
-    writeln!(out, "dropped datagrams (since each member started):").unwrap();
-    for (id, report) in dropping {
-        let name = match report {
-            Report::Projector { .. } => "projector".to_owned(),
-            _ => config.name_of(id),
+/// Renders `reports` (by member) as the text `berth status` prints.
+pub fn render(config: &ClusterConfig, reports: &BTreeMap<Id, Report>) -> String {
+    render_overview(config, &overview::overview(config, reports))
+}
+
+/// The health line: who leads each group, who is down, what is in
+/// progress, and each group's readiness.
+fn health(config: &ClusterConfig, overview: &Overview) -> String {
+    let health = &overview.health;
+    let leaders = if overview.controller.up {
+        health
+            .leaders
+            .iter()
+            .map(|group| {
+                let led: Vec<String> = group
+                    .leaders
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "{} on {} bucket{}",
+                            ids(config, &[Id::from(l.replica)]),
+                            grouped(u64::from(l.buckets)),
+                            if l.buckets == 1 { "" } else { "s" }
+                        )
+                    })
+                    .collect();
+                if led.is_empty() {
+                    format!("group {} leads no bucket", group.group)
+                } else {
+                    format!("group {} led by {}", group.group, led.join(" and "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    } else {
+        "leaders unknown (no map)".to_owned()
+    };
+    let down = if health.members_down.is_empty() {
+        "none".to_owned()
+    } else {
+        health.members_down.join(", ")
+    };
+    let count = |n: u32, what: &str| match n {
+        0 => format!("no {what}s"),
+        1 => format!("1 {what}"),
+        n => format!("{} {what}s", grouped(u64::from(n))),
+    };
+    let mut readiness: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for group in &overview.groups {
+        let label = match group.state {
+            "ready" => "failover-ready",
+            "not-ready" => "NOT failover-ready",
+            "unknown" => "readiness unknown",
+            "no-async" => "no remote copy",
+            _ => "no buckets",
         };
-        writeln!(out, "  {name:<24} {}", report.dropped()).unwrap();
+        readiness
+            .entry(label)
+            .or_default()
+            .push(group.group.to_string());
     }
+    let readiness = if readiness.is_empty() {
+        "readiness unknown (no map)".to_owned()
+    } else {
+        readiness
+            .iter()
+            .map(|(label, groups)| {
+                let s = if groups.len() == 1 { "" } else { "s" };
+                format!("{label}: group{s} {}", groups.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    format!(
+        "health: {leaders} | members down: {down} | in progress: {}, {} | {readiness}",
+        count(health.failovers_in_progress, "failover"),
+        count(health.moves_in_progress, "move"),
+    )
+}
+
+/// Renders an overview as text.
+pub fn render_overview(config: &ClusterConfig, overview: &Overview) -> String {
+    let mut out = String::new();
+    writeln!(out, "{}", health(config, overview)).unwrap();
+    let controller = &overview.controller;
+    if let Some(version) = overview.map_version {
+        writeln!(out, "controller {}: up", controller.addr).unwrap();
+        writeln!(out, "placement map version {version}:").unwrap();
+        for range in &overview.map {
+            let name = if range.first == range.last {
+                format!("b{}", range.first)
+            } else {
+                format!("b{}-b{}", range.first, range.last)
+            };
+            let names = |list: &[usize]| {
+                let list: Vec<Id> = list.iter().copied().map(Id::from).collect();
+                ids(config, &list)
+            };
+            writeln!(
+                out,
+                "  {name:<12} {:<4} group {:<3} leader {:<14} sync [{}]  async [{}]",
+                format!("e{}", range.epoch),
+                range.group,
+                ids(config, &[Id::from(range.leader)]),
+                names(&range.sync_followers),
+                names(&range.async_followers),
+            )
+            .unwrap();
+        }
+        if !overview.detector_down.is_empty() {
+            let down: Vec<Id> = overview
+                .detector_down
+                .iter()
+                .copied()
+                .map(Id::from)
+                .collect();
+            writeln!(out, "detector: down [{}]", ids(config, &down)).unwrap();
+        }
+        let range = |first: u32, last: u32| {
+            if first == last {
+                format!("b{first}")
+            } else {
+                format!("b{first}-b{last}")
+            }
+        };
+        for failover in &overview.failovers {
+            writeln!(
+                out,
+                "in progress: failover of {} (quorum fenced at e{})",
+                range(failover.first, failover.last),
+                failover.epoch
+            )
+            .unwrap();
+        }
+        for moving in &overview.moves {
+            writeln!(
+                out,
+                "in progress: move of {} to group {}",
+                range(moving.first, moving.last),
+                moving.group
+            )
+            .unwrap();
+        }
+        if overview.in_progress_left_out > 0 {
+            writeln!(
+                out,
+                "in progress: {} more buckets not listed",
+                grouped(u64::from(overview.in_progress_left_out))
+            )
+            .unwrap();
+        }
+    } else {
+        writeln!(out, "controller {}: DOWN (no answer)", controller.addr).unwrap();
+    }
+    writeln!(out, "replicas:").unwrap();
+    for replica in &overview.replicas {
+        let name = &replica.name;
+        if replica.up {
+            writeln!(
+                out,
+                "  {name:<24} {:<16} up    leads {:<5} follows {:<5} applied entries {:<7} max lag {} entries, {:.1} s",
+                replica.addr,
+                replica.leads.unwrap_or(0),
+                replica.follows.unwrap_or(0),
+                replica.applied.unwrap_or(0),
+                replica.lag_entries.unwrap_or(0),
+                replica.lag_ms.unwrap_or(0) as f64 / 1000.0,
+            )
+            .unwrap();
+        } else {
+            let measured = match (replica.lag_entries, replica.lag_ms) {
+                (Some(entries), Some(millis)) => format!(
+                    "; its leaders see it {entries} entries, {:.1} s behind",
+                    millis as f64 / 1000.0
+                ),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "  {name:<24} {:<16} DOWN (no answer){measured}",
+                replica.addr
+            )
+            .unwrap();
+        }
+    }
+    if let Some(projector) = &overview.projector {
+        let state = if projector.up {
+            "up"
+        } else {
+            "DOWN (no answer)"
+        };
+        writeln!(
+            out,
+            "  {:<24} {:<16} {state}",
+            "projector (search, trips)", projector.addr
+        )
+        .unwrap();
+    }
+    if !overview.dropped.is_empty() {
+        writeln!(out, "dropped datagrams (since each member started):").unwrap();
+        for dropped in &overview.dropped {
+            writeln!(out, "  {:<24} {}", dropped.member, dropped.counts).unwrap();
+        }
+    }
+    if overview.map_version.is_some() {
+        writeln!(
+            out,
+            "groups (RPO budget: async followers within {:.1} s):",
+            overview.lag_budget_ms as f64 / 1000.0
+        )
+        .unwrap();
+        for group in &overview.groups {
+            writeln!(out, "  group {:<4} {}", group.group, group.text).unwrap();
+        }
+    } else {
+        writeln!(out, "(the map is unknown while the controller is down)").unwrap();
+    }
+    out
 }
 
 /// Every member but the projector: the controller, then the replicas.
@@ -234,6 +288,10 @@ pub struct Load {
     /// bucket when it committed, so a bucket that moved or failed over
     /// within the window keeps its earlier writes.
     pub writes: BTreeMap<Bucket, u64>,
+    /// Writes of buckets the replicas did not list one by one (beyond
+    /// their `report::HOTTEST` busiest), per group: counted in the groups'
+    /// loads, never moved.
+    pub other: BTreeMap<GroupId, u64>,
     /// Replicas that did not answer: their writes are not counted.
     pub silent: Vec<Id>,
 }
@@ -245,13 +303,21 @@ impl Load {
             return None;
         };
         let mut writes: BTreeMap<Bucket, u64> = BTreeMap::new();
+        let mut other: BTreeMap<GroupId, u64> = BTreeMap::new();
         let mut silent = Vec::new();
         for replica in &config.replicas {
             let id = Id::from(replica.id);
             match reports.get(&id) {
-                Some(Report::Replica { buckets, .. }) => {
-                    for bucket in buckets.iter().filter(|bucket| bucket.writes > 0) {
-                        *writes.entry(bucket.bucket).or_insert(0) += u64::from(bucket.writes);
+                Some(Report::Replica(ReplicaReport {
+                    hottest,
+                    other_writes,
+                    ..
+                })) => {
+                    for (bucket, count) in hottest {
+                        *writes.entry(*bucket).or_insert(0) += u64::from(*count);
+                    }
+                    for (group, count) in other_writes {
+                        *other.entry(GroupId(*group)).or_insert(0) += count;
                     }
                 }
                 _ => silent.push(id),
@@ -261,9 +327,12 @@ impl Load {
             map: map.clone(),
             moving: moving
                 .iter()
-                .map(|(bucket, group)| (*bucket, GroupId(*group)))
+                .flat_map(|run| {
+                    (run.first.0..=run.last.0).map(move |b| (Bucket(b), GroupId(run.value)))
+                })
                 .collect(),
             writes,
+            other,
             silent,
         })
     }
@@ -279,7 +348,13 @@ impl Load {
 
     /// Each group's writes over the window.
     pub fn group_writes(&self, config: &ClusterConfig) -> BTreeMap<GroupId, u64> {
-        rebalance::group_loads(&self.map, &Load::groups(config), &self.writes)
+        let mut loads = rebalance::group_loads(&self.map, &Load::groups(config), &self.writes);
+        for (group, writes) in &self.other {
+            if let Some(load) = loads.get_mut(group) {
+                *load += writes;
+            }
+        }
+        loads
     }
 }
 
@@ -380,139 +455,6 @@ pub fn render_hot(config: &ClusterConfig, reports: &BTreeMap<Id, Report>, top: u
     out
 }
 
-/// Per group: whether it is failover-ready — every async follower of every
-/// bucket it leads within the RPO budget (`lag_budget_ms`), as the leaders
-/// measured it. A group whose leaders did not report is unknown.
-fn render_readiness(
-    config: &ClusterConfig,
-    map: &PlacementMap,
-    reports: &BTreeMap<Id, Report>,
-    out: &mut String,
-) {
-    let budget = config.lag_budget_ms;
-    writeln!(
-        out,
-        "groups (RPO budget: async followers within {:.1} s):",
-        budget as f64 / 1000.0
-    )
-    .unwrap();
-    for group in &config.groups {
-        let led: Vec<&BucketPlacement> = map
-            .buckets
-            .iter()
-            .filter(|placement| placement.group.0 == group.id)
-            .collect();
-        let mut unknown = BTreeMap::new();
-        let mut worst: Option<(u64, usize, Bucket, u64)> = None;
-        for (index, placement) in map.buckets.iter().enumerate() {
-            if placement.group.0 != group.id {
-                continue;
-            }
-            let bucket = Bucket(index as u32);
-            let Some(Report::Replica { buckets, .. }) = reports.get(&placement.leader) else {
-                unknown.insert(placement.leader, ());
-                continue;
-            };
-            let Some(report) = buckets.iter().find(|b| b.bucket == bucket) else {
-                continue;
-            };
-            for follower in &report.followers {
-                let remote = placement
-                    .async_followers
-                    .contains(&Id::from(follower.follower));
-                if remote && worst.is_none_or(|(millis, ..)| follower.millis > millis) {
-                    worst = Some((follower.millis, follower.follower, bucket, follower.entries));
-                }
-            }
-        }
-        // Async followers of the group's buckets that do not answer: a
-        // remote copy that is down is no copy to fail over to.
-        let silent_remote: std::collections::BTreeSet<Id> = led
-            .iter()
-            .flat_map(|placement| placement.async_followers.iter().copied())
-            .filter(|id| !matches!(reports.get(id), Some(Report::Replica { .. })))
-            .collect();
-        let verdict = if led.is_empty() {
-            "leads no bucket".to_owned()
-        } else if !silent_remote.is_empty() {
-            let silent: Vec<Id> = silent_remote.into_iter().collect();
-            let measured = match worst {
-                Some((millis, follower, bucket, entries)) if millis > budget => format!(
-                    "; replica {follower} is {:.1} s ({entries} entries) behind on {bucket}, over the budget; planned moves of this group are refused",
-                    millis as f64 / 1000.0
-                ),
-                _ => String::new(),
-            };
-            format!(
-                "NOT failover-ready: async follower {} does not answer (down?), so the group has no remote copy within its budget{measured}",
-                ids(config, &silent)
-            )
-        } else if !unknown.is_empty() {
-            let silent: Vec<Id> = unknown.keys().copied().collect();
-            format!("UNKNOWN: no report from leader {}", ids(config, &silent))
-        } else {
-            match worst {
-                Some((millis, follower, bucket, entries)) if millis > budget => format!(
-                    "NOT failover-ready: replica {follower} is {:.1} s ({entries} entries) behind on {bucket}, over the budget; planned moves of this group are refused",
-                    millis as f64 / 1000.0
-                ),
-                Some((millis, ..)) => format!(
-                    "failover-ready (slowest async follower {:.1} s behind)",
-                    millis as f64 / 1000.0
-                ),
-                None => "no async followers: no remote copy to fail over to".to_owned(),
-            }
-        };
-        writeln!(out, "  group {:<4} {verdict}", group.id).unwrap();
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::guard::Drops;
-
-    fn replica_report() -> Report {
-        Report::Replica {
-            buckets: Vec::new(),
-            dropped: Drops::default(),
-        }
-    }
-
-    /// Goal: a group whose only async follower does not answer is not
-    /// called failover-ready, and members that dropped datagrams are listed
-    /// with their reasons.
-    #[test]
-    fn a_silent_async_follower_voids_readiness() {
-        let config = ClusterConfig::local(8, 1, 3, 7000).unwrap();
-        let mut reports = BTreeMap::new();
-        reports.insert(
-            controller_id(),
-            Report::Controller {
-                map: config.initial_map(),
-                down: Vec::new(),
-                fencing: Vec::new(),
-                moving: Vec::new(),
-                dropped: Drops {
-                    bad_mac: 5,
-                    ..Drops::default()
-                },
-            },
-        );
-        reports.insert(Id::from(1), replica_report());
-        reports.insert(Id::from(2), replica_report());
-        let text = render(&config, &reports);
-        assert!(
-            text.contains("group 1    NOT failover-ready: async follower 3"),
-            "{text}"
-        );
-        assert!(
-            text.contains("controller") && text.contains("5 bad MAC"),
-            "{text}"
-        );
-        reports.insert(Id::from(3), replica_report());
-        let text = render(&config, &reports);
-        assert!(!text.contains("NOT failover-ready"), "{text}");
-        assert!(text.contains("projector (search, trips)"), "{text}");
-    }
-}
+#[path = "status_tests.rs"]
+mod tests;

@@ -1,17 +1,12 @@
 //! The wire format: one datagram per message, in postcard (a compact
 //! binary serde format; JSON cannot carry the maps keyed by tokens). Besides the protocol's
-//! own `Msg`, a member answers status requests (observability, not
-//! protocol: the report is read off the member's state and decides
-//! nothing).
+//! own `Msg`, a member answers status requests with a [`Report`]
+//! (observability, not protocol: see [`crate::report`]).
 
-use crate::guard::Drops;
-use berth_model::controller::ControllerState;
+pub use crate::report::Report;
 use berth_model::messages::{ReadReply, Reply};
-use berth_model::placement::PlacementMap;
-use berth_model::{Bucket, Epoch, Msg, NodeState, Position, PositionToken, Role};
+use berth_model::{Msg, PositionToken};
 use serde::{Deserialize, Serialize};
-use stateright::actor::Id;
-use std::collections::BTreeMap;
 
 /// The largest datagram berth sends or accepts (the UDP payload limit over
 /// IPv4).
@@ -81,128 +76,6 @@ pub struct TripsResult {
     pub waited_ms: u64,
 }
 
-/// What a member reports about itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Report {
-    Controller {
-        map: PlacementMap,
-        /// Replicas the failure detector considers down.
-        down: Vec<usize>,
-        /// Buckets being failed over, and the epoch their quorum is fenced at.
-        fencing: Vec<(Bucket, Epoch)>,
-        /// Buckets being moved, and the group they go to.
-        moving: Vec<(Bucket, u32)>,
-        /// Datagrams it dropped, by reason.
-        dropped: Drops,
-    },
-    Replica {
-        buckets: Vec<BucketReport>,
-        dropped: Drops,
-    },
-    Projector {
-        dropped: Drops,
-    },
-}
-
-impl Report {
-    /// The datagrams the member dropped, by reason.
-    pub fn dropped(&self) -> &Drops {
-        match self {
-            Report::Controller { dropped, .. }
-            | Report::Replica { dropped, .. }
-            | Report::Projector { dropped } => dropped,
-        }
-    }
-}
-
-/// One bucket at one replica.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BucketReport {
-    pub bucket: Bucket,
-    pub epoch: Epoch,
-    pub role: Option<Role>,
-    /// The last position in its log.
-    pub last: Position,
-    /// Committed and applied through this position.
-    pub applied: Position,
-    /// Client commands committed in the bucket while this replica led it,
-    /// over the last `rates::WINDOW` (a measurement, see `crate::rates`).
-    pub writes: u32,
-    /// Where this replica leads the bucket: how far each follower trails
-    /// (a measurement, see `crate::lag`).
-    pub followers: Vec<FollowerReport>,
-}
-
-/// A follower of a bucket, as its leader measures it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FollowerReport {
-    pub follower: usize,
-    /// Entries of the leader's log the follower lacks.
-    pub entries: u64,
-    /// How long since the follower last matched the leader's whole log.
-    pub millis: u64,
-}
-
-impl Report {
-    /// The report of a member in `state`, whose detector counts a replica
-    /// down after `misses` probes, which measured `writes` per bucket and
-    /// dropped `dropped`.
-    pub fn of(
-        id: Id,
-        state: &NodeState,
-        misses: u8,
-        writes: &BTreeMap<Bucket, u32>,
-        dropped: &Drops,
-    ) -> Report {
-        let dropped = dropped.clone();
-        match state {
-            NodeState::Controller(controller) => controller_report(controller, misses, dropped),
-            NodeState::Replica(replica) => Report::Replica {
-                buckets: replica
-                    .buckets
-                    .iter()
-                    .map(|(bucket, bucket_replica)| {
-                        let durable = &bucket_replica.durable;
-                        BucketReport {
-                            bucket: *bucket,
-                            epoch: durable.placement.epoch,
-                            role: durable.placement.role_of(id),
-                            last: durable.log.last_position(),
-                            applied: durable.commit_position,
-                            writes: writes.get(bucket).copied().unwrap_or(0),
-                            followers: Vec::new(),
-                        }
-                    })
-                    .collect(),
-                dropped,
-            },
-            NodeState::Client(_) | NodeState::Subscriber(_) => Report::Projector { dropped },
-        }
-    }
-}
-
-fn controller_report(controller: &ControllerState, misses: u8, dropped: Drops) -> Report {
-    Report::Controller {
-        map: controller.map.clone(),
-        down: controller
-            .down(misses)
-            .into_iter()
-            .map(usize::from)
-            .collect(),
-        fencing: controller
-            .fencing
-            .iter()
-            .map(|(bucket, epoch)| (*bucket, *epoch))
-            .collect(),
-        moving: controller
-            .moving
-            .iter()
-            .map(|(bucket, moving)| (*bucket, moving.destination.group.0))
-            .collect(),
-        dropped,
-    }
-}
-
 /// Whether every bucket `msg` names is one of the cluster's `buckets`, and
 /// a map it carries has exactly that many: the model indexes by bucket,
 /// so nothing from outside the cluster's range reaches it.
@@ -254,10 +127,46 @@ pub fn encode(datagram: &Datagram) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// The most buckets one `Msg::Pull` carries on the wire: 4,096 pairs of a
+/// bucket and a position are at most 53 KB, whatever the positions.
+pub const PULL_BUCKETS: usize = 4096;
+
+/// `msgs` with every `Pull` of more than `PULL_BUCKETS` buckets split into
+/// consecutive `Pull`s of at most that many. A pull's buckets are
+/// independent requests (each is answered on its own, by bucket), so the
+/// split carries the same request as the subscriber's one message, in
+/// datagrams that fit: a subscriber following 65,536 buckets led by one
+/// replica asks in one pull.
+pub fn split_pulls(msgs: &[Msg]) -> Vec<Msg> {
+    let mut out = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        match msg {
+            Msg::Pull { from } if from.len() > PULL_BUCKETS => {
+                out.extend(from.chunks(PULL_BUCKETS).map(|chunk| Msg::Pull {
+                    from: chunk.to_vec(),
+                }));
+            }
+            _ => out.push(msg.clone()),
+        }
+    }
+    out
+}
+
 /// Packs `msgs` (for one recipient, in order) into as few datagrams as
-/// fit. A message too large for any datagram is returned apart, with the
-/// reason, to be reported and dropped.
+/// fit, splitting large pulls ([`split_pulls`]). A message too large for
+/// any datagram is returned apart, with the reason, to be reported and
+/// dropped.
 pub fn pack(msgs: &[Msg]) -> (Vec<Vec<u8>>, Vec<(Msg, String)>) {
+    let split;
+    let msgs = if msgs
+        .iter()
+        .any(|msg| matches!(msg, Msg::Pull { from } if from.len() > PULL_BUCKETS))
+    {
+        split = split_pulls(msgs);
+        &split[..]
+    } else {
+        msgs
+    };
     // postcard encodes `Datagram::Protocol(vec)` as the variant index
     // (varint 0), the length (varint), then each message: so messages are
     // encoded once and concatenated.
@@ -327,9 +236,10 @@ pub fn decode(bytes: &[u8]) -> Result<Datagram, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_model::placement::BucketPlacement;
-    use berth_model::{Command, GroupId, InventoryUnit, Op, Token};
+    use berth_model::placement::{BucketPlacement, PlacementMap};
+    use berth_model::{Bucket, Command, Epoch, GroupId, InventoryUnit, Op, Token};
     use proptest::prelude::*;
+    use stateright::actor::Id;
 
     /// A hold request for `trip`'s cabin C14 on `bucket`.
     fn hold_request(bucket: u32, trip: &str) -> Msg {

@@ -30,7 +30,7 @@ pub struct UpArgs {
     /// Replicas per group: a leader, a sync follower in its region, then async followers in a remote region.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
     replicas: u32,
-    /// Buckets the inventory hashes into.
+    /// Buckets the inventory hashes into: 1 to 65536 (up to that, every message a cluster sends at start-up and every status report fits a datagram).
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BUCKETS)))]
     buckets: u32,
     /// The controller's port; replica N listens on base + N.
@@ -60,10 +60,16 @@ pub struct KeysArgs {
     dir: PathBuf,
 }
 
-/// Sets the returned flag on SIGINT or SIGTERM.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+/// Sets the returned flag on SIGINT or SIGTERM; a member (`second_exits`)
+/// exits at once (code 1) on a second one, whatever it is doing.
+fn stop_flag(second_exits: bool) -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if second_exits {
+            // Registered first: it sees the flag as the previous signal left it.
+            signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+                .context("cannot install the signal handler")?;
+        }
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the signal handler")?;
     }
@@ -72,7 +78,7 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 
 /// `berth cluster up`.
 pub fn up(args: &UpArgs) -> Result<u8> {
-    let stop = stop_flag()?;
+    let stop = stop_flag(false)?;
     cluster::up(
         &args.dir,
         &Layout {
@@ -91,21 +97,21 @@ pub fn up(args: &UpArgs) -> Result<u8> {
 /// `berth controller`.
 pub fn controller(args: &ConfigArg) -> Result<u8> {
     let config = args.load()?;
-    member::run(config, Member::Controller, stop_flag()?)?;
+    member::run(config, Member::Controller, stop_flag(true)?)?;
     Ok(0)
 }
 
 /// `berth node`.
 pub fn node(args: &NodeArgs) -> Result<u8> {
     let config = args.config.load()?;
-    member::run(config, Member::Replica(args.id), stop_flag()?)?;
+    member::run(config, Member::Replica(args.id), stop_flag(true)?)?;
     Ok(0)
 }
 
 /// `berth projector`.
 pub fn projector(args: &ConfigArg) -> Result<u8> {
     let config = args.load()?;
-    member::run_projector(config, stop_flag()?)?;
+    member::run_projector(config, stop_flag(true)?)?;
     Ok(0)
 }
 

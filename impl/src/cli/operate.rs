@@ -25,6 +25,9 @@ pub struct StatusArgs {
     /// List the hottest buckets (client writes per second over the last 10 s) and their share of their group's writes, instead of the map.
     #[arg(long)]
     hot: bool,
+    /// Print the status as JSON (for tools; the fields are listed in docs/operations.md).
+    #[arg(long, conflicts_with = "hot")]
+    json: bool,
     /// How many buckets --hot lists.
     #[arg(long, default_value_t = 10, requires = "hot", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BUCKETS)))]
     top: u32,
@@ -85,7 +88,10 @@ pub fn status(args: &StatusArgs) -> Result<u8> {
             status::hot(&config, seconds(args.timeout)?, args.top as usize)?
         );
     } else {
-        print!("{}", status::status(&config, seconds(args.timeout)?)?);
+        print!(
+            "{}",
+            status::status(&config, seconds(args.timeout)?, args.json)?
+        );
     }
     Ok(0)
 }

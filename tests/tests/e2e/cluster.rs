@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) const TRIP: &str = "BCN-JFK-2026-07-14";
@@ -23,6 +23,9 @@ pub struct Cluster {
     hold_ttl: u64,
     lag_budget_ms: u64,
     up: Option<Child>,
+    /// The lines `cluster up` printed after "cluster up", as they come
+    /// (kept, so that its stdout is drained for as long as it runs).
+    lines: Option<Mutex<mpsc::Receiver<String>>>,
     /// Member name ("controller", "replica 1 (madrid-a)", ...) → pid.
     pids: Vec<(String, u32)>,
 }
@@ -73,6 +76,7 @@ impl Cluster {
             hold_ttl,
             lag_budget_ms,
             up: None,
+            lines: None,
             pids: Vec::new(),
         };
         cluster.up();
@@ -109,6 +113,7 @@ impl Cluster {
                 .recv_timeout(Duration::from_secs(30))
                 .expect("cluster up prints its members within 30 s");
             if line.starts_with("cluster up") {
+                self.lines = Some(Mutex::new(received));
                 break;
             }
             if let Some((name, rest)) = line.split_once(" listening on ") {
@@ -133,6 +138,55 @@ impl Cluster {
             .find(|(member, _)| member.starts_with(name))
             .unwrap_or_else(|| panic!("no member {name}: {:?}", self.pids))
             .1
+    }
+
+    /// The lines `cluster up` prints from now until one satisfies `last`
+    /// (included), waiting at most `limit`.
+    pub fn up_output_until(&self, limit: Duration, last: impl Fn(&str) -> bool) -> Vec<String> {
+        let received = self
+            .lines
+            .as_ref()
+            .expect("cluster up is running")
+            .lock()
+            .unwrap();
+        let deadline = Instant::now() + limit;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    let done = last(&line);
+                    lines.push(line);
+                    if done {
+                        return lines;
+                    }
+                }
+                Err(_) => panic!(
+                    "not printed within {limit:?}; printed:\n{}",
+                    lines.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` to `cluster up` and waits up to `limit` for it to
+    /// exit; returns how long that took.
+    pub fn signal_up(&mut self, signal: libc::c_int, limit: Duration) -> Duration {
+        let mut up = self.up.take().expect("cluster up is running");
+        let started = Instant::now();
+        // SAFETY: signalling our own child process, not yet reaped.
+        unsafe {
+            libc::kill(up.id() as libc::pid_t, signal);
+        }
+        while up.try_wait().unwrap().is_none() {
+            if started.elapsed() > limit {
+                up.kill().ok();
+                panic!("cluster up did not exit within {limit:?} of signal {signal}");
+            }
+            // Polling: std has no wait-with-timeout for a child process.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        started.elapsed()
     }
 
     /// Every member's name and pid, as `cluster up` printed them.
@@ -415,6 +469,43 @@ fn kill_the_leader_and_lose_nothing() {
             .any(|line| line.contains("replica 1 (madrid-a)") && line.contains("DOWN")),
         "{status}"
     );
+    assert!(
+        status.starts_with("health: ") && status.lines().next().unwrap().contains("replica 1"),
+        "the health line comes first and names who is down: {status}"
+    );
+    // The same for tools, under the documented field names.
+    let json = cluster.berth(&["status", "--json"]);
+    assert_eq!(json.status.code(), Some(0), "{}", stdout(&json));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert!(
+        json["health"]["members_down"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|name| name == "replica 1 (madrid-a)"),
+        "{json}"
+    );
+    assert_eq!(json["controller"]["up"], true, "{json}");
+    assert_eq!(json["replicas"][0]["id"], 1, "{json}");
+    assert_eq!(json["replicas"][0]["up"], false, "{json}");
+    let covering = json["map"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|range| range["first"].as_u64() <= Some(3) && range["last"].as_u64() >= Some(3))
+        .expect("a range covers the bucket")
+        .clone();
+    assert_eq!(covering["leader"], 2, "{json}");
+    assert!(covering["epoch"].as_u64().unwrap() > 1, "{json}");
+    assert_eq!(json["groups"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json["projector"]["up"], true, "{json}");
+    // `cluster up` said which member died, and how.
+    let said = cluster.up_output_until(Duration::from_secs(10), |line| {
+        line.contains("exited unexpectedly")
+    });
+    let expected =
+        format!("replica 1 (madrid-a) (pid {leader}) exited unexpectedly: signal SIGKILL");
+    assert!(said.last().unwrap().contains(&expected), "{said:?}");
 }
 
 /// Goal: a bucket moves to the other group while a client keeps booking on
@@ -558,6 +649,18 @@ fn a_bad_configuration_is_refused_clearly() {
         error.contains("not a valid cluster configuration"),
         "{error}"
     );
+    // Past the largest bucket count whose messages all fit a datagram,
+    // `cluster up` refuses before writing anything, naming the limit.
+    let output = run_bounded(
+        Command::new(binary("berth"))
+            .args(["cluster", "up", "--buckets", "65537", "--dir"])
+            .arg(dir.path().join("too-big")),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("65537 is not in 1..=65536"), "{error}");
+    assert!(!dir.path().join("too-big").exists());
 }
 
 /// Goal: a hold nobody confirms expires through the log: another customer

@@ -11,4 +11,5 @@ mod cluster;
 mod explorer_browser;
 mod hot;
 mod reads;
+mod supervise;
 mod util;
