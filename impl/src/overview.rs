@@ -324,7 +324,7 @@ fn leaders(config: &ClusterConfig, map: &PlacementMap) -> Vec<GroupLeaders> {
         .iter()
         .map(|group| (group.id, BTreeMap::new()))
         .collect();
-    for placement in &map.buckets {
+    for placement in map.buckets.iter() {
         *counts
             .entry(placement.group.0)
             .or_default()

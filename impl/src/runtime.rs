@@ -29,7 +29,6 @@ use crate::wire::{self, Datagram, Report};
 use anyhow::{Context, Result};
 use berth_model::{BerthActor, Msg, NodeState, Storage, Timer};
 use stateright::actor::{Actor, Command, Id, Out};
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -57,6 +56,9 @@ pub struct Runtime {
     outbox: Vec<(Id, Msg)>,
     /// The batch's latest save, not yet durable.
     unsaved: Option<Storage>,
+    /// Whether a step of this batch changed durable state (the in-place
+    /// steps say so instead of emitting `Save`): the batch saves it.
+    dirty: bool,
     /// Status replies to send with the batch.
     pub(crate) reports: Vec<(Id, Report)>,
     /// Probes missed in a row before a replica counts as down (for status
@@ -141,6 +143,7 @@ impl Runtime {
             deadlines: BTreeSet::new(),
             outbox: Vec::new(),
             unsaved: None,
+            dirty: false,
             reports: Vec::new(),
             misses,
             buffer: vec![0; wire::MAX_DATAGRAM + 1],
@@ -278,11 +281,10 @@ impl Runtime {
     /// One timer's step: `timer` through the actor.
     fn fire(&mut self, timer: &Timer) {
         let mut out = Out::new();
-        let mut state = Cow::Borrowed(&self.state);
-        self.actor.on_timeout(self.id, &mut state, timer, &mut out);
-        if let Cow::Owned(next) = state {
-            self.state = next;
-        }
+        let saved = self
+            .actor
+            .on_timeout_in_place(self.id, &mut self.state, timer, &mut out);
+        self.dirty |= saved;
         self.absorb(out);
     }
 
@@ -291,13 +293,11 @@ impl Runtime {
     pub(crate) fn step(&mut self, src: Id, msg: Msg) {
         let watch = self.watch(&msg);
         let mut out = Out::new();
-        let mut state = Cow::Borrowed(&self.state);
-        self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
-        let changed = matches!(state, Cow::Owned(_));
-        if let Cow::Owned(next) = state {
-            self.state = next;
-        }
-        self.observe(watch, changed);
+        let saved = self
+            .actor
+            .on_msg_in_place(self.id, &mut self.state, src, msg, &mut out);
+        self.dirty |= saved;
+        self.observe(watch, saved);
         self.absorb(out);
     }
 
@@ -327,6 +327,9 @@ impl Runtime {
 
     /// Makes the batch's save durable, then sends its messages.
     fn flush(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.dirty) {
+            self.unsaved = self.state.storage();
+        }
         if let Some(storage) = self.unsaved.take() {
             if let Some(store) = &mut self.store {
                 store.save(&storage)?;

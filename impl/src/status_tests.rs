@@ -58,7 +58,7 @@ fn a_silent_async_follower_voids_readiness() {
 /// still fenced.
 fn failover_reports(config: &ClusterConfig) -> BTreeMap<Id, Report> {
     let mut map = config.initial_map();
-    for placement in map.buckets.iter_mut().take(512) {
+    for placement in map.buckets_mut().iter_mut().take(512) {
         placement.epoch = Epoch(2);
         placement.leader = Id::from(2);
         placement.sync_followers = vec![Id::from(3)];

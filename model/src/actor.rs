@@ -15,6 +15,7 @@ use crate::stream::{SubscriberActor, SubscriberState};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 pub use crate::config::{Detector, ProtocolConfig, Timeouts};
 pub use crate::messages::{Changes, FollowerLag, Msg, ReadPath, Snapshot, Timer};
@@ -57,6 +58,15 @@ impl NodeState {
         match self {
             NodeState::Controller(state) => Some(state),
             _ => None,
+        }
+    }
+
+    /// What survives a crash, for a role that keeps anything.
+    pub fn storage(&self) -> Option<Storage> {
+        match self {
+            NodeState::Replica(replica) => Some(Storage::Replica(replica.storage())),
+            NodeState::Controller(controller) => Some(Storage::Controller(controller.clone())),
+            NodeState::Client(_) | NodeState::Subscriber(_) => None,
         }
     }
 }
@@ -113,6 +123,94 @@ impl BerthActor {
         o.append(&mut sends);
         if next != **state {
             *state = Cow::Owned(next);
+        }
+    }
+}
+
+/// The runtime's steps: the same handlers, run on the state in place.
+///
+/// The checker's step (`Actor::on_msg`) copies the state to tell an ignored
+/// event from a change, and saves the whole durable state whenever it
+/// changed; both cost what the whole state costs, thousands of buckets in
+/// a real replica. These run the handlers on the state itself, tell from
+/// the buckets the step touched (`Buckets`) whether durable state changed,
+/// and return that instead of emitting `Save`: the runtime saves
+/// `NodeState::storage` once per batch, before the batch's sends — what
+/// the checker's last `Save` of the batch would have held.
+impl BerthActor {
+    /// `msg` from `src`, in place. Returns whether durable state changed.
+    pub fn on_msg_in_place(
+        &self,
+        id: Id,
+        state: &mut NodeState,
+        src: Id,
+        msg: Msg,
+        o: &mut Out<Self>,
+    ) -> bool {
+        self.step_in_place(id, state, Event::Msg(src, msg), o)
+    }
+
+    /// `timer`, in place. Returns whether durable state changed.
+    pub fn on_timeout_in_place(
+        &self,
+        id: Id,
+        state: &mut NodeState,
+        timer: &Timer,
+        o: &mut Out<Self>,
+    ) -> bool {
+        self.step_in_place(id, state, Event::Timeout(timer), o)
+    }
+
+    fn step_in_place(
+        &self,
+        id: Id,
+        state: &mut NodeState,
+        event: Event<'_>,
+        o: &mut Out<Self>,
+    ) -> bool {
+        match (self, state, event) {
+            (BerthActor::Replica(actor), NodeState::Replica(replica), event) => {
+                replica.buckets.take_touched();
+                match event {
+                    Event::Msg(src, msg) => actor.on_msg(id, replica, src, msg, o),
+                    Event::Timeout(timer) => actor.on_timeout(id, replica, timer, o),
+                }
+                let touched = replica.buckets.take_touched();
+                replica.validate_touched(&touched);
+                touched.iter().any(|(bucket, before)| {
+                    let after = replica.buckets.get(bucket).map(|r| &r.durable);
+                    match (before, after) {
+                        (Some(before), Some(after)) => {
+                            !Arc::ptr_eq(before, after) && before != after
+                        }
+                        (None, None) => false,
+                        _ => true,
+                    }
+                })
+            }
+            (BerthActor::Controller(actor), NodeState::Controller(controller), event) => {
+                let before = controller.clone();
+                match event {
+                    Event::Msg(src, msg) => actor.on_msg(id, controller, src, msg, o),
+                    Event::Timeout(timer) => actor.on_timeout(id, controller, timer, o),
+                }
+                controller.durable_differs(&before)
+            }
+            (BerthActor::Client(actor), NodeState::Client(client), event) => {
+                match event {
+                    Event::Msg(src, msg) => actor.on_msg(id, client, src, msg, o),
+                    Event::Timeout(timer) => actor.on_timeout(id, client, timer, o),
+                }
+                false
+            }
+            (BerthActor::Subscriber(actor), NodeState::Subscriber(subscriber), event) => {
+                match event {
+                    Event::Msg(src, msg) => actor.on_msg(id, subscriber, src, msg, o),
+                    Event::Timeout(timer) => actor.on_timeout(id, subscriber, timer, o),
+                }
+                false
+            }
+            (actor, state, _) => unreachable!("actor {actor:?} runs with foreign state {state:?}"),
         }
     }
 }

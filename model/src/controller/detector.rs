@@ -70,7 +70,7 @@ impl Liveness {
     }
 
     /// Whether `replica` answered the last probe round.
-    pub(super) fn answered_last(&self, replica: Id) -> bool {
+    pub(crate) fn answered_last(&self, replica: Id) -> bool {
         self.missed.get(&replica).is_none_or(|missed| *missed == 0)
     }
 

@@ -289,11 +289,14 @@ impl ControllerActor {
             self.arm_suspicion(&state.map, bucket, o);
             // Whoever the change gave new work — a promoted leader, a new
             // sync follower — gets time to take it on before it can be
-            // suspected (the probe detector only).
+            // suspected (the probe detector only). A replica that did not
+            // answer the last probe is given no such grace.
             if let Some(placement) = state.map.placement(bucket) {
                 if hold_down > 0 {
                     for id in placement.members() {
-                        state.liveness.hold_down(id, hold_down);
+                        if state.liveness.answered_last(id) {
+                            state.liveness.hold_down(id, hold_down);
+                        }
                     }
                 }
             }

@@ -157,34 +157,50 @@ impl ReplicaState {
             {
                 continue;
             }
-            let durable = &replica.durable;
-            assert!(
-                durable.commit_position <= durable.log.last_position(),
-                "{bucket}: commit beyond the log"
-            );
-            assert!(
-                durable.promised_epoch >= durable.placement.epoch,
-                "{bucket}: promised epoch older than the placement"
-            );
-            assert!(
-                durable
-                    .applied
-                    .outcomes
-                    .values()
-                    .all(|recorded| recorded.position <= durable.commit_position),
-                "{bucket}: idempotency table holds an uncommitted decision"
-            );
-            for (position, entry) in durable.log.iter_through(durable.commit_position) {
-                let Some(token) = entry.token() else {
-                    continue;
-                };
-                let recorded = durable.applied.recorded(&token);
-                assert!(
-                    recorded.is_some_and(|recorded| recorded.position <= position),
-                    "{bucket}: committed entry {entry} at {position} is missing from the idempotency table"
-                );
+            validate_bucket(*bucket, &replica.durable);
+        }
+    }
+
+    /// `validate` for the buckets a step touched (`Buckets::take_touched`).
+    pub fn validate_touched(&self, touched: &BTreeMap<Bucket, Option<Arc<DurableBucket>>>) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        for bucket in touched.keys() {
+            if let Some(replica) = self.buckets.get(bucket) {
+                validate_bucket(*bucket, &replica.durable);
             }
         }
+    }
+}
+
+/// The invariants of one bucket's durable state (see `validate`).
+fn validate_bucket(bucket: Bucket, durable: &DurableBucket) {
+    assert!(
+        durable.commit_position <= durable.log.last_position(),
+        "{bucket}: commit beyond the log"
+    );
+    assert!(
+        durable.promised_epoch >= durable.placement.epoch,
+        "{bucket}: promised epoch older than the placement"
+    );
+    assert!(
+        durable
+            .applied
+            .outcomes
+            .values()
+            .all(|recorded| recorded.position <= durable.commit_position),
+        "{bucket}: idempotency table holds an uncommitted decision"
+    );
+    for (position, entry) in durable.log.iter_through(durable.commit_position) {
+        let Some(token) = entry.token() else {
+            continue;
+        };
+        let recorded = durable.applied.recorded(&token);
+        assert!(
+            recorded.is_some_and(|recorded| recorded.position <= position),
+            "{bucket}: committed entry {entry} at {position} is missing from the idempotency table"
+        );
     }
 }
 

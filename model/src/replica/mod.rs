@@ -25,6 +25,7 @@
 //! placements; `mover` cutover (move out, barrier, snapshots); `reads`
 //! session reads and the change stream's pulls.
 
+mod buckets;
 mod durable;
 mod follower;
 mod leader;
@@ -33,6 +34,7 @@ mod reads;
 #[cfg(test)]
 mod tests;
 
+pub use buckets::Buckets;
 pub use durable::{DurableBucket, ReplicaStorage};
 
 use crate::config::ProtocolConfig;
@@ -85,7 +87,7 @@ pub struct BucketReplica {
 /// A replica's state: its buckets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ReplicaState {
-    pub buckets: BTreeMap<Bucket, BucketReplica>,
+    pub buckets: Buckets,
     /// The followers of buckets this replica leads that are over their lag
     /// budget, as the runtime last measured them (volatile; reported to
     /// the controller with every `Alive`). The checker never measures lag.

@@ -1,0 +1,108 @@
+//! `Buckets`, a replica's buckets, which remembers which of them a step
+//! handed out for change.
+//!
+//! A replica holds thousands of buckets and a step changes one or a few.
+//! The checker detects a step's changes by comparing the state with a copy
+//! of it, which is cheap for its one-bucket scenarios and would cost a
+//! copy of every bucket per event in a real replica. So every mutable
+//! access goes through `get_mut` or `entry`, which note the bucket and its
+//! durable state before the step; the runtime's in-place step
+//! (`BerthActor::on_msg_in_place`) then looks only at those to tell
+//! whether anything durable changed: a cost per event that depends on
+//! what it changes, not on how many buckets the replica holds.
+
+use super::{BucketReplica, DurableBucket};
+use crate::types::Bucket;
+use std::collections::btree_map::{BTreeMap, Entry};
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// A replica's buckets. Equality and hashing look at the buckets only.
+#[derive(Debug, Default)]
+pub struct Buckets {
+    map: BTreeMap<Bucket, BucketReplica>,
+    /// The buckets handed out mutably since the last `take_touched`, each
+    /// with its durable state before (`None`: it did not exist).
+    touched: BTreeMap<Bucket, Option<Arc<DurableBucket>>>,
+}
+
+impl Buckets {
+    /// `bucket`'s replica, to change.
+    pub fn get_mut(&mut self, bucket: &Bucket) -> Option<&mut BucketReplica> {
+        self.touch(*bucket);
+        self.map.get_mut(bucket)
+    }
+
+    /// `bucket`'s entry, to change or insert.
+    pub fn entry(&mut self, bucket: Bucket) -> Entry<'_, Bucket, BucketReplica> {
+        self.touch(bucket);
+        self.map.entry(bucket)
+    }
+
+    fn touch(&mut self, bucket: Bucket) {
+        if !self.touched.contains_key(&bucket) {
+            let before = self
+                .map
+                .get(&bucket)
+                .map(|replica| Arc::clone(&replica.durable));
+            self.touched.insert(bucket, before);
+        }
+    }
+
+    /// The buckets handed out mutably since the last call, with their
+    /// durable state before; forgets them.
+    pub fn take_touched(&mut self) -> BTreeMap<Bucket, Option<Arc<DurableBucket>>> {
+        std::mem::take(&mut self.touched)
+    }
+}
+
+impl Deref for Buckets {
+    type Target = BTreeMap<Bucket, BucketReplica>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl FromIterator<(Bucket, BucketReplica)> for Buckets {
+    fn from_iter<I: IntoIterator<Item = (Bucket, BucketReplica)>>(iter: I) -> Self {
+        Buckets {
+            map: iter.into_iter().collect(),
+            touched: BTreeMap::new(),
+        }
+    }
+}
+
+impl Clone for Buckets {
+    /// A copy of the buckets; what the original handed out is its own.
+    fn clone(&self) -> Self {
+        Buckets {
+            map: self.map.clone(),
+            touched: BTreeMap::new(),
+        }
+    }
+}
+
+impl PartialEq for Buckets {
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+
+impl Eq for Buckets {}
+
+impl Hash for Buckets {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.map.hash(state);
+    }
+}
+
+impl<'a> IntoIterator for &'a Buckets {
+    type Item = (&'a Bucket, &'a BucketReplica);
+    type IntoIter = std::collections::btree_map::Iter<'a, Bucket, BucketReplica>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.map.iter()
+    }
+}
