@@ -41,20 +41,76 @@ pub fn deliver(
     src: usize,
     msg: Msg,
 ) -> Commands {
+    let mut in_place = state.clone();
+    let mut in_place_out = Out::new();
+    let saved = actor.on_msg_in_place(
+        Id::from(id),
+        &mut in_place,
+        Id::from(src),
+        msg.clone(),
+        &mut in_place_out,
+    );
     let mut cow = Cow::Borrowed(&*state);
     let mut out = Out::new();
     actor.on_msg(Id::from(id), &mut cow, Id::from(src), msg, &mut out);
     *state = cow.into_owned();
-    out.into_iter().collect()
+    agree(
+        state,
+        out.into_iter().collect(),
+        &in_place,
+        in_place_out,
+        saved,
+    )
+}
+
+/// Checks that the runtime's in-place step (`on_msg_in_place`) did what
+/// the checker's step did: the same state, the same commands but `Save`,
+/// and "durable state changed" exactly when the checker's step saved.
+/// Every engine test runs both, so each is also a test of that.
+fn agree(
+    state: &NodeState,
+    commands: Commands,
+    in_place: &NodeState,
+    in_place_out: Out<BerthActor>,
+    saved: bool,
+) -> Commands {
+    assert_eq!(in_place, state, "the in-place step left another state");
+    let unsaved: Vec<String> = commands
+        .iter()
+        .filter(|command| !matches!(command, Command::Save(_)))
+        .map(|command| format!("{command:?}"))
+        .collect();
+    let in_place_commands: Vec<String> = in_place_out
+        .into_iter()
+        .map(|command| format!("{command:?}"))
+        .collect();
+    assert_eq!(
+        unsaved, in_place_commands,
+        "the in-place step sent otherwise"
+    );
+    let checker_saved = commands
+        .iter()
+        .any(|command| matches!(command, Command::Save(_)));
+    assert_eq!(saved, checker_saved, "the in-place step misjudged the save");
+    commands
 }
 
 /// Fires `timer` at `actor`, running as `id`.
 pub fn fire(actor: &BerthActor, state: &mut NodeState, id: usize, timer: Timer) -> Commands {
+    let mut in_place = state.clone();
+    let mut in_place_out = Out::new();
+    let saved = actor.on_timeout_in_place(Id::from(id), &mut in_place, &timer, &mut in_place_out);
     let mut cow = Cow::Borrowed(&*state);
     let mut out = Out::new();
     actor.on_timeout(Id::from(id), &mut cow, &timer, &mut out);
     *state = cow.into_owned();
-    out.into_iter().collect()
+    agree(
+        state,
+        out.into_iter().collect(),
+        &in_place,
+        in_place_out,
+        saved,
+    )
 }
 
 /// The messages among `commands`.
