@@ -49,7 +49,7 @@ impl ReplicaActor {
         let durable = &replica.durable;
         let checked = self.config.variant != Variant::UncheckedEpoch;
         if checked && epoch < durable.promised_epoch {
-            tracing::info!(
+            tracing::debug!(
                 %bucket,
                 %epoch,
                 promised = %durable.promised_epoch,

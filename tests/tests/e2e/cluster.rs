@@ -13,7 +13,8 @@ use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) const TRIP: &str = "BCN-JFK-2026-07-14";
-const BUCKETS: u32 = 64;
+/// Every end-to-end cluster runs at the default size users run.
+pub(crate) const BUCKETS: u32 = 2048;
 
 /// A running `berth cluster up` in a temporary directory.
 pub struct Cluster {
@@ -402,7 +403,7 @@ fn book_then_refuse_the_same_cabin() {
     assert_eq!(answer.status.code(), Some(0));
     assert!(stdout(&answer).starts_with("confirmed: BCN-JFK-2026-07-14/C14"));
     let status = cluster.status();
-    assert!(status.contains("b0-b31"), "{status}");
+    assert!(status.contains("b0-b1023"), "{status}");
     assert!(status.contains("leader 1 (madrid-a)"), "{status}");
     // Bad input: a malformed token is a usage error, not a hang.
     let bad = cluster.berth(&["token", "not-a-token"]);

@@ -5,7 +5,7 @@ use crate::cluster::{cabins_in, placement_line, Cluster};
 use crate::util::stdout;
 use std::time::{Duration, Instant};
 
-/// The hot bucket (group 1 holds b0-b31 on the test clusters).
+/// The hot bucket (group 1 holds b0-b1023 on the test clusters).
 const HOT: u32 = 5;
 /// A warm bucket of the same group, with half the hot one's writes.
 const WARM: u32 = 9;

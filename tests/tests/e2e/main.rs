@@ -11,5 +11,6 @@ mod cluster;
 mod explorer_browser;
 mod hot;
 mod reads;
+mod scale;
 mod supervise;
 mod util;

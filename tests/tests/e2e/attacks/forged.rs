@@ -149,7 +149,7 @@ fn a_forged_change_stream_is_not_believed() {
     }
     assert!(listed(&search(&cluster), "available").contains(&"C7".to_owned()));
     let unit = InventoryUnit::new(TRIP, "C7");
-    let bucket = bucket_of(&unit, 64);
+    let bucket = bucket_of(&unit, crate::cluster::BUCKETS);
     let hold = Token {
         client: 666,
         seq: 1,
