@@ -557,7 +557,7 @@ fn restart_the_whole_cluster_from_its_directory() {
         .iter()
         .map(|cabin| booking_token(&cluster.book(cabin)))
         .collect();
-    let failover = cluster.berth(&["failover", "--bucket", "40"]);
+    let failover = cluster.berth(&["failover", "--bucket", "1064"]); // group 2
     assert_eq!(failover.status.code(), Some(0), "{}", stdout(&failover));
     assert!(
         stdout(&failover).contains("leader replica 5 (paris-b)"),
@@ -571,7 +571,7 @@ fn restart_the_whole_cluster_from_its_directory() {
     assert_eq!(again.status.code(), Some(1), "{}", stdout(&again));
     let status = cluster.status();
     assert!(
-        placement_line(&status, 40).contains("leader 5 (paris-b)"),
+        placement_line(&status, 1064).contains("leader 5 (paris-b)"),
         "the failover survived the restart: {status}"
     );
 }
