@@ -141,6 +141,18 @@ fn probes_fail_over_every_bucket_of_a_silent_leader() {
         .buckets
         .iter()
         .all(|placement| placement.leader == Id::from(SYNC) && placement.epoch == Epoch(2)));
+    // The old leader, still silent, is now their sync follower: it is
+    // replaced at the very next probe (a hold-down is for the living).
+    deliver(&actor, &mut state, SYNC, alive());
+    deliver(&actor, &mut state, ASYNC, alive());
+    probe(&mut state);
+    let controller = state.as_controller().unwrap();
+    assert!(controller
+        .map
+        .buckets
+        .iter()
+        .all(|placement| placement.epoch == Epoch(3)
+            && placement.sync_followers == vec![Id::from(ASYNC)]));
 }
 
 /// Goal: the probe detector never makes a change that cannot help: no
@@ -175,6 +187,73 @@ fn probes_do_not_act_on_dead_replacements() {
     let map = &state.as_controller().unwrap().map;
     assert_eq!(map.version, 2);
     assert_eq!(map.buckets[0].sync_followers, vec![Id::from(ASYNC)]);
+}
+
+/// Goal: the probe detector does not depose the living. The replica a
+/// failover just promoted is held down — not suspected — for twice
+/// `misses` probe rounds however silent it is (it is busy taking over),
+/// and suspected once that runs out; the old leader, declared down and
+/// then heard again, is given `misses` more probes from then on.
+#[test]
+fn promoted_leader_is_held_down_and_a_returning_replica_gets_patience() {
+    let (actor, mut state) = probing_controller(1); // misses: 2
+    let probe = |state: &mut NodeState| fire(&actor, state, Timer::Probe);
+    let misses = 2;
+    // The leader is silent for two probes: its bucket is fenced at e2.
+    probe(&mut state);
+    deliver(&actor, &mut state, SYNC, alive());
+    deliver(&actor, &mut state, ASYNC, alive());
+    let commands = probe(&mut state);
+    assert_eq!(fences(&commands), vec![(Bucket(0), Epoch(2))]);
+    deliver(&actor, &mut state, SYNC, fenced(2, 0));
+    assert_eq!(current(&state).leader, Id::from(SYNC));
+    // The new leader falls silent at once; the old one is back.
+    for round in 1..=2 * misses {
+        deliver(&actor, &mut state, LEADER, alive());
+        deliver(&actor, &mut state, ASYNC, alive());
+        let commands = probe(&mut state);
+        let fenced = fences(&commands);
+        if round < 2 * misses {
+            assert!(fenced.is_empty(), "round {round}: {commands:?}");
+        } else {
+            assert_eq!(fenced, vec![(Bucket(0), Epoch(3))], "round {round}");
+        }
+    }
+    let controller = state.as_controller().unwrap();
+    assert_eq!(controller.liveness.patience(Id::from(LEADER), misses), 4);
+    assert_eq!(controller.liveness.patience(Id::from(ASYNC), misses), 2);
+}
+
+/// Goal: a down sync follower is replaced only by an async follower that
+/// answered the last probe — a suspicion alone never hands the commit
+/// quorum to a replica that is not known to be live.
+#[test]
+fn a_sync_follower_is_replaced_only_by_a_live_one() {
+    let (actor, mut state) = probing_controller(1); // misses: 2
+    probe_rounds(&actor, &mut state, 1, &[LEADER, ASYNC]);
+    // The sync follower's second miss makes it down, in a round the
+    // async follower did not answer either (it answered the one before).
+    probe_rounds(&actor, &mut state, 1, &[LEADER]);
+    assert!(state
+        .as_controller()
+        .unwrap()
+        .down(2)
+        .contains(&Id::from(SYNC)));
+    assert_eq!(current(&state).sync_followers, vec![Id::from(SYNC)]);
+    // It answers again: now it replaces the down sync follower.
+    probe_rounds(&actor, &mut state, 1, &[LEADER, ASYNC]);
+    assert_eq!(current(&state).sync_followers, vec![Id::from(ASYNC)]);
+}
+
+/// `rounds` probe rounds in which only `answering` answer (before each
+/// probe).
+fn probe_rounds(actor: &BerthActor, state: &mut NodeState, rounds: usize, answering: &[usize]) {
+    for _ in 0..rounds {
+        for replica in answering {
+            deliver(actor, state, *replica, alive());
+        }
+        fire(actor, state, Timer::Probe);
+    }
 }
 
 /// Goal: the operator's `Failover` fences a live leader's commit quorum
