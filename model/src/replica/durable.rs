@@ -86,6 +86,26 @@ impl DurableBucket {
         }
     }
 
+    /// Folds the committed entries beyond the newest `retained` into the
+    /// committed state (`ProtocolConfig::retained_entries`): the log then
+    /// starts after them, so that it does not grow with the bucket's
+    /// history. `None`: keep everything.
+    pub fn fold(&mut self, retained: Option<usize>) {
+        let Some(retained) = retained else {
+            return;
+        };
+        // The last entry always stays: whether it is a barrier decides
+        // whether the bucket is sealed.
+        let through = self
+            .commit_position
+            .0
+            .saturating_sub(retained as u64)
+            .min(self.log.last_position().0.saturating_sub(1));
+        if through > self.log.start().0 {
+            self.log.compact_through(Position(through));
+        }
+    }
+
     /// A fresh replica of a bucket placed at `placement`: empty log.
     pub fn empty(placement: BucketPlacement) -> Self {
         DurableBucket {

@@ -25,6 +25,7 @@
 //! placements; `mover` cutover (move out, barrier, snapshots); `reads`
 //! session reads and the change stream's pulls.
 
+mod catch_up;
 mod durable;
 mod follower;
 mod leader;
@@ -32,8 +33,12 @@ mod mover;
 mod reads;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_catch_up;
+mod transfer;
 
 pub use durable::{DurableBucket, ReplicaStorage};
+pub use transfer::{Sending, Staged};
 
 use crate::config::ProtocolConfig;
 use crate::messages::{Emits, FollowerLag, Msg, Timer};
@@ -72,6 +77,8 @@ pub struct LeaderState {
     pub waiters: BTreeSet<Waiter>,
     /// Resends left before the leader waits for progress.
     pub retransmits_left: u8,
+    /// The chunked snapshot each follower (or learner) is being sent.
+    pub snapshots: BTreeMap<Id, Sending>,
 }
 
 /// One bucket at one replica.
@@ -90,6 +97,9 @@ pub struct ReplicaState {
     /// budget, as the runtime last measured them (volatile; reported to
     /// the controller with every `Alive`). The checker never measures lag.
     pub lagging: Vec<FollowerLag>,
+    /// The chunks of a snapshot received so far, per bucket (volatile: a
+    /// restarted receiver starts the snapshot over).
+    pub staging: BTreeMap<Bucket, Staged>,
 }
 
 /// A message delivered to this replica (`id`) from `src` about `bucket`:
@@ -143,6 +153,7 @@ impl ReplicaActor {
                 .map(|(bucket, durable)| (bucket, BucketReplica::new(durable, &self.config)))
                 .collect(),
             lagging: Vec::new(),
+            staging: BTreeMap::new(),
         };
         for (bucket, replica) in &state.buckets {
             if replica.durable.is_leader(id) {
@@ -159,6 +170,9 @@ impl ReplicaActor {
                     );
                 }
             }
+        }
+        if storage.is_some() {
+            self.ask_to_catch_up(id, &state, o);
         }
         state
     }
@@ -220,6 +234,19 @@ impl ReplicaActor {
             Msg::Snapshot(snapshot) => {
                 self.on_snapshot(id, state, src, Arc::unwrap_or_clone(snapshot), o)
             }
+            Msg::SnapshotReceived {
+                bucket,
+                epoch,
+                position,
+                chunks,
+            } => self.on_snapshot_received(
+                Delivery { id, src, bucket },
+                state,
+                epoch,
+                position,
+                chunks,
+                o,
+            ),
             Msg::Probe if src == self.controller => o.send(
                 src,
                 Msg::Alive {
