@@ -241,6 +241,13 @@ impl Log {
         self.start_epoch = epoch;
     }
 
+    /// Forgets the entries after `position` (a replay of a saved change;
+    /// the protocol truncates only through `append_after`).
+    pub fn truncate_after(&mut self, position: Position) {
+        let keep = position.0.saturating_sub(self.start.0) as usize;
+        self.entries.truncate(keep);
+    }
+
     /// Appends a new entry at the end (the leader's path).
     pub fn push(&mut self, entry: Entry) -> Position {
         self.entries.push(entry);

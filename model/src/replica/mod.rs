@@ -26,6 +26,7 @@
 //! session reads and the change stream's pulls.
 
 mod catch_up;
+mod delta;
 mod durable;
 mod follower;
 mod leader;
@@ -37,6 +38,7 @@ mod tests;
 mod tests_catch_up;
 mod transfer;
 
+pub use delta::{BucketChange, BucketDelta};
 pub use durable::{DurableBucket, ReplicaStorage};
 pub use transfer::{Sending, Staged};
 
