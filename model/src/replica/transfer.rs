@@ -48,7 +48,7 @@ pub struct Staged {
 /// units first, then the outcomes, each in key order).
 fn chunk_of(state: &BucketState, index: u32, size: usize) -> BucketState {
     let start = index as usize * size;
-    let units: std::collections::BTreeMap<_, _> = state
+    let units: crate::chunked::ChunkedMap<_, _> = state
         .units
         .iter()
         .skip(start)
@@ -239,8 +239,12 @@ impl ReplicaActor {
             commit_position,
             ..
         } = snapshot;
-        staged.state.units.extend(part.units);
-        staged.state.outcomes.extend(part.outcomes);
+        for (unit, status) in part.units.iter() {
+            staged.state.units.insert(unit.clone(), status.clone());
+        }
+        for (token, recorded) in part.outcomes.iter() {
+            staged.state.outcomes.insert(*token, recorded.clone());
+        }
         staged.next += 1;
         if staged.next < staged.count {
             answer(staged.next, o);

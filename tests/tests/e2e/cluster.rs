@@ -22,6 +22,7 @@ pub struct Cluster {
     base_port: u16,
     hold_ttl: u64,
     lag_budget_ms: u64,
+    buckets: u32,
     up: Option<Child>,
     /// Member name ("controller", "replica 1 (madrid-a)", ...) → pid.
     pids: Vec<(String, u32)>,
@@ -64,6 +65,11 @@ impl Cluster {
     /// As `start`, with holds that expire after `hold_ttl` seconds and an
     /// RPO budget of `lag_budget_ms` for async followers.
     pub fn start_with(hold_ttl: u64, lag_budget_ms: u64) -> Cluster {
+        Cluster::start_sized(BUCKETS, hold_ttl, lag_budget_ms)
+    }
+
+    /// As `start_with`, over `buckets` buckets.
+    pub fn start_sized(buckets: u32, hold_ttl: u64, lag_budget_ms: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_base_port();
         let mut cluster = Cluster {
@@ -72,6 +78,7 @@ impl Cluster {
             base_port,
             hold_ttl,
             lag_budget_ms,
+            buckets,
             up: None,
             pids: Vec::new(),
         };
@@ -84,7 +91,7 @@ impl Cluster {
         let mut child = Command::new(binary("berth"))
             .args(["cluster", "up", "--dir"])
             .arg(self.dir.path())
-            .args(["--buckets", &BUCKETS.to_string()])
+            .args(["--buckets", &self.buckets.to_string()])
             .args(["--base-port", &self.base_port.to_string()])
             .args(["--hold-ttl", &self.hold_ttl.to_string()])
             .args(["--lag-budget-ms", &self.lag_budget_ms.to_string()])
