@@ -471,6 +471,32 @@ mod tests {
         assert_eq!(saved, Some(storage(&bucket)));
     }
 
+    /// Goal: a bucket state of many units and outcomes (shared chunks in
+    /// memory) is saved and read back whole.
+    #[test]
+    fn a_large_bucket_state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
+        let mut bucket = DurableBucket::empty(placement(1));
+        for seq in 0..500u32 {
+            let unit = berth_model::InventoryUnit::new("T", format!("C{seq}"));
+            let status = berth_model::bucket::UnitStatus::Held {
+                hold: berth_model::Token { client: 9, seq },
+                customer: berth_model::Customer::new("alice"),
+            };
+            bucket.applied.units.insert(unit, status);
+        }
+        let storage = Storage::Replica(
+            [(Bucket(0), Arc::new(bucket.clone()))]
+                .into_iter()
+                .collect(),
+        );
+        store.save(&storage).unwrap();
+        store.save(&storage).unwrap();
+        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved, Some(storage));
+    }
+
     /// Goal: a torn write (a crash in the middle of a save) leaves the
     /// previous state: a half-written snapshot is ignored, a torn log
     /// record is cut off, and saving continues after it.

@@ -190,7 +190,13 @@ impl<K: Ord + Clone + fmt::Debug, V: Clone + fmt::Debug> fmt::Debug for ChunkedM
 
 impl<K: Ord + Clone + Serialize, V: Clone + Serialize> Serialize for ChunkedMap<K, V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter())
+        // The length first, as a `BTreeMap` does (postcard needs it).
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.len))?;
+        for (key, value) in self.iter() {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
 }
 

@@ -538,7 +538,19 @@ impl ReplicaActor {
             }
         }
         if replica.durable.commit_position > before {
-            Arc::make_mut(&mut replica.durable).fold(self.config.retained_entries);
+            // Entries a follower still lacks stay (within a bound).
+            let needed = replica
+                .durable
+                .placement
+                .followers()
+                .map(|id| {
+                    let matched = replica.leader.match_positions.get(&id);
+                    matched.copied().unwrap_or_default()
+                })
+                .min()
+                .unwrap_or(replica.durable.commit_position);
+            let retained = self.config.retained_entries;
+            Arc::make_mut(&mut replica.durable).fold_keeping(retained, needed);
         }
         let durable = &replica.durable;
         let committed: Vec<Waiter> = replica

@@ -154,7 +154,8 @@ fn a_recovering_follower_reports_its_commit() {
 }
 
 /// Goal: with `retained_entries`, committed entries beyond the bound are
-/// folded into the committed state (the last entry always stays), and a
+/// folded into the committed state (the last entry always stays; a leader
+/// keeps, within 8 times the bound, what a follower still lacks), and a
 /// follower behind the log's start is sent a snapshot.
 #[test]
 fn committed_entries_beyond_the_bound_are_folded() {
@@ -162,11 +163,17 @@ fn committed_entries_beyond_the_bound_are_folded() {
         retained_entries: Some(1),
         ..config()
     });
-    let leader = leader_with_writes(&actor, 4);
+    // The async follower lacks everything: the leader keeps it 8 times
+    // the bound (12 - 8), no more.
+    let leader = leader_with_writes(&actor, 12);
     let log = &durable(&leader).log;
-    assert_eq!(log.start(), Position(3));
-    assert_eq!(log.last_position(), Position(4));
-    assert_eq!(durable(&leader).applied.outcomes.len(), 4);
+    assert_eq!(log.start(), Position(4));
+    assert_eq!(log.last_position(), Position(12));
+    assert_eq!(durable(&leader).applied.outcomes.len(), 12);
+    // Without followers to keep entries for, the bound alone.
+    let mut alone = DurableBucket::clone(durable(&leader));
+    alone.fold(Some(1));
+    assert_eq!(alone.log.start(), Position(11));
     let zero = replica(ProtocolConfig {
         retained_entries: Some(0),
         ..config()
