@@ -74,8 +74,9 @@ impl ReplicaActor {
 
     /// The leader heard from `follower` that it is through `position`, no
     /// further than the leader already knew: if that is short of the
-    /// leader's log or commit, send it what it lacks (or the commit) and
-    /// re-arm the resends.
+    /// leader's log, and the leader's resends have gone unanswered (or it
+    /// has none), send it what it lacks (or the commit) and re-arm the
+    /// resends.
     pub(super) fn follower_behind(
         &self,
         bucket: Bucket,
@@ -88,12 +89,27 @@ impl ReplicaActor {
         if position >= durable.log.last_position() {
             return;
         }
+        let last = durable.log.last_position();
+        if replica.leader.match_positions.get(&follower) >= Some(&last) {
+            // It holds the log but not the commit (it missed an
+            // announcement): tell it.
+            if position < durable.commit_position {
+                self.tell_commit(bucket, replica, |id| *id == follower, o);
+            }
+            return;
+        }
+        let resends = self.config.leader_resends;
+        if resends > 0 && replica.leader.retransmits_left == resends {
+            // Resends are under way and the follower progressed since the
+            // last one: an echo of an append in flight, not a follower
+            // left behind (answering every echo would keep appends and
+            // answers circling for as long as writes continue).
+            return;
+        }
         replica.leader.retransmits_left = self.config.leader_resends;
         let learners = durable.learners();
         if let Some(next) = self.append_for(bucket, replica, follower, &learners) {
             o.send(follower, next);
-        } else if position < replica.durable.commit_position {
-            self.tell_commit(bucket, replica, |id| *id == follower, o);
         }
         if self.config.leader_resends > 0 {
             o.set_timer(
