@@ -83,6 +83,15 @@ struct ScenarioArgs {
     /// Add a change-stream subscriber following the bucket (checks `change stream exact`).
     #[arg(long)]
     stream: bool,
+    /// A follower that is behind asks to be caught up (a recovering replica tells each leader its commit, a gap is answered, the leader resends on any such sign), as the runtime does.
+    #[arg(long)]
+    catch_up: bool,
+    /// Keep at most this many committed entries in each log, folding older ones into the committed state (followers behind the log's start get a snapshot).
+    #[arg(long, value_name = "ENTRIES", value_parser = clap::value_parser!(u16).range(0..))]
+    retained_entries: Option<u16>,
+    /// Send snapshots in chunks of at most this many units plus outcomes (the receiver installs a complete one).
+    #[arg(long, value_name = "ITEMS", value_parser = clap::value_parser!(u16).range(1..))]
+    snapshot_chunk: Option<u16>,
 }
 
 #[derive(Args, Debug)]
@@ -140,6 +149,9 @@ impl ScenarioArgs {
             retries: self.retries,
             expiring_holds: self.expiring_holds,
             stream: self.stream || base.stream,
+            catch_up: self.catch_up,
+            retained_entries: self.retained_entries.map(usize::from),
+            snapshot_chunk: self.snapshot_chunk.map(usize::from),
             ..base
         }
     }

@@ -99,6 +99,15 @@ pub struct ScenarioConfig {
     /// Whether a change-stream subscriber follows the bucket (the last
     /// actor): its pull timer fires at any moment.
     pub stream: bool,
+    /// `ProtocolConfig::catch_up`: followers that are behind ask, and
+    /// leaders resend on any sign of it (a recovering replica's report).
+    pub catch_up: bool,
+    /// `ProtocolConfig::retained_entries`: logs fold committed entries
+    /// beyond this many into the committed state.
+    pub retained_entries: Option<usize>,
+    /// `ProtocolConfig::snapshot_chunk`: snapshots travel in chunks of at
+    /// most this many units plus outcomes.
+    pub snapshot_chunk: Option<usize>,
 }
 
 impl Default for ScenarioConfig {
@@ -268,6 +277,15 @@ impl ScenarioConfig {
         if self.stream {
             flags.push("--stream".to_owned());
         }
+        if self.catch_up {
+            flags.push("--catch-up".to_owned());
+        }
+        if let Some(entries) = self.retained_entries {
+            flags.push(format!("--retained-entries {entries}"));
+        }
+        if let Some(items) = self.snapshot_chunk {
+            flags.push(format!("--snapshot-chunk {items}"));
+        }
         flags.join(" ")
     }
 
@@ -284,6 +302,9 @@ impl ScenarioConfig {
             retries: 0,
             expiring_holds: false,
             stream: false,
+            catch_up: false,
+            retained_entries: None,
+            snapshot_chunk: None,
         }
     }
 
@@ -361,6 +382,9 @@ impl ScenarioConfig {
                 .expiring_holds
                 .then(|| std::time::Duration::ZERO..std::time::Duration::from_secs(1)),
             timeouts: Default::default(),
+            catch_up: self.catch_up,
+            retained_entries: self.retained_entries,
+            snapshot_chunk: self.snapshot_chunk,
         };
         let layout = layout::Layout::of(self.scenario);
         let map = PlacementMap::uniform(1, layout.groups[0].placement_at(Epoch::FIRST));

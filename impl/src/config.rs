@@ -36,6 +36,14 @@
 
 use anyhow::{bail, Context, Result};
 use berth_model::actor::{Detector, ProtocolConfig, Timeouts};
+
+/// Committed entries a replica keeps in each bucket's log before folding
+/// older ones into the bucket's state: records, memory and copies stay
+/// bounded however long the bucket's history.
+const RETAINED_ENTRIES: usize = 512;
+/// Units plus outcomes per snapshot chunk: a chunk of long names still
+/// fits a datagram.
+const SNAPSHOT_CHUNK: usize = 200;
 use berth_model::placement::{BucketPlacement, GroupLayout, PlacementMap, MAX_BUCKETS};
 use berth_model::{Epoch, GroupId};
 use serde::{Deserialize, Serialize};
@@ -354,6 +362,9 @@ impl ClusterConfig {
             max_append_entries: Some(32),
             // About 15 bytes a placement: 1,024 fit a datagram many times.
             max_batch: Some(1024),
+            catch_up: true,
+            retained_entries: Some(RETAINED_ENTRIES),
+            snapshot_chunk: Some(SNAPSHOT_CHUNK),
             timeouts: Timeouts {
                 client_retry: Duration::from_millis(100)..Duration::from_millis(150),
                 ..Timeouts::default()

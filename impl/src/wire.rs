@@ -97,7 +97,8 @@ pub fn within(msg: &Msg, buckets: u32) -> bool {
         | Msg::MoveRefused { bucket, .. }
         | Msg::Read { bucket, .. }
         | Msg::ReadReply(ReadReply { bucket, .. })
-        | Msg::ReadBehind { bucket, .. } => *bucket,
+        | Msg::ReadBehind { bucket, .. }
+        | Msg::SnapshotReceived { bucket, .. } => *bucket,
         Msg::Snapshot(snapshot) => snapshot.bucket,
         Msg::Map(map) => return map.bucket_count() == buckets,
         Msg::Pull { from } => {

@@ -6,9 +6,9 @@
 //! "the idempotency token ... is part of the storage contract"): it is
 //! logged, replicated, snapshotted and moved with the bucket.
 
+use crate::chunked::ChunkedMap;
 use crate::types::{Customer, InventoryUnit, Position, Token};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// What a client asks the bucket leader to do.
@@ -149,9 +149,11 @@ pub struct Recorded {
 /// Everything a bucket knows: unit statuses and the idempotency table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BucketState {
-    pub units: BTreeMap<InventoryUnit, UnitStatus>,
+    /// Chunked (`ChunkedMap`): both grow with the bucket's history, and a
+    /// replica copies the state whenever it changes a shared copy.
+    pub units: ChunkedMap<InventoryUnit, UnitStatus>,
     /// The idempotency table: every decided token and its outcome.
-    pub outcomes: BTreeMap<Token, Recorded>,
+    pub outcomes: ChunkedMap<Token, Recorded>,
 }
 
 impl BucketState {

@@ -20,6 +20,10 @@ pub struct Timeouts {
     /// How long a leader waits after a commit before telling caught-up
     /// followers (`Timer::AnnounceCommit`).
     pub announce: Range<Duration>,
+    /// How often a leader whose resends ran out still tells a lagging
+    /// follower where its log ends (`catch_up`), so that a follower back
+    /// from a pause or a lost datagram notices its gap and asks.
+    pub heartbeat: Range<Duration>,
 }
 
 impl Default for Timeouts {
@@ -31,6 +35,7 @@ impl Default for Timeouts {
             probe: Duration::from_millis(250)..Duration::from_millis(300),
             pull: Duration::from_millis(100)..Duration::from_millis(150),
             announce: Duration::from_millis(20)..Duration::from_millis(30),
+            heartbeat: Duration::from_millis(500)..Duration::from_millis(700),
         }
     }
 }
@@ -92,4 +97,21 @@ pub struct ProtocolConfig {
     /// inherits.
     pub hold_ttl: Option<Range<Duration>>,
     pub timeouts: Timeouts,
+    // --- Catch-up, compaction and chunked snapshots (docs/protocol.md,
+    // "Catching up"). Each is off in the checker unless a flag turns it on.
+    /// Whether a follower that is behind asks to be caught up, without
+    /// waiting for new writes: a recovering replica tells each bucket's
+    /// leader how far it has committed, a follower answers an append it
+    /// cannot place the same way, and a leader re-arms its resends on any
+    /// such sign (and, once its resends ran out, keeps telling lagging
+    /// followers where its log ends on `Timeouts::heartbeat`).
+    pub catch_up: bool,
+    /// How many committed entries a replica keeps in its log before it
+    /// folds the older ones into its committed state (the log then starts
+    /// after them); `None`: the log keeps everything (the checker).
+    pub retained_entries: Option<usize>,
+    /// The most units plus outcomes one `Snapshot` message carries; a
+    /// larger bucket state travels in several chunks that the receiver
+    /// stages and installs once complete. `None`: one message.
+    pub snapshot_chunk: Option<usize>,
 }

@@ -17,7 +17,8 @@
 //!
 //! Module map:
 //! - [`types`], [`hashing`], [`placement`]: the vocabulary and routing.
-//! - [`bucket`], [`log`]: the bucket state machine and its replicated log.
+//! - [`bucket`], [`log`]: the bucket state machine and its replicated log;
+//!   [`chunked`], the shared-chunk map its state grows in.
 //! - [`messages`], [`config`]: what the actors say to one another (`Msg`,
 //!   `Timer`) and the settings they share (`ProtocolConfig`).
 //! - [`replica`], [`controller`], [`client`], [`stream`]: the roles (the
@@ -28,6 +29,7 @@
 
 pub mod actor;
 pub mod bucket;
+pub mod chunked;
 pub mod client;
 pub mod config;
 pub mod controller;

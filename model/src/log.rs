@@ -229,6 +229,25 @@ impl Log {
         self.iter().take_while(move |(at, _)| *at <= position)
     }
 
+    /// Forgets the entries through `position` (committed, their effect in
+    /// the bucket state): the log then starts after them.
+    pub fn compact_through(&mut self, position: Position) {
+        if position <= self.start || position > self.last_position() {
+            return;
+        }
+        let epoch = self.epoch_at(position).expect("within the kept entries");
+        self.entries.drain(..(position.0 - self.start.0) as usize);
+        self.start = position;
+        self.start_epoch = epoch;
+    }
+
+    /// Forgets the entries after `position` (a replay of a saved change;
+    /// the protocol truncates only through `append_after`).
+    pub fn truncate_after(&mut self, position: Position) {
+        let keep = position.0.saturating_sub(self.start.0) as usize;
+        self.entries.truncate(keep);
+    }
+
     /// Appends a new entry at the end (the leader's path).
     pub fn push(&mut self, entry: Entry) -> Position {
         self.entries.push(entry);

@@ -173,6 +173,16 @@ pub enum Msg {
         unit: InventoryUnit,
         position: Position,
     },
+    // --- Chunked snapshots (`ProtocolConfig::snapshot_chunk`).
+    /// Receiver → leader: of your snapshot of `bucket` at `position`, I
+    /// hold the first `chunks` chunks (staged, not yet installed): send
+    /// the next. `0` when it holds none of it (it restarted, say).
+    SnapshotReceived {
+        bucket: Bucket,
+        epoch: Epoch,
+        position: Position,
+        chunks: u32,
+    },
     /// Subscriber → replica: the committed entries of each bucket after
     /// the position given (the change stream, pulled).
     Pull { from: Vec<(Bucket, Position)> },
@@ -396,15 +406,28 @@ impl fmt::Display for Msg {
                     position_epoch,
                     entries,
                     commit_position,
+                    chunk,
                     ..
                 } = snapshot.as_ref();
                 let entries: Vec<String> = entries.iter().map(ToString::to_string).collect();
+                let chunk = chunk.map_or(String::new(), |chunk| {
+                    format!(" chunk {}/{}", chunk.index + 1, chunk.count)
+                });
                 write!(
                     f,
-                    "Snapshot {{ {bucket}@{epoch} state at {position}/{position_epoch} then [{}] commit {commit_position} }}",
+                    "Snapshot {{ {bucket}@{epoch} state at {position}/{position_epoch}{chunk} then [{}] commit {commit_position} }}",
                     entries.join(", ")
                 )
             }
+            Msg::SnapshotReceived {
+                bucket,
+                epoch,
+                position,
+                chunks,
+            } => write!(
+                f,
+                "SnapshotReceived {{ {bucket}@{epoch} state at {position}: {chunks} chunks }}"
+            ),
             Msg::MovedOut {
                 bucket,
                 epoch,
@@ -503,6 +526,17 @@ pub struct Snapshot {
     pub state: BucketState,
     pub entries: Vec<Entry>,
     pub commit_position: Position,
+    /// Which part of a chunked snapshot this is (`None`: the whole). A
+    /// chunk's `state` holds only its units and outcomes; the last chunk
+    /// carries the `entries`.
+    pub chunk: Option<Chunk>,
+}
+
+/// Chunk `index` (from 0) of the `count` chunks of one snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Chunk {
+    pub index: u32,
+    pub count: u32,
 }
 
 impl fmt::Debug for Msg {

@@ -32,6 +32,10 @@ pub struct DurableBucket {
     pub moving_to: Option<BucketPlacement>,
 }
 
+/// How many times `retained_entries` a leader keeps for followers that
+/// still lack them (`DurableBucket::fold_keeping`).
+const FOLD_SLACK: u64 = 8;
+
 /// A replica's durable state: its buckets. Shared (`Arc`), so that taking
 /// a replica's storage or comparing it after a step costs one pointer per
 /// bucket, and a step copies only the bucket it changes.
@@ -83,6 +87,36 @@ impl DurableBucket {
                 .expect("committed entries are in the log");
             self.applied.apply_entry(next, entry);
             self.commit_position = next;
+        }
+    }
+
+    /// Folds the committed entries beyond the newest `retained` into the
+    /// committed state (`ProtocolConfig::retained_entries`): the log then
+    /// starts after them, so that it does not grow with the bucket's
+    /// history. `None`: keep everything.
+    pub fn fold(&mut self, retained: Option<usize>) {
+        self.fold_keeping(retained, self.commit_position);
+    }
+
+    /// As `fold`, but keeping the entries after `needed` (what a leader's
+    /// followers still lack) unless that would keep more than
+    /// `FOLD_SLACK` times `retained` committed entries: a follower a
+    /// little further behind is sent entries, not a snapshot, while one
+    /// that is down does not make the log grow without bound.
+    pub fn fold_keeping(&mut self, retained: Option<usize>, needed: Position) {
+        let Some(retained) = retained else {
+            return;
+        };
+        let commit = self.commit_position.0;
+        let cap = commit.saturating_sub(FOLD_SLACK * retained as u64);
+        // The last entry always stays: whether it is a barrier decides
+        // whether the bucket is sealed.
+        let through = commit
+            .saturating_sub(retained as u64)
+            .min(needed.0.max(cap))
+            .min(self.log.last_position().0.saturating_sub(1));
+        if through > self.log.start().0 {
+            self.log.compact_through(Position(through));
         }
     }
 

@@ -80,10 +80,12 @@ impl ReplicaActor {
                 .append_after(prev_position, prev_epoch, &entries, durable.commit_position)
         else {
             // ignore_append_out_of_order: the leader resends from the
-            // position we last acknowledged.
+            // position we last acknowledged (told, with `catch_up`).
+            self.answer_gap(src, bucket, replica, o);
             return;
         };
         durable.commit_through(commit_position.min(position));
+        durable.fold(self.config.retained_entries);
         o.send(
             src,
             Msg::Appended {

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::bucket::Command;
 use crate::log::Entry;
-use crate::messages::{Emits, Msg, Snapshot, Timer};
+use crate::messages::{Emits, Msg, Timer};
 use crate::types::{Bucket, Epoch, Position, Token};
 use crate::variant::Variant;
 use stateright::actor::{Id, Out};
@@ -130,13 +130,27 @@ impl ReplicaActor {
             .get(&src)
             .is_some_and(|matched| position <= *matched)
         {
+            if self.config.catch_up {
+                // Not progress, but a sign: the follower says how far it
+                // is; if that is short of this log or its commit, resend.
+                self.follower_behind(bucket, replica, src, position, o);
+            }
             return; // ignore_duplicate_appended
         }
         let was_moved_out = Self::moved_out(replica);
         replica.leader.match_positions.insert(src, position);
+        if replica
+            .leader
+            .snapshots
+            .get(&src)
+            .is_some_and(|sending| position >= sending.position)
+        {
+            replica.leader.snapshots.remove(&src); // installed
+        }
         replica.leader.retransmits_left = self.config.leader_resends;
-        if self.config.max_append_entries.is_some() {
-            // Catching up in bounded appends: send the next one.
+        if self.config.max_append_entries.is_some() || self.config.catch_up {
+            // Catching up in bounded appends (or after a sign that the
+            // follower is behind): send the next one.
             let learners = replica.durable.learners();
             if let Some(next) = self.append_for(bucket, replica, src, &learners) {
                 o.send(src, next);
@@ -184,7 +198,13 @@ impl ReplicaActor {
         let Some(replica) = state.buckets.get_mut(&bucket) else {
             return;
         };
-        if !replica.durable.is_leader(id) || replica.leader.retransmits_left == 0 {
+        if !replica.durable.is_leader(id) {
+            return;
+        }
+        if replica.leader.retransmits_left == 0 {
+            if self.config.catch_up {
+                self.heartbeat(bucket, replica, o);
+            }
             return;
         }
         let lagging = self.send_appends(bucket, replica, FollowerSet::All, o);
@@ -411,7 +431,7 @@ impl ReplicaActor {
     pub(super) fn send_appends(
         &self,
         bucket: Bucket,
-        replica: &BucketReplica,
+        replica: &mut BucketReplica,
         set: FollowerSet,
         o: &mut Out<impl Emits>,
     ) -> bool {
@@ -435,13 +455,14 @@ impl ReplicaActor {
     }
 
     /// What `follower` (or learner) lacks of the leader's log, as an
-    /// `Append` after the position it last matched, or a `Snapshot` if it
-    /// is a learner yet unheard from or behind the leader's own snapshot;
-    /// at most `max_append_entries` entries. `None` if it lacks nothing.
+    /// `Append` after the position it last matched, or a snapshot (or its
+    /// next chunk) if it is a learner yet unheard from or behind the
+    /// leader's own snapshot; at most `max_append_entries` entries. `None`
+    /// if it lacks nothing.
     pub(super) fn append_for(
         &self,
         bucket: Bucket,
-        replica: &BucketReplica,
+        replica: &mut BucketReplica,
         follower: Id,
         learners: &[Id],
     ) -> Option<Msg> {
@@ -451,44 +472,23 @@ impl ReplicaActor {
             return None;
         }
         let matched = matched.unwrap_or_default();
-        let limit = |entries: &[Entry]| -> Vec<Entry> {
-            let count = self
-                .config
-                .max_append_entries
-                .map_or(entries.len(), |limit| limit.min(entries.len()));
-            entries[..count].to_vec()
-        };
         let unknown_learner =
             learners.contains(&follower) && !replica.leader.match_positions.contains_key(&follower);
-        Some(if unknown_learner || matched < durable.log.start() {
+        if unknown_learner || matched < durable.log.start() {
             // A destination of a move starts from a snapshot; so does a
             // follower behind this leader's own snapshot.
-            let position = durable.commit_position;
-            Msg::Snapshot(Arc::new(Snapshot {
-                bucket,
-                epoch: durable.placement.epoch,
-                placement: durable.placement.clone(),
-                position,
-                position_epoch: durable
-                    .log
-                    .epoch_at(position)
-                    .expect("the commit position is in the log or its snapshot"),
-                state: durable.applied.clone(),
-                entries: limit(durable.log.entries_after(position)),
-                commit_position: position,
-            }))
-        } else {
-            Msg::Append {
-                bucket,
-                epoch: durable.placement.epoch,
-                prev_position: matched,
-                prev_epoch: durable
-                    .log
-                    .epoch_at(matched)
-                    .expect("matched entries exist"),
-                entries: limit(durable.log.entries_after(matched)),
-                commit_position: durable.commit_position,
-            }
+            return Some(self.snapshot_for(bucket, replica, follower));
+        }
+        Some(Msg::Append {
+            bucket,
+            epoch: durable.placement.epoch,
+            prev_position: matched,
+            prev_epoch: durable
+                .log
+                .epoch_at(matched)
+                .expect("matched entries exist"),
+            entries: self.limited(durable.log.entries_after(matched)),
+            commit_position: durable.commit_position,
         })
     }
 
@@ -536,6 +536,21 @@ impl ReplicaActor {
                     }
                 }
             }
+        }
+        if replica.durable.commit_position > before {
+            // Entries a follower still lacks stay (within a bound).
+            let needed = replica
+                .durable
+                .placement
+                .followers()
+                .map(|id| {
+                    let matched = replica.leader.match_positions.get(&id);
+                    matched.copied().unwrap_or_default()
+                })
+                .min()
+                .unwrap_or(replica.durable.commit_position);
+            let retained = self.config.retained_entries;
+            Arc::make_mut(&mut replica.durable).fold_keeping(retained, needed);
         }
         let durable = &replica.durable;
         let committed: Vec<Waiter> = replica

@@ -26,6 +26,8 @@
 //! session reads and the change stream's pulls.
 
 mod buckets;
+mod catch_up;
+mod delta;
 mod durable;
 mod follower;
 mod leader;
@@ -33,9 +35,14 @@ mod mover;
 mod reads;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_catch_up;
+mod transfer;
 
 pub use buckets::Buckets;
+pub use delta::{BucketChange, BucketDelta};
 pub use durable::{DurableBucket, ReplicaStorage};
+pub use transfer::{Sending, Staged};
 
 use crate::config::ProtocolConfig;
 use crate::messages::{Emits, FollowerLag, Msg, Timer};
@@ -74,6 +81,8 @@ pub struct LeaderState {
     pub waiters: BTreeSet<Waiter>,
     /// Resends left before the leader waits for progress.
     pub retransmits_left: u8,
+    /// The chunked snapshot each follower (or learner) is being sent.
+    pub snapshots: BTreeMap<Id, Sending>,
 }
 
 /// One bucket at one replica.
@@ -92,6 +101,9 @@ pub struct ReplicaState {
     /// budget, as the runtime last measured them (volatile; reported to
     /// the controller with every `Alive`). The checker never measures lag.
     pub lagging: Vec<FollowerLag>,
+    /// The chunks of a snapshot received so far, per bucket (volatile: a
+    /// restarted receiver starts the snapshot over).
+    pub staging: BTreeMap<Bucket, Staged>,
 }
 
 /// A message delivered to this replica (`id`) from `src` about `bucket`:
@@ -154,6 +166,7 @@ impl ReplicaActor {
                 .map(|(bucket, durable)| (bucket, BucketReplica::new(durable, &self.config)))
                 .collect(),
             lagging: Vec::new(),
+            staging: BTreeMap::new(),
         };
         for (bucket, replica) in &state.buckets {
             if replica.durable.is_leader(id) {
@@ -170,6 +183,9 @@ impl ReplicaActor {
                     );
                 }
             }
+        }
+        if storage.is_some() {
+            self.ask_to_catch_up(id, &state, o);
         }
         state
     }
@@ -240,6 +256,19 @@ impl ReplicaActor {
             Msg::Snapshot(snapshot) => {
                 self.on_snapshot(id, state, src, Arc::unwrap_or_clone(snapshot), o)
             }
+            Msg::SnapshotReceived {
+                bucket,
+                epoch,
+                position,
+                chunks,
+            } => self.on_snapshot_received(
+                Delivery { id, src, bucket },
+                state,
+                epoch,
+                position,
+                chunks,
+                o,
+            ),
             Msg::Probe if src == self.controller => o.send(
                 src,
                 Msg::Alive {

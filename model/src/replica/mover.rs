@@ -55,6 +55,12 @@ impl ReplicaActor {
         snapshot: Snapshot,
         o: &mut Out<impl Emits>,
     ) {
+        if !self.admit_snapshot(id, state, src, &snapshot, o) {
+            return;
+        }
+        let Some(snapshot) = self.stage(state, src, snapshot, o) else {
+            return; // a chunk, staged
+        };
         let Snapshot {
             bucket,
             epoch,
@@ -64,43 +70,9 @@ impl ReplicaActor {
             state: bucket_state,
             entries,
             commit_position,
+            chunk: _,
         } = snapshot;
-        if placement.epoch != epoch || placement.leader != src {
-            return; // ignore_inconsistent_snapshot
-        }
         let member = placement.role_of(id).is_some();
-        match state.buckets.get(&bucket).map(|replica| &replica.durable) {
-            Some(durable) if epoch < durable.promised_epoch => {
-                if member {
-                    o.send(
-                        src,
-                        Msg::AppendRefused {
-                            bucket,
-                            epoch: durable.promised_epoch,
-                        },
-                    );
-                }
-                return;
-            }
-            Some(durable) if member => {
-                if epoch > durable.placement.epoch {
-                    o.send(self.controller, Msg::FetchPlacement { bucket });
-                    return;
-                }
-                if epoch != durable.placement.epoch || src != durable.placement.leader {
-                    return;
-                }
-            }
-            Some(durable) if durable.placement.epoch == epoch && durable.placement != placement => {
-                return; // ignore_snapshot_of_another_history
-            }
-            Some(_) => {}
-            None if member => {
-                o.send(self.controller, Msg::FetchPlacement { bucket });
-                return;
-            }
-            None => {}
-        }
         let replica = state.buckets.entry(bucket).or_insert_with(|| {
             BucketReplica::new(
                 Arc::new(DurableBucket::empty(placement.clone())),
@@ -127,6 +99,7 @@ impl ReplicaActor {
             return; // ignore_snapshot_out_of_order
         };
         durable.commit_through(commit_position.min(matched));
+        durable.fold(self.config.retained_entries);
         o.send(
             src,
             Msg::Appended {
@@ -135,6 +108,60 @@ impl ReplicaActor {
                 position: matched,
             },
         );
+    }
+
+    /// Whether this replica takes a snapshot (or a chunk of one) from
+    /// `src`: a destination of a move (a learner, not a member of the
+    /// sender's placement) takes it from the leader it names; a member
+    /// only from its own placement's leader at its epoch (a refusal or a
+    /// request for the placement otherwise, as for an append).
+    fn admit_snapshot(
+        &self,
+        id: Id,
+        state: &ReplicaState,
+        src: Id,
+        snapshot: &Snapshot,
+        o: &mut Out<impl Emits>,
+    ) -> bool {
+        let Snapshot {
+            bucket,
+            epoch,
+            ref placement,
+            ..
+        } = *snapshot;
+        if placement.epoch != epoch || placement.leader != src {
+            return false; // ignore_inconsistent_snapshot
+        }
+        let member = placement.role_of(id).is_some();
+        match state.buckets.get(&bucket).map(|replica| &replica.durable) {
+            Some(durable) if epoch < durable.promised_epoch => {
+                if member {
+                    o.send(
+                        src,
+                        Msg::AppendRefused {
+                            bucket,
+                            epoch: durable.promised_epoch,
+                        },
+                    );
+                }
+                false
+            }
+            Some(durable) if member => {
+                if epoch > durable.placement.epoch {
+                    o.send(self.controller, Msg::FetchPlacement { bucket });
+                    return false;
+                }
+                epoch == durable.placement.epoch && src == durable.placement.leader
+            }
+            // ignore_snapshot_of_another_history
+            Some(durable) if durable.placement.epoch == epoch => durable.placement == *placement,
+            Some(_) => true,
+            None if member => {
+                o.send(self.controller, Msg::FetchPlacement { bucket });
+                false
+            }
+            None => true,
+        }
     }
 
     /// Whether a moving leader's barrier is committed in its own group and

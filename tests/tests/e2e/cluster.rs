@@ -23,6 +23,7 @@ pub struct Cluster {
     base_port: u16,
     hold_ttl: u64,
     lag_budget_ms: u64,
+    buckets: u32,
     up: Option<Child>,
     /// The lines `cluster up` printed after "cluster up", as they come
     /// (kept, so that its stdout is drained for as long as it runs).
@@ -68,6 +69,11 @@ impl Cluster {
     /// As `start`, with holds that expire after `hold_ttl` seconds and an
     /// RPO budget of `lag_budget_ms` for async followers.
     pub fn start_with(hold_ttl: u64, lag_budget_ms: u64) -> Cluster {
+        Cluster::start_sized(BUCKETS, hold_ttl, lag_budget_ms)
+    }
+
+    /// As `start_with`, over `buckets` buckets.
+    pub fn start_sized(buckets: u32, hold_ttl: u64, lag_budget_ms: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_base_port();
         let mut cluster = Cluster {
@@ -76,6 +82,7 @@ impl Cluster {
             base_port,
             hold_ttl,
             lag_budget_ms,
+            buckets,
             up: None,
             lines: None,
             pids: Vec::new(),
@@ -89,7 +96,7 @@ impl Cluster {
         let mut child = Command::new(binary("berth"))
             .args(["cluster", "up", "--dir"])
             .arg(self.dir.path())
-            .args(["--buckets", &BUCKETS.to_string()])
+            .args(["--buckets", &self.buckets.to_string()])
             .args(["--base-port", &self.base_port.to_string()])
             .args(["--hold-ttl", &self.hold_ttl.to_string()])
             .args(["--lag-budget-ms", &self.lag_budget_ms.to_string()])

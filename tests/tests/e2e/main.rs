@@ -6,6 +6,7 @@
 //! which `cargo test --workspace` builds alongside the tests.
 
 mod attacks;
+mod big_bucket;
 mod checker_cli;
 mod cluster;
 mod explorer_browser;
