@@ -273,6 +273,7 @@ mod tests {
                     position: Position(position),
                     state,
                     caught_up: true,
+                    staged: None,
                 }),
             )]
             .into(),

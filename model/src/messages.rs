@@ -248,6 +248,10 @@ pub struct Changes {
     pub leads: bool,
     pub after: Position,
     pub reset: Option<(Position, BucketState)>,
+    /// A reset too large for one message travels in parts: this one is
+    /// part `.0` of `.1` (`reset` holds that part's units and outcomes;
+    /// only the last part carries `entries`). `None`: the whole reset.
+    pub reset_part: Option<(u32, u32)>,
     pub entries: Vec<Entry>,
     /// The sender's commit position: a subscriber that reached it is caught
     /// up with the sender.

@@ -50,6 +50,9 @@ pub struct BucketStream {
     /// stream at the leader's commit position (the runtime stamps the time
     /// of such answers to tell the data's age).
     pub caught_up: bool,
+    /// The parts of a reset received so far (a reset in parts, see
+    /// `Changes::reset_part`): its position, part count, and parts by index.
+    pub staged: Option<(Position, u32, BTreeMap<u32, BucketState>)>,
 }
 
 /// A subscriber's state.
@@ -172,9 +175,16 @@ pub fn apply(state: &mut SubscriberState, changes: &Changes) -> bool {
     if let Some((position, snapshot)) = &changes.reset {
         if *position > stream.position {
             // The sender no longer keeps the entries we lack: its committed
-            // state replaces ours (it contains everything we applied).
-            stream.position = *position;
-            stream.state = snapshot.clone();
+            // state replaces ours (it contains everything we applied) —
+            // once every part of it is here, if it came in parts.
+            let whole = match changes.reset_part {
+                None => Some(snapshot.clone()),
+                Some((index, count)) => stage_part(stream, *position, index, count, snapshot),
+            };
+            if let Some(whole) = whole {
+                stream.position = *position;
+                stream.state = whole;
+            }
         }
     }
     let first = changes.first_after();
@@ -192,6 +202,70 @@ pub fn apply(state: &mut SubscriberState, changes: &Changes) -> bool {
     // the next pull asks again from our position.
     stream.caught_up = changes.leads && stream.position >= changes.commit_position;
     true
+}
+
+/// Keeps part `index` of `count` of the reset at `position`, forgetting
+/// parts of any other reset; returns the whole state once every part is
+/// here. Until then the entries that follow the reset are skipped as a
+/// gap, and the next pull brings the missing parts again.
+fn stage_part(
+    stream: &mut BucketStream,
+    position: Position,
+    index: u32,
+    count: u32,
+    part: &BucketState,
+) -> Option<BucketState> {
+    if index >= count {
+        return None; // malformed: no such part
+    }
+    let staged = match &mut stream.staged {
+        Some((at, of, parts)) if *at == position && *of == count => parts,
+        _ => &mut stream.staged.insert((position, count, BTreeMap::new())).2,
+    };
+    staged.insert(index, part.clone());
+    if staged.len() < count as usize {
+        return None;
+    }
+    let (_, _, parts) = stream.staged.take().expect("just staged");
+    Some(BucketState {
+        units: parts
+            .values()
+            .flat_map(|part| part.units.iter())
+            .map(|(unit, status)| (unit.clone(), status.clone()))
+            .collect(),
+        outcomes: parts
+            .values()
+            .flat_map(|part| part.outcomes.iter())
+            .map(|(token, recorded)| (*token, recorded.clone()))
+            .collect(),
+    })
+}
+
+/// Splits an answer whose reset holds more than `chunk` units plus
+/// outcomes into parts that each fit a message (`Changes::reset_part`);
+/// any other answer, or `chunk` `None`, stays whole.
+pub fn in_parts(changes: Changes, chunk: Option<usize>) -> Vec<Changes> {
+    let (Some(size), Some((position, state))) = (chunk, &changes.reset) else {
+        return vec![changes];
+    };
+    let size = size.max(1);
+    let items = state.units.len() + state.outcomes.len();
+    if items <= size {
+        return vec![changes];
+    }
+    let count = items.div_ceil(size) as u32;
+    (0..count)
+        .map(|index| Changes {
+            reset: Some((*position, crate::replica::chunk_of(state, index, size))),
+            reset_part: Some((index, count)),
+            entries: if index + 1 == count {
+                changes.entries.clone()
+            } else {
+                Vec::new()
+            },
+            ..changes.clone()
+        })
+        .collect()
 }
 
 /// What a replica answers to a pull of `bucket` after `after`: its
@@ -230,6 +304,7 @@ pub fn changes_of(
         leads,
         after,
         reset,
+        reset_part: None,
         entries,
         commit_position: through,
     }
@@ -293,11 +368,12 @@ mod tests {
     proptest! {
         /// Goal: whatever the order, duplication and chunking of answers —
         /// from the old leader, the promoted one, or a destination that
-        /// started from a snapshot — the subscriber ends at the same
-        /// state as a replica that applied every committed entry once.
+        /// started from a snapshot, whose reset may come in parts, some
+        /// lost or reordered — the subscriber ends at the same state as a
+        /// replica that applied every committed entry once.
         #[test]
         fn streams_have_no_gaps_or_duplicates(
-            answers in prop::collection::vec((0u64..8, 0usize..3, 1usize..4, any::<bool>()), 1..30),
+            answers in prop::collection::vec((0u64..8, 0usize..3, 1usize..4, any::<bool>(), 0usize..4, any::<u8>()), 1..30),
         ) {
             let full = committed(6, placement(1, 1, 2, 3));
             let mut snapshotted = full.clone();
@@ -307,7 +383,7 @@ mod tests {
             }
             let senders = [&full, &snapshotted];
             let mut state = subscriber();
-            for (after, sender, limit, leads) in answers {
+            for (after, sender, limit, leads, chunk, shuffle) in answers {
                 let changes = changes_of(
                     Bucket(0),
                     senders[sender % 2],
@@ -316,7 +392,16 @@ mod tests {
                     Some(limit),
                     Variant::Correct,
                 );
-                apply(&mut state, &changes);
+                let mut parts = in_parts(changes, (chunk > 0).then_some(chunk));
+                if shuffle & 1 == 1 {
+                    parts.reverse();
+                }
+                if shuffle & 2 == 2 && parts.len() > 1 {
+                    parts.remove(usize::from(shuffle >> 2) % parts.len());
+                }
+                for part in &parts {
+                    apply(&mut state, part);
+                }
             }
             // Then the subscriber catches up by pulling from its position.
             for _ in 0..10 {
@@ -328,6 +413,36 @@ mod tests {
             prop_assert_eq!(&stream.state, &full.applied);
             prop_assert!(stream.caught_up);
         }
+    }
+
+    /// Goal: a reset in parts is installed only once every part is there,
+    /// and then equals the sender's committed state; until then the
+    /// stream stays where it was.
+    #[test]
+    fn a_reset_in_parts_installs_only_when_complete() {
+        let full = committed(6, placement(1, 1, 2, 3));
+        let mut snapshotted = full.clone();
+        snapshotted.log = crate::log::Log::after_snapshot(Position(6), Epoch(1));
+        let changes = changes_of(
+            Bucket(0),
+            &snapshotted,
+            true,
+            Position(0),
+            None,
+            Variant::Correct,
+        );
+        let parts = in_parts(changes, Some(5));
+        assert_eq!(parts.len(), 3, "12 units and outcomes in parts of 5");
+        let mut state = subscriber();
+        for part in &parts[..2] {
+            apply(&mut state, part);
+            assert_eq!(state.streams[&Bucket(0)].position, Position(0));
+        }
+        apply(&mut state, &parts[2]);
+        let stream = &state.streams[&Bucket(0)];
+        assert_eq!(stream.position, Position(6));
+        assert_eq!(stream.state, full.applied);
+        assert!(stream.staged.is_none());
     }
 
     /// Goal: a subscriber keeps what it has and asks the controller for a

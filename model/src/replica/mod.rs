@@ -42,6 +42,7 @@ mod transfer;
 pub use buckets::Buckets;
 pub use delta::{BucketChange, BucketDelta};
 pub use durable::{DurableBucket, ReplicaStorage};
+pub(crate) use transfer::chunk_of;
 pub use transfer::{Sending, Staged};
 
 use crate::config::ProtocolConfig;

@@ -111,6 +111,15 @@ impl ReplicaActor {
                 self.config.max_append_entries,
                 self.config.variant,
             );
+            if changes.reset.is_some() && self.config.snapshot_chunk.is_some() {
+                // A reset goes alone, in as many parts as it needs: each
+                // part is about a snapshot chunk, and one large bucket
+                // must not hold up the answers about the others.
+                for part in stream::in_parts(changes, self.config.snapshot_chunk) {
+                    o.send(src, stream::changes_msg(vec![part]));
+                }
+                continue;
+            }
             entries += changes.entries.len();
             batch.push(changes);
             // Answers in messages that fit a datagram.

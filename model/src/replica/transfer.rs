@@ -46,7 +46,7 @@ pub struct Staged {
 
 /// Chunk `index` of `state` in chunks of `size` units plus outcomes (the
 /// units first, then the outcomes, each in key order).
-fn chunk_of(state: &BucketState, index: u32, size: usize) -> BucketState {
+pub(crate) fn chunk_of(state: &BucketState, index: u32, size: usize) -> BucketState {
     let start = index as usize * size;
     let units: crate::chunked::ChunkedMap<_, _> = state
         .units

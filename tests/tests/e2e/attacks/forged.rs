@@ -172,6 +172,7 @@ fn a_forged_change_stream_is_not_believed() {
         leads: true,
         after: Position(0),
         reset: Some((Position(1_000), state)),
+        reset_part: None,
         entries: Vec::new(),
         commit_position: Position(1_000),
     }]))]);
