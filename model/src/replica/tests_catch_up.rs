@@ -216,6 +216,17 @@ fn a_snapshot_travels_in_chunks_and_installs_once_complete() {
         position,
         chunks,
     };
+    // An answer about another snapshot (its position differs) moves
+    // nothing on.
+    let stale = Msg::SnapshotReceived {
+        bucket: Bucket(0),
+        epoch: Epoch(1),
+        position: Position(position.0 + 1),
+        chunks: count,
+    };
+    let commands = test_support::deliver(&chunked, &mut leader, LEADER, ASYNC, stale);
+    assert!(sent_to(&commands, ASYNC).is_empty(), "{commands:?}");
+    let first_chunk = chunk.clone();
     // A receiver that lacks the first chunks asks from the start.
     let mut stranger = test_support::start(&chunked, ASYNC);
     for index in 0..count {
@@ -228,6 +239,23 @@ fn a_snapshot_travels_in_chunks_and_installs_once_complete() {
             let commands =
                 test_support::deliver(&chunked, &mut stranger, ASYNC, LEADER, chunk.clone());
             assert_eq!(sent_to(&commands, LEADER), [received(0)]);
+        }
+        if index == 1 {
+            // A chunk of another snapshot (another position) does not join
+            // the staged one: the receiver asks for that one from the start.
+            let mut mixer = test_support::start(&chunked, ASYNC);
+            test_support::deliver(&chunked, &mut mixer, ASYNC, LEADER, first_chunk.clone());
+            let mut other = (**snapshot).clone();
+            other.position = Position(position.0 + 1);
+            let other = Msg::Snapshot(std::sync::Arc::new(other));
+            let commands = test_support::deliver(&chunked, &mut mixer, ASYNC, LEADER, other);
+            let asked = Msg::SnapshotReceived {
+                bucket: Bucket(0),
+                epoch: Epoch(1),
+                position: Position(position.0 + 1),
+                chunks: 0,
+            };
+            assert_eq!(sent_to(&commands, LEADER), [asked]);
         }
         let commands = test_support::deliver(&chunked, &mut follower, ASYNC, LEADER, chunk.clone());
         if index + 1 < count {
