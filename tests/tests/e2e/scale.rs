@@ -30,8 +30,13 @@ impl CpuHog {
 }
 
 impl Drop for CpuHog {
+    /// SIGTERM, which `timeout` passes on to the loop (SIGKILL would kill
+    /// `timeout` alone and leave the loop running).
     fn drop(&mut self) {
-        self.0.kill().ok();
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
         self.0.wait().ok();
     }
 }
