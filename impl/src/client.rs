@@ -40,7 +40,7 @@ impl Ending {
 }
 
 /// A socket to talk to `config`'s cluster from.
-fn client_socket(config: &ClusterConfig) -> Result<UdpSocket> {
+pub(crate) fn client_socket(config: &ClusterConfig) -> Result<UdpSocket> {
     let local = if config.controller.addr.ip().is_loopback() {
         "127.0.0.1:0"
     } else {
@@ -208,7 +208,7 @@ pub fn run_tasks_timed(
 
 /// A client's authentication: the client key, else the operator key (an
 /// operator may do whatever a client may).
-fn outsider_auth(config: &ClusterConfig) -> Result<Auth> {
+pub(crate) fn outsider_auth(config: &ClusterConfig) -> Result<Auth> {
     let dir = config.keys_dir();
     if dir.join(KeyKind::Client.file_name()).exists() {
         Auth::outsider(&dir, KeyKind::Client)

@@ -19,6 +19,7 @@
 //! - [`projector`]: the search and customer-trips views over the stream.
 //! - [`member`]: running the controller, a replica or the projector.
 //! - [`client`]: clients and operator requests.
+//! - [`load`]: many booking sessions at once (`berth bench --clients`).
 //! - [`tokens`]: action tokens as text (`T<client>.<seq>@b<bucket>`).
 //! - [`overview`]: `berth status` as data (the text and `--json`).
 //! - [`status`]: `berth status` and `--hot`, and the load `rebalance` uses.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod fuzz;
 pub mod guard;
 pub mod lag;
+pub mod load;
 pub mod member;
 pub mod overview;
 pub mod projector;

@@ -58,7 +58,7 @@ enum Command {
     Failover(FailoverArgs),
     /// Plan moves of hot buckets that even the groups' write load, and carry them out one by one (live cutover).
     Rebalance(RebalanceArgs),
-    /// Measure: one client books N fresh cabins one after another; prints confirmed bookings per second.
+    /// Measure: clients book N fresh cabins (`--clients` at once, `--rate` offered, `--etcd` against etcd); prints bookings and writes per second and latency percentiles.
     Bench(BenchArgs),
     /// Create the cluster's keys in DIR/keys (member, operator, client; owner-only) where missing: `cluster up` does this itself, a cluster run by hand needs it once.
     Keys(KeysArgs),

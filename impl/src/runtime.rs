@@ -169,6 +169,22 @@ impl Runtime {
             .unwrap_or_default()
     }
 
+    /// Starts `actor` afresh in place of the one running, on the same
+    /// socket and keys (a load generator's next session): its timers and
+    /// unsent messages are dropped.
+    pub fn restart(&mut self, actor: BerthActor) -> Result<()> {
+        self.actor = actor;
+        self.timers.clear();
+        self.deadlines.clear();
+        self.outbox.clear();
+        self.unsaved = None;
+        self.dirty = false;
+        let mut out = Out::new();
+        self.state = self.actor.on_start(self.id, &None, &mut out);
+        self.absorb(out);
+        self.flush()
+    }
+
     /// Handles `bytes` from `from` as if received, then finishes the batch
     /// (save, send): one datagram's whole effect.
     pub fn deliver(&mut self, bytes: &[u8], from: SocketAddr) -> Result<()> {
