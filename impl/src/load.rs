@@ -197,7 +197,9 @@ pub fn drive<T: Target>(target: &T, plan: &Plan, progress: impl Fn(&str) + Sync)
                         let until = (Instant::now() + plan.patience).min(deadline);
                         let booked = target.book(&mut session, n, until)?;
                         mine.push(due.elapsed());
-                        tally.writes.fetch_add(booked.writes().into(), Ordering::Relaxed);
+                        tally
+                            .writes
+                            .fetch_add(booked.writes().into(), Ordering::Relaxed);
                         let counter = match booked {
                             Booked::Confirmed { .. } => &tally.confirmed,
                             Booked::Refused { .. } => &tally.refused,
@@ -336,7 +338,13 @@ impl Target for BerthTarget<'_> {
             }
         }
         let confirmed = client.answers.iter().any(|answer| {
-            matches!(answer, Msg::Reply(Reply { outcome: Outcome::Confirmed, .. }))
+            matches!(
+                answer,
+                Msg::Reply(Reply {
+                    outcome: Outcome::Confirmed,
+                    ..
+                })
+            )
         });
         Ok(match (done, confirmed, refused) {
             (true, true, _) => Booked::Confirmed { writes },
@@ -410,6 +418,9 @@ mod tests {
             ..plan
         };
         let report = drive(&Scripted, &cut, |_| {}).unwrap();
-        assert!(report.not_started > 0 && report.not_started < 50, "{report}");
+        assert!(
+            report.not_started > 0 && report.not_started < 50,
+            "{report}"
+        );
     }
 }

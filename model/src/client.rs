@@ -266,9 +266,14 @@ impl ClientActor {
             // leader instead.
             *at_leader = true;
         }
-        // No answer: the leader may be down and the route stale. Ask for
-        // the map as well; a newer one re-routes the pending action.
-        o.send(self.controller, Msg::FetchMap);
+        // No answer: the leader may be down and the route stale. From the
+        // second retry on, ask for the map as well; a newer one re-routes
+        // the pending action; the last retry always asks. (One silence is
+        // as likely a busy leader as a dead one, and every client of a busy
+        // cluster asking the controller at once would bury it.)
+        if self.config.client_retries - pending.retries_left >= 2 || pending.retries_left == 0 {
+            o.send(self.controller, Msg::FetchMap);
+        }
         self.send_pending(state, o);
     }
 
@@ -382,11 +387,23 @@ impl ClientActor {
         };
         o.send(writer, msg);
         if pending.retries_left > 0 {
-            o.set_timer(
-                Timer::ClientRetry,
-                self.config.timeouts.client_retry.clone(),
-            );
+            let attempt = self.config.client_retries - pending.retries_left;
+            o.set_timer(Timer::ClientRetry, self.backoff(attempt));
         }
+    }
+
+    /// How long to wait for an answer after `attempt` earlier tries: the
+    /// configured interval, doubled per try up to 8 times it. An answer
+    /// that is late because the leader is busy is not fetched sooner by
+    /// asking again, and every resend (with its map request to the
+    /// controller) adds to the queue it waits in: backing off keeps an
+    /// overloaded cluster's throughput flat instead of collapsing. (The
+    /// checker fires timers whenever it likes, so this changes no state
+    /// it explores.)
+    fn backoff(&self, attempt: u8) -> std::ops::Range<std::time::Duration> {
+        let factor = 1u32 << attempt.min(3);
+        let base = &self.config.timeouts.client_retry;
+        base.start * factor..base.end * factor
     }
 }
 

@@ -11,6 +11,7 @@ use crate::bucket::{BucketState, Command};
 use crate::types::{Epoch, InventoryUnit, Position, Token};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// What a log entry records.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -43,7 +44,12 @@ pub enum Payload {
 pub struct Entry {
     /// The epoch of the leader that appended the entry.
     pub epoch: Epoch,
-    pub payload: Payload,
+    /// Shared: an entry is copied into every copy of a bucket's log (a
+    /// replica copies a bucket it changes while a save still holds the old
+    /// one), into appends and into saved changes, and a copy must cost a
+    /// pointer, not the command's strings. Comparing two copies of one
+    /// entry is a pointer comparison.
+    pub payload: Arc<Payload>,
 }
 
 impl Entry {
@@ -51,7 +57,7 @@ impl Entry {
     pub fn command(epoch: Epoch, command: Command) -> Self {
         Entry {
             epoch,
-            payload: Payload::Command(command),
+            payload: Arc::new(Payload::Command(command)),
         }
     }
 
@@ -59,7 +65,7 @@ impl Entry {
     pub fn barrier(epoch: Epoch) -> Self {
         Entry {
             epoch,
-            payload: Payload::Barrier,
+            payload: Arc::new(Payload::Barrier),
         }
     }
 
@@ -67,7 +73,7 @@ impl Entry {
     pub fn epoch_start(epoch: Epoch) -> Self {
         Entry {
             epoch,
-            payload: Payload::EpochStart,
+            payload: Arc::new(Payload::EpochStart),
         }
     }
 
@@ -75,7 +81,7 @@ impl Entry {
     pub fn expire(epoch: Epoch, unit: InventoryUnit, hold: Token) -> Self {
         Entry {
             epoch,
-            payload: Payload::Expire { unit, hold },
+            payload: Arc::new(Payload::Expire { unit, hold }),
         }
     }
 
@@ -83,13 +89,13 @@ impl Entry {
     pub fn noop(epoch: Epoch) -> Self {
         Entry {
             epoch,
-            payload: Payload::Noop,
+            payload: Arc::new(Payload::Noop),
         }
     }
 
     /// The business action the entry records, if it records one.
     pub fn as_command(&self) -> Option<&Command> {
-        match &self.payload {
+        match &*self.payload {
             Payload::Command(command) => Some(command),
             Payload::EpochStart | Payload::Noop | Payload::Expire { .. } | Payload::Barrier => None,
         }
@@ -103,7 +109,7 @@ impl Entry {
 
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.payload {
+        match &*self.payload {
             Payload::Command(command) => write!(f, "{}:{}", self.epoch, command),
             Payload::EpochStart => write!(f, "{}:epoch start", self.epoch),
             Payload::Noop => write!(f, "{}:no-op", self.epoch),
@@ -119,7 +125,7 @@ impl BucketState {
     /// Applies the log entry at `position`: a command, or the expiry of a
     /// hold; the other payloads change no bucket state.
     pub fn apply_entry(&mut self, position: Position, entry: &Entry) {
-        match &entry.payload {
+        match &*entry.payload {
             Payload::Command(command) => {
                 self.apply(position, command);
             }

@@ -114,8 +114,8 @@ impl GroupLayout {
 /// placements), so that a map of thousands of buckets on a few groups fits
 /// one datagram and a small file. Decoding refuses a map of no buckets, of
 /// more than `MAX_BUCKETS`, or with an empty run.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "EncodedMap", try_from = "EncodedMap")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "EncodedMap")]
 pub struct PlacementMap {
     /// Advances with every change to any bucket's placement.
     pub version: u64,
@@ -128,25 +128,35 @@ pub struct PlacementMap {
 }
 
 /// `PlacementMap` on the wire and on disk: `(run length, placement)` pairs.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Deserialize)]
 struct EncodedMap {
     version: u64,
     runs: Vec<(u32, BucketPlacement)>,
 }
 
-impl From<PlacementMap> for EncodedMap {
-    fn from(map: PlacementMap) -> Self {
-        let mut runs: Vec<(u32, BucketPlacement)> = Vec::new();
-        for placement in map.buckets.iter().cloned() {
+/// `EncodedMap` by reference: a map is encoded (every `Map` answer, every
+/// save of the controller) without copying a placement.
+#[derive(Serialize)]
+#[serde(rename = "EncodedMap")]
+struct EncodedMapRef<'a> {
+    version: u64,
+    runs: Vec<(u32, &'a BucketPlacement)>,
+}
+
+impl Serialize for PlacementMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut runs: Vec<(u32, &BucketPlacement)> = Vec::new();
+        for placement in self.buckets.iter() {
             match runs.last_mut() {
                 Some((count, last)) if *last == placement => *count += 1,
                 _ => runs.push((1, placement)),
             }
         }
-        EncodedMap {
-            version: map.version,
+        EncodedMapRef {
+            version: self.version,
             runs,
         }
+        .serialize(serializer)
     }
 }
 

@@ -81,7 +81,11 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
     };
     let report = load::drive(&target, &plan, |line| eprintln!("{line}"))?;
     print_report(&report, args.json)?;
-    Ok(if report.confirmed == args.bookings as u64 { 0 } else { 1 })
+    Ok(if report.confirmed == args.bookings as u64 {
+        0
+    } else {
+        1
+    })
 }
 
 fn print_report(report: &Report, json: bool) -> Result<()> {
@@ -120,7 +124,9 @@ fn cabins(
 fn bench_move(args: &BenchArgs, config: &ClusterConfig, trip: &str) -> Result<u8> {
     let config = config.clone();
     let units = (0..).map(|n| InventoryUnit::new(trip, format!("C{n}")));
-    let bucket = args.move_bucket.expect("bench_move runs with --move-bucket");
+    let bucket = args
+        .move_bucket
+        .expect("bench_move runs with --move-bucket");
     check_bucket(&config, bucket)?;
     let tasks: Vec<Task> = units
         .filter(|unit| bucket_of(unit, config.buckets).0 == bucket)

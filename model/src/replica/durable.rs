@@ -137,7 +137,7 @@ impl DurableBucket {
     /// appended at that epoch.
     pub fn sealed(&self) -> bool {
         self.log.last_entry().is_some_and(|entry| {
-            entry.payload == Payload::Barrier && entry.epoch == self.placement.epoch
+            *entry.payload == Payload::Barrier && entry.epoch == self.placement.epoch
         })
     }
 
