@@ -24,8 +24,10 @@ run() { # binary label round
   local dir="$work/$2-$3"
   "$1" cluster up --dir "$dir" --base-port "$port" >"$dir.up" 2>&1 &
   local up=$!
+  # Ready once the cluster says so and a first booking goes through.
+  until [ -f "$dir/cluster.toml" ] && grep -q 'cluster up' "$dir.up"; do sleep 0.2; done
   for _ in $(seq 100); do
-    "$1" status --config "$dir/cluster.toml" --timeout 0.5 2>/dev/null | grep -q DOWN || break
+    "$1" bench --config "$dir/cluster.toml" --bookings 1 >/dev/null 2>&1 && break
     sleep 0.2
   done
   local line

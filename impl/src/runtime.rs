@@ -343,13 +343,24 @@ impl Runtime {
 
     /// Makes the batch's save durable, then sends its messages.
     fn flush(&mut self) -> Result<()> {
-        if std::mem::take(&mut self.dirty) {
-            self.unsaved = self.state.storage();
-        }
-        if let Some(storage) = self.unsaved.take() {
-            if let Some(store) = &mut self.store {
+        let change = if std::mem::take(&mut self.dirty) {
+            self.state.take_storage_change()
+        } else {
+            None
+        };
+        if let Some(store) = &mut self.store {
+            if let Some(storage) = self.unsaved.take() {
                 store.save(&storage)?;
             }
+            if let Some(change) = change {
+                if store.has_saved() {
+                    store.save_change(change)?;
+                } else if let Some(storage) = self.state.storage() {
+                    store.save(&storage)?;
+                }
+            }
+        } else {
+            self.unsaved = None;
         }
         // Per recipient, in the order sent, packed into few datagrams.
         let mut by_recipient: BTreeMap<Id, Vec<Msg>> = BTreeMap::new();

@@ -6,7 +6,12 @@
 //!   the last change it includes. Replaced atomically: written to
 //!   `state.bin.tmp`, fsynced, renamed over `state.bin`, directory fsynced.
 //! - `wal.bin`, the changes since: one record per save, each framed by its
-//!   length and a CRC-32, appended and fsynced. A replica's record holds
+//!   length and a CRC-32, written after the last and fsynced
+//!   (`fdatasync`). The file is grown ahead of the records in zeroed,
+//!   synced segments (`PREALLOCATE`), so that a record's fsync flushes its
+//!   data only, not the file's new size: on ext4 that takes a third off
+//!   every save's fsync (≈400 → ≈265 µs here), and a write waits for three
+//!   saves in a row (leader, sync follower, leader's commit). A replica's record holds
 //!   only the buckets that changed (by `Arc` identity), each as what
 //!   changed in it (`BucketChange`: the entries appended, the truncation
 //!   point, the commit, the fold, the placement), so a save costs what
@@ -26,7 +31,7 @@
 
 use anyhow::{bail, Context, Result};
 use berth_model::replica::{BucketChange, DurableBucket, ReplicaStorage};
-use berth_model::{Bucket, Storage};
+use berth_model::{Bucket, Storage, StorageChange};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -39,6 +44,10 @@ const LOG: &str = "wal.bin";
 /// The log is compacted into a snapshot once it is larger than this and
 /// than twice the snapshot.
 const MIN_COMPACTION: u64 = 1 << 20;
+/// The log file grows in zeroed segments of this size, ahead of the records
+/// (writing and syncing one takes about 1 ms here, once per some hundreds
+/// of saves; 4 MB would stall a save for 18 ms).
+const PREALLOCATE: u64 = 256 << 10;
 
 /// What `state.bin` holds.
 #[derive(Serialize, Deserialize)]
@@ -75,6 +84,9 @@ pub struct Store {
     member: String,
     log: Option<File>,
     log_bytes: u64,
+    /// How much of the log file is written (records, then zeros): records
+    /// up to this size overwrite zeros and do not change the file's size.
+    log_allocated: u64,
     snapshot_bytes: u64,
     seq: u64,
     /// The last durable state, to compute what changed.
@@ -95,6 +107,7 @@ impl Store {
             member: member.to_owned(),
             log: None,
             log_bytes: 0,
+            log_allocated: 0,
             snapshot_bytes: 0,
             seq: 0,
             last: None,
@@ -141,6 +154,9 @@ impl Store {
         };
         let mut offset = 0;
         while let Some((record, next)) = read_record(&bytes, offset) {
+            if record.seq > self.seq + 1 {
+                break; // not the next save: stale bytes, not a record of ours
+            }
             if record.seq > self.seq {
                 if self.last.is_none() {
                     bail!(
@@ -154,7 +170,8 @@ impl Store {
             }
             offset = next;
         }
-        if offset < bytes.len() {
+        // Zeros after the records are the preallocated rest of the file.
+        if bytes[offset..].iter().any(|byte| *byte != 0) {
             tracing::warn!(
                 log = %path.display(),
                 kept = offset,
@@ -172,6 +189,55 @@ impl Store {
         }
         self.log_bytes = offset as u64;
         Ok(())
+    }
+
+    /// Makes `change` durable on top of the last save: when this returns,
+    /// it survives a crash. A replica's change names its changed buckets,
+    /// so this costs what changed, whatever the bucket count: the last
+    /// saved state is updated in place, never rebuilt or compared whole.
+    pub fn save_change(&mut self, change: StorageChange) -> Result<()> {
+        let changed = match change {
+            StorageChange::Whole(storage) => return self.save(&storage),
+            StorageChange::Buckets(changed) => changed,
+        };
+        let Some(Storage::Replica(last)) = &mut self.last else {
+            bail!("a replica's change needs its state saved whole first");
+        };
+        let mut record = Vec::new();
+        for (bucket, now) in changed {
+            let change = match (last.get(&bucket), &now) {
+                (Some(old), Some(now)) if Arc::ptr_eq(old, now) => continue,
+                (Some(old), Some(now)) => match BucketChange::between(old, now) {
+                    Some(change) => Some(change),
+                    None => continue,
+                },
+                (None, Some(now)) => Some(BucketChange::Whole(Arc::clone(now))),
+                (Some(_), None) => None,
+                (None, None) => continue,
+            };
+            match now {
+                Some(now) => last.insert(bucket, now),
+                None => last.remove(&bucket),
+            };
+            record.push((bucket, change));
+        }
+        if record.is_empty() {
+            return Ok(());
+        }
+        self.seq += 1;
+        if self.log_bytes > self.min_compaction && self.log_bytes > 2 * self.snapshot_bytes {
+            let whole = self.last.clone().expect("checked above");
+            return self.write_snapshot(&whole);
+        }
+        self.append(&Record {
+            seq: self.seq,
+            change: Change::Changes(record),
+        })
+    }
+
+    /// Whether a state was saved (or recovered) to save changes on top of.
+    pub fn has_saved(&self) -> bool {
+        self.last.is_some()
     }
 
     /// Makes `storage` durable: when this returns, it survives a crash.
@@ -221,9 +287,9 @@ impl Store {
         // (a crash before this leaves records the snapshot's number skips).
         let log = self.log_file()?;
         log.set_len(0)?;
-        log.seek(SeekFrom::Start(0))?;
         log.sync_all()?;
         self.log_bytes = 0;
+        self.log_allocated = 0;
         self.snapshot_bytes = bytes.len() as u64;
         Ok(())
     }
@@ -234,11 +300,35 @@ impl Store {
         framed.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         framed.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         framed.extend_from_slice(&payload);
+        let end = self.log_bytes + framed.len() as u64;
+        if end > self.log_allocated {
+            self.preallocate(end)?;
+        }
+        let at = self.log_bytes;
         let log = self.log_file()?;
-        log.seek(SeekFrom::End(0))?;
+        log.seek(SeekFrom::Start(at))?;
         log.write_all(&framed)?;
         log.sync_data().context("cannot fsync the log")?;
-        self.log_bytes += framed.len() as u64;
+        self.log_bytes = end;
+        Ok(())
+    }
+
+    /// Grows the log file with zeros, durably, to hold at least `end`
+    /// bytes of records (in whole `PREALLOCATE` segments past the records).
+    fn preallocate(&mut self, end: u64) -> Result<()> {
+        let target = end.div_ceil(PREALLOCATE).max(1) * PREALLOCATE;
+        let from = self.log_bytes;
+        let log = self.log_file()?;
+        log.seek(SeekFrom::Start(from))?;
+        let zeros = vec![0u8; 1 << 16];
+        let mut at = from;
+        while at < target {
+            let chunk = (target - at).min(zeros.len() as u64) as usize;
+            log.write_all(&zeros[..chunk])?;
+            at += chunk as u64;
+        }
+        log.sync_all().context("cannot fsync the log")?;
+        self.log_allocated = target;
         Ok(())
     }
 
@@ -416,7 +506,7 @@ mod tests {
         let snapshot = fs::metadata(dir.path().join(STATE)).unwrap().len();
         epochs[3] = 2;
         store.save(&replica(&epochs)).unwrap();
-        let record = fs::metadata(dir.path().join(LOG)).unwrap().len();
+        let record = store.log_bytes;
         assert!(
             record * 20 < snapshot,
             "a one-bucket record ({record} bytes) is small next to the snapshot ({snapshot})"
@@ -428,15 +518,12 @@ mod tests {
         for round in 0..20_000u64 {
             epochs[(round % 64) as usize] = round + 3;
             store.save(&replica(&epochs)).unwrap();
-            if fs::metadata(dir.path().join(LOG)).unwrap().len() == 0 {
+            if store.log_bytes == 0 {
                 break;
             }
         }
-        assert_eq!(
-            fs::metadata(dir.path().join(LOG)).unwrap().len(),
-            0,
-            "compacted"
-        );
+        assert_eq!(store.log_bytes, 0, "compacted");
+        assert_eq!(fs::metadata(dir.path().join(LOG)).unwrap().len(), 0);
         epochs[0] = 99;
         store.save(&replica(&epochs)).unwrap();
         let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
@@ -465,7 +552,7 @@ mod tests {
             bucket.log.push(berth_model::log::Entry::noop(Epoch(1)));
             store.save(&storage(&bucket)).unwrap();
         }
-        let log = fs::metadata(dir.path().join(LOG)).unwrap().len();
+        let log = store.log_bytes;
         assert!(log < 300, "three one-entry records take {log} bytes");
         let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
         assert_eq!(saved, Some(storage(&bucket)));
@@ -518,6 +605,70 @@ mod tests {
         store.save(&replica(&[2, 3])).unwrap();
         let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
         assert_eq!(saved, Some(replica(&[2, 3])));
+    }
+
+    /// Goal: a change naming only the changed buckets (the runtime's
+    /// save) ends in the same durable state as saving the whole state:
+    /// changed, added and dropped buckets, through reopen and compaction;
+    /// and it needs a whole save first.
+    #[test]
+    fn bucket_changes_save_like_the_whole_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
+        let change = |buckets: &[(u32, Option<u64>)]| {
+            StorageChange::Buckets(
+                buckets
+                    .iter()
+                    .map(|(bucket, epoch)| {
+                        let durable = epoch.map(|e| Arc::new(DurableBucket::empty(placement(e))));
+                        (Bucket(*bucket), durable)
+                    })
+                    .collect(),
+            )
+        };
+        assert!(store.save_change(change(&[(0, Some(1))])).is_err());
+        store.save(&replica(&[1, 1, 1])).unwrap();
+        store.save_change(change(&[(1, Some(5))])).unwrap();
+        store
+            .save_change(change(&[(2, None), (3, Some(7))]))
+            .unwrap();
+        let mut expected = replica(&[1, 5, 1, 7]);
+        if let Storage::Replica(buckets) = &mut expected {
+            buckets.remove(&Bucket(2));
+        }
+        let (mut store, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved.as_ref(), Some(&expected));
+        store.min_compaction = 0;
+        store.save_change(change(&[(0, Some(9))])).unwrap();
+        store.save_change(change(&[(0, Some(10))])).unwrap();
+        if let Storage::Replica(buckets) = &mut expected {
+            buckets.insert(Bucket(0), Arc::new(DurableBucket::empty(placement(10))));
+        }
+        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved, Some(expected));
+    }
+
+    /// Goal: records are written into zeros preallocated ahead of them,
+    /// so a save does not change the file's size (its fsync flushes data
+    /// only); recovery reads the records and stops at the zeros.
+    #[test]
+    fn records_fill_a_preallocated_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
+        let size = || fs::metadata(dir.path().join(LOG)).unwrap().len();
+        store.save(&replica(&[1, 1])).unwrap();
+        store.save(&replica(&[2, 1])).unwrap();
+        assert_eq!(size(), PREALLOCATE);
+        for epoch in 3..50 {
+            store.save(&replica(&[epoch, 1])).unwrap();
+        }
+        assert_eq!(size(), PREALLOCATE, "saves write into the zeros");
+        assert!(store.log_bytes > 0 && store.log_bytes < PREALLOCATE);
+        let (mut store, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved, Some(replica(&[49, 1])));
+        store.save(&replica(&[50, 1])).unwrap();
+        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
+        assert_eq!(saved, Some(replica(&[50, 1])));
     }
 
     /// Goal: a damaged snapshot or another member's directory is a clear

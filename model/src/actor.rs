@@ -27,6 +27,22 @@ pub enum Storage {
     Controller(ControllerState),
 }
 
+/// What changed in durable state since the runtime last took it
+/// (`NodeState::take_storage_change`): a replica's changed buckets (each
+/// as it is now; `None` if dropped), or the whole state of a controller
+/// (small). The runtime's store records exactly these, so a save costs
+/// what changed, not how many buckets the replica holds.
+#[derive(Clone, Debug)]
+pub enum StorageChange {
+    Buckets(
+        Vec<(
+            crate::types::Bucket,
+            Option<Arc<crate::replica::DurableBucket>>,
+        )>,
+    ),
+    Whole(Storage),
+}
+
 /// One berth process: the controller, a replica, a client (router), or a
 /// change-stream subscriber (the projections' feed).
 #[derive(Clone, Debug)]
@@ -66,6 +82,30 @@ impl NodeState {
         match self {
             NodeState::Replica(replica) => Some(Storage::Replica(replica.storage())),
             NodeState::Controller(controller) => Some(Storage::Controller(controller.clone())),
+            NodeState::Client(_) | NodeState::Subscriber(_) => None,
+        }
+    }
+
+    /// What the in-place steps changed in durable state since the last
+    /// call (`None` for the roles that keep nothing).
+    pub fn take_storage_change(&mut self) -> Option<StorageChange> {
+        match self {
+            NodeState::Replica(replica) => {
+                let changed = replica.buckets.take_unsaved();
+                Some(StorageChange::Buckets(
+                    changed
+                        .into_iter()
+                        .map(|bucket| {
+                            let durable =
+                                replica.buckets.get(&bucket).map(|r| Arc::clone(&r.durable));
+                            (bucket, durable)
+                        })
+                        .collect(),
+                ))
+            }
+            NodeState::Controller(controller) => Some(StorageChange::Whole(Storage::Controller(
+                controller.clone(),
+            ))),
             NodeState::Client(_) | NodeState::Subscriber(_) => None,
         }
     }
@@ -177,16 +217,22 @@ impl BerthActor {
                 }
                 let touched = replica.buckets.take_touched();
                 replica.validate_touched(&touched);
-                touched.iter().any(|(bucket, before)| {
+                let mut changed = false;
+                for (bucket, before) in &touched {
                     let after = replica.buckets.get(bucket).map(|r| &r.durable);
-                    match (before, after) {
+                    let differs = match (before, after) {
                         (Some(before), Some(after)) => {
                             !Arc::ptr_eq(before, after) && before != after
                         }
                         (None, None) => false,
                         _ => true,
+                    };
+                    if differs {
+                        replica.buckets.note_unsaved(*bucket);
+                        changed = true;
                     }
-                })
+                }
+                changed
             }
             (BerthActor::Controller(actor), NodeState::Controller(controller), event) => {
                 let before = controller.clone();

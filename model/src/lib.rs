@@ -45,7 +45,7 @@ mod test_support;
 pub mod types;
 pub mod variant;
 
-pub use actor::{BerthActor, NodeState, Storage};
+pub use actor::{BerthActor, NodeState, Storage, StorageChange};
 pub use bucket::{BucketState, Command, Op, Outcome, Refusal};
 pub use client::{ClientActor, ClientState, Task};
 pub use config::{ProtocolConfig, Timeouts};

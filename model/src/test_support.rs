@@ -1,10 +1,10 @@
 //! Helpers for the engine tests: drive one actor through the `Actor` trait
 //! and look at the commands it emitted (the openraft style).
 
-use crate::actor::{BerthActor, NodeState, Storage};
+use crate::actor::{BerthActor, NodeState, Storage, StorageChange};
 use crate::messages::{Msg, Timer};
 use crate::placement::BucketPlacement;
-use crate::types::{Epoch, GroupId};
+use crate::types::{Bucket, Epoch, GroupId};
 use stateright::actor::{Actor, Command, Id, Out};
 use std::borrow::Cow;
 
@@ -50,14 +50,16 @@ pub fn deliver(
         msg.clone(),
         &mut in_place_out,
     );
+    let before = state.clone();
     let mut cow = Cow::Borrowed(&*state);
     let mut out = Out::new();
     actor.on_msg(Id::from(id), &mut cow, Id::from(src), msg, &mut out);
     *state = cow.into_owned();
     agree(
+        &before,
         state,
         out.into_iter().collect(),
-        &in_place,
+        &mut in_place,
         in_place_out,
         saved,
     )
@@ -65,12 +67,15 @@ pub fn deliver(
 
 /// Checks that the runtime's in-place step (`on_msg_in_place`) did what
 /// the checker's step did: the same state, the same commands but `Save`,
-/// and "durable state changed" exactly when the checker's step saved.
+/// and "durable state changed" exactly when the checker's step saved; and
+/// that the change it hands the runtime's store names exactly the buckets
+/// whose durable state differs.
 /// Every engine test runs both, so each is also a test of that.
 fn agree(
+    before: &NodeState,
     state: &NodeState,
     commands: Commands,
-    in_place: &NodeState,
+    in_place: &mut NodeState,
     in_place_out: Out<BerthActor>,
     saved: bool,
 ) -> Commands {
@@ -92,6 +97,25 @@ fn agree(
         .iter()
         .any(|command| matches!(command, Command::Save(_)));
     assert_eq!(saved, checker_saved, "the in-place step misjudged the save");
+    if let (NodeState::Replica(before), NodeState::Replica(after)) = (before, state) {
+        let (before, after) = (before.storage(), after.storage());
+        let differing: Vec<Bucket> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|bucket| before.get(bucket) != after.get(bucket))
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let Some(StorageChange::Buckets(named)) = in_place.take_storage_change() else {
+            unreachable!("a replica's change is by bucket")
+        };
+        let named: Vec<Bucket> = named.iter().map(|(bucket, _)| *bucket).collect();
+        assert_eq!(
+            named, differing,
+            "the change names other buckets than changed"
+        );
+    }
     commands
 }
 
@@ -100,14 +124,16 @@ pub fn fire(actor: &BerthActor, state: &mut NodeState, id: usize, timer: Timer) 
     let mut in_place = state.clone();
     let mut in_place_out = Out::new();
     let saved = actor.on_timeout_in_place(Id::from(id), &mut in_place, &timer, &mut in_place_out);
+    let before = state.clone();
     let mut cow = Cow::Borrowed(&*state);
     let mut out = Out::new();
     actor.on_timeout(Id::from(id), &mut cow, &timer, &mut out);
     *state = cow.into_owned();
     agree(
+        &before,
         state,
         out.into_iter().collect(),
-        &in_place,
+        &mut in_place,
         in_place_out,
         saved,
     )

@@ -14,6 +14,7 @@
 use super::{BucketReplica, DurableBucket};
 use crate::types::Bucket;
 use std::collections::btree_map::{BTreeMap, Entry};
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
@@ -25,6 +26,10 @@ pub struct Buckets {
     /// The buckets handed out mutably since the last `take_touched`, each
     /// with its durable state before (`None`: it did not exist).
     touched: BTreeMap<Bucket, Option<Arc<DurableBucket>>>,
+    /// The buckets whose durable state the in-place steps changed since
+    /// the runtime last saved (`take_unsaved`). Empty in the checker, whose
+    /// steps compare whole copies instead.
+    unsaved: BTreeSet<Bucket>,
 }
 
 impl Buckets {
@@ -55,6 +60,16 @@ impl Buckets {
     pub fn take_touched(&mut self) -> BTreeMap<Bucket, Option<Arc<DurableBucket>>> {
         std::mem::take(&mut self.touched)
     }
+
+    /// Notes that a step changed `bucket`'s durable state.
+    pub fn note_unsaved(&mut self, bucket: Bucket) {
+        self.unsaved.insert(bucket);
+    }
+
+    /// The buckets changed since the last call; forgets them.
+    pub fn take_unsaved(&mut self) -> BTreeSet<Bucket> {
+        std::mem::take(&mut self.unsaved)
+    }
 }
 
 impl Deref for Buckets {
@@ -70,6 +85,7 @@ impl FromIterator<(Bucket, BucketReplica)> for Buckets {
         Buckets {
             map: iter.into_iter().collect(),
             touched: BTreeMap::new(),
+            unsaved: BTreeSet::new(),
         }
     }
 }
@@ -80,6 +96,7 @@ impl Clone for Buckets {
         Buckets {
             map: self.map.clone(),
             touched: BTreeMap::new(),
+            unsaved: BTreeSet::new(),
         }
     }
 }
