@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// The most entries in one chunk; a fuller one is split in two.
-const MAX_CHUNK: usize = 64;
+const MAX_CHUNK: usize = 16;
 
 /// A sorted map of shared chunks (see the module's documentation).
 #[derive(Clone)]
