@@ -353,8 +353,10 @@ impl Runtime {
                 store.save(&storage)?;
             }
             if let Some(change) = change {
+                let state = &self.state;
+                let whole = || state.storage().expect("a member that saves has storage");
                 if store.has_saved() {
-                    store.save_change(change)?;
+                    store.save_change(change, whole)?;
                 } else if let Some(storage) = self.state.storage() {
                     store.save(&storage)?;
                 }

@@ -30,9 +30,10 @@
 //! error, never overwritten.
 
 use anyhow::{bail, Context, Result};
-use berth_model::replica::{BucketChange, DurableBucket, ReplicaStorage};
+use berth_model::replica::{BucketChange, DurableBucket, ReplicaStorage, SavedBucket};
 use berth_model::{Bucket, Storage, StorageChange};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -89,8 +90,12 @@ pub struct Store {
     log_allocated: u64,
     snapshot_bytes: u64,
     seq: u64,
-    /// The last durable state, to compute what changed.
+    /// The last durable state, to compute what a whole save changed.
+    /// Dropped once a replica saves by change (`save_change`): holding its
+    /// buckets would make the replica copy each one it changes next.
     last: Option<Storage>,
+    /// A replica's buckets as last saved, as much as `save_change` needs.
+    saved: Option<BTreeMap<Bucket, SavedBucket>>,
     /// The log size below which it is never compacted.
     min_compaction: u64,
 }
@@ -111,6 +116,7 @@ impl Store {
             snapshot_bytes: 0,
             seq: 0,
             last: None,
+            saved: None,
             min_compaction: MIN_COMPACTION,
         };
         match fs::read(&path) {
@@ -139,6 +145,7 @@ impl Store {
         }
         store.replay()?;
         let saved = store.last.clone();
+        store.remember(saved.as_ref());
         Ok((store, saved))
     }
 
@@ -193,21 +200,24 @@ impl Store {
 
     /// Makes `change` durable on top of the last save: when this returns,
     /// it survives a crash. A replica's change names its changed buckets,
-    /// so this costs what changed, whatever the bucket count: the last
-    /// saved state is updated in place, never rebuilt or compared whole.
-    pub fn save_change(&mut self, change: StorageChange) -> Result<()> {
+    /// so this costs what changed, whatever the bucket count; `whole` gives
+    /// the whole state when the log is due to be compacted into a snapshot.
+    pub fn save_change(
+        &mut self,
+        change: StorageChange,
+        whole: impl FnOnce() -> Storage,
+    ) -> Result<()> {
         let changed = match change {
             StorageChange::Whole(storage) => return self.save(&storage),
             StorageChange::Buckets(changed) => changed,
         };
-        let Some(Storage::Replica(last)) = &mut self.last else {
+        let Some(saved) = &mut self.saved else {
             bail!("a replica's change needs its state saved whole first");
         };
         let mut record = Vec::new();
         for (bucket, now) in changed {
-            let change = match (last.get(&bucket), &now) {
-                (Some(old), Some(now)) if Arc::ptr_eq(old, now) => continue,
-                (Some(old), Some(now)) => match BucketChange::between(old, now) {
+            let change = match (saved.get(&bucket), &now) {
+                (Some(old), Some(now)) => match BucketChange::since(old, now) {
                     Some(change) => Some(change),
                     None => continue,
                 },
@@ -215,19 +225,20 @@ impl Store {
                 (Some(_), None) => None,
                 (None, None) => continue,
             };
-            match now {
-                Some(now) => last.insert(bucket, now),
-                None => last.remove(&bucket),
+            match &now {
+                Some(now) => saved.insert(bucket, SavedBucket::of(now)),
+                None => saved.remove(&bucket),
             };
             record.push((bucket, change));
         }
+        // From here on changes are told by what `saved` remembers.
+        self.last = None;
         if record.is_empty() {
             return Ok(());
         }
         self.seq += 1;
         if self.log_bytes > self.min_compaction && self.log_bytes > 2 * self.snapshot_bytes {
-            let whole = self.last.clone().expect("checked above");
-            return self.write_snapshot(&whole);
+            return self.write_snapshot(&whole());
         }
         self.append(&Record {
             seq: self.seq,
@@ -235,9 +246,22 @@ impl Store {
         })
     }
 
+    /// Remembers what `save_change` needs of a replica's state just saved.
+    fn remember(&mut self, storage: Option<&Storage>) {
+        self.saved = match storage {
+            Some(Storage::Replica(buckets)) => Some(
+                buckets
+                    .iter()
+                    .map(|(bucket, durable)| (*bucket, SavedBucket::of(durable)))
+                    .collect(),
+            ),
+            _ => None,
+        };
+    }
+
     /// Whether a state was saved (or recovered) to save changes on top of.
     pub fn has_saved(&self) -> bool {
-        self.last.is_some()
+        self.last.is_some() || self.saved.is_some()
     }
 
     /// Makes `storage` durable: when this returns, it survives a crash.
@@ -260,6 +284,7 @@ impl Store {
             })?;
         }
         self.last = Some(storage.clone());
+        self.remember(Some(storage));
         Ok(())
     }
 
@@ -626,11 +651,12 @@ mod tests {
                     .collect(),
             )
         };
-        assert!(store.save_change(change(&[(0, Some(1))])).is_err());
+        let unused = || unreachable!("no compaction due");
+        assert!(store.save_change(change(&[(0, Some(1))]), unused).is_err());
         store.save(&replica(&[1, 1, 1])).unwrap();
-        store.save_change(change(&[(1, Some(5))])).unwrap();
+        store.save_change(change(&[(1, Some(5))]), unused).unwrap();
         store
-            .save_change(change(&[(2, None), (3, Some(7))]))
+            .save_change(change(&[(2, None), (3, Some(7))]), unused)
             .unwrap();
         let mut expected = replica(&[1, 5, 1, 7]);
         if let Storage::Replica(buckets) = &mut expected {
@@ -638,12 +664,17 @@ mod tests {
         }
         let (mut store, saved) = Store::open(dir.path(), "replica 1").unwrap();
         assert_eq!(saved.as_ref(), Some(&expected));
+        store.save_change(change(&[(0, Some(9))]), unused).unwrap();
         store.min_compaction = 0;
-        store.save_change(change(&[(0, Some(9))])).unwrap();
-        store.save_change(change(&[(0, Some(10))])).unwrap();
+        store.snapshot_bytes = 0;
         if let Storage::Replica(buckets) = &mut expected {
             buckets.insert(Bucket(0), Arc::new(DurableBucket::empty(placement(10))));
         }
+        let now = expected.clone();
+        store
+            .save_change(change(&[(0, Some(10))]), move || now)
+            .unwrap();
+        assert_eq!(store.log_bytes, 0, "compacted into a snapshot");
         let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
         assert_eq!(saved, Some(expected));
     }

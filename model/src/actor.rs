@@ -172,13 +172,18 @@ impl BerthActor {
 /// The checker's step (`Actor::on_msg`) copies the state to tell an ignored
 /// event from a change, and saves the whole durable state whenever it
 /// changed; both cost what the whole state costs, thousands of buckets in
-/// a real replica. These run the handlers on the state itself, tell from
-/// the buckets the step touched (`Buckets`) whether durable state changed,
-/// and return that instead of emitting `Save`: the runtime saves
-/// `NodeState::storage` once per batch, before the batch's sends — what
-/// the checker's last `Save` of the batch would have held.
+/// a real replica. These run the handlers on the state itself and return,
+/// instead of emitting `Save`, whether durable state may have changed: a
+/// replica's step, whether it took any bucket for change (`Buckets`; the
+/// buckets are noted for `take_storage_change`); a controller's, whether
+/// its durable part differs. The runtime saves once per batch, before the
+/// batch's sends, and its store records only the buckets that did change
+/// (`BucketChange::since`): what the checker's last `Save` of the batch
+/// would have held. Telling a change exactly here would mean holding each
+/// bucket's state from before the step, and that second reference makes
+/// the step's own change copy the bucket.
 impl BerthActor {
-    /// `msg` from `src`, in place. Returns whether durable state changed.
+    /// `msg` from `src`, in place. Returns whether durable state may have changed.
     pub fn on_msg_in_place(
         &self,
         id: Id,
@@ -190,7 +195,7 @@ impl BerthActor {
         self.step_in_place(id, state, Event::Msg(src, msg), o)
     }
 
-    /// `timer`, in place. Returns whether durable state changed.
+    /// `timer`, in place. Returns whether durable state may have changed.
     pub fn on_timeout_in_place(
         &self,
         id: Id,
@@ -217,22 +222,10 @@ impl BerthActor {
                 }
                 let touched = replica.buckets.take_touched();
                 replica.validate_touched(&touched);
-                let mut changed = false;
-                for (bucket, before) in &touched {
-                    let after = replica.buckets.get(bucket).map(|r| &r.durable);
-                    let differs = match (before, after) {
-                        (Some(before), Some(after)) => {
-                            !Arc::ptr_eq(before, after) && before != after
-                        }
-                        (None, None) => false,
-                        _ => true,
-                    };
-                    if differs {
-                        replica.buckets.note_unsaved(*bucket);
-                        changed = true;
-                    }
+                for bucket in &touched {
+                    replica.buckets.note_unsaved(*bucket);
                 }
-                changed
+                !touched.is_empty()
             }
             (BerthActor::Controller(actor), NodeState::Controller(controller), event) => {
                 let before = controller.clone();

@@ -5,30 +5,30 @@
 //! The checker detects a step's changes by comparing the state with a copy
 //! of it, which is cheap for its one-bucket scenarios and would cost a
 //! copy of every bucket per event in a real replica. So every mutable
-//! access goes through `get_mut` or `entry`, which note the bucket and its
-//! durable state before the step; the runtime's in-place step
-//! (`BerthActor::on_msg_in_place`) then looks only at those to tell
-//! whether anything durable changed: a cost per event that depends on
-//! what it changes, not on how many buckets the replica holds.
+//! access goes through `get_mut` or `entry`, which note the bucket; the
+//! runtime's in-place step (`BerthActor::on_msg_in_place`) hands those to
+//! the store as the buckets that may have changed, and the store tells
+//! which did (`BucketChange::since`). Nothing here holds a bucket's durable
+//! state: a second reference would make the step's own change of it copy
+//! the whole bucket (`Arc::make_mut`). A step's cost depends on what it
+//! changes, not on how many buckets the replica holds nor on their history.
 
-use super::{BucketReplica, DurableBucket};
+use super::BucketReplica;
 use crate::types::Bucket;
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::Arc;
 
 /// A replica's buckets. Equality and hashing look at the buckets only.
 #[derive(Debug, Default)]
 pub struct Buckets {
     map: BTreeMap<Bucket, BucketReplica>,
-    /// The buckets handed out mutably since the last `take_touched`, each
-    /// with its durable state before (`None`: it did not exist).
-    touched: BTreeMap<Bucket, Option<Arc<DurableBucket>>>,
-    /// The buckets whose durable state the in-place steps changed since
-    /// the runtime last saved (`take_unsaved`). Empty in the checker, whose
-    /// steps compare whole copies instead.
+    /// The buckets handed out mutably since the last `take_touched`.
+    touched: BTreeSet<Bucket>,
+    /// The buckets the in-place steps handed out mutably since the runtime
+    /// last saved (`take_unsaved`): those whose durable state may have
+    /// changed. Empty in the checker, whose steps compare whole copies.
     unsaved: BTreeSet<Bucket>,
 }
 
@@ -46,22 +46,15 @@ impl Buckets {
     }
 
     fn touch(&mut self, bucket: Bucket) {
-        if !self.touched.contains_key(&bucket) {
-            let before = self
-                .map
-                .get(&bucket)
-                .map(|replica| Arc::clone(&replica.durable));
-            self.touched.insert(bucket, before);
-        }
+        self.touched.insert(bucket);
     }
 
-    /// The buckets handed out mutably since the last call, with their
-    /// durable state before; forgets them.
-    pub fn take_touched(&mut self) -> BTreeMap<Bucket, Option<Arc<DurableBucket>>> {
+    /// The buckets handed out mutably since the last call; forgets them.
+    pub fn take_touched(&mut self) -> BTreeSet<Bucket> {
         std::mem::take(&mut self.touched)
     }
 
-    /// Notes that a step changed `bucket`'s durable state.
+    /// Notes that a step may have changed `bucket`'s durable state.
     pub fn note_unsaved(&mut self, bucket: Bucket) {
         self.unsaved.insert(bucket);
     }
@@ -84,7 +77,7 @@ impl FromIterator<(Bucket, BucketReplica)> for Buckets {
     fn from_iter<I: IntoIterator<Item = (Bucket, BucketReplica)>>(iter: I) -> Self {
         Buckets {
             map: iter.into_iter().collect(),
-            touched: BTreeMap::new(),
+            touched: BTreeSet::new(),
             unsaved: BTreeSet::new(),
         }
     }
@@ -95,7 +88,7 @@ impl Clone for Buckets {
     fn clone(&self) -> Self {
         Buckets {
             map: self.map.clone(),
-            touched: BTreeMap::new(),
+            touched: BTreeSet::new(),
             unsaved: BTreeSet::new(),
         }
     }

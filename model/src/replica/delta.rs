@@ -37,27 +37,99 @@ pub struct BucketDelta {
     pub start: Position,
 }
 
+/// What a store remembers of a bucket it saved: enough to tell what the
+/// next save changed, without holding the bucket. Holding it (an `Arc`
+/// shared with the replica) would make the replica's next change of the
+/// bucket copy it, and every save then drop the old copy: a cost per write
+/// that grows with the bucket's state. Committed entries never change (the
+/// protocol's guarantee), so only the uncommitted suffix is kept to compare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedBucket {
+    placement: BucketPlacement,
+    promised_epoch: Epoch,
+    moving_to: Option<BucketPlacement>,
+    commit_position: Position,
+    start: Position,
+    start_epoch: Epoch,
+    last_position: Position,
+    /// The entries after `commit_position` (or after `start`, if later).
+    uncommitted: Vec<Entry>,
+}
+
+impl SavedBucket {
+    /// What to remember of `bucket`, just saved.
+    pub fn of(bucket: &DurableBucket) -> SavedBucket {
+        let log = &bucket.log;
+        SavedBucket {
+            placement: bucket.placement.clone(),
+            promised_epoch: bucket.promised_epoch,
+            moving_to: bucket.moving_to.clone(),
+            commit_position: bucket.commit_position,
+            start: log.start(),
+            start_epoch: log.epoch_at(log.start()).unwrap_or_default(),
+            last_position: log.last_position(),
+            uncommitted: log.entries_after(bucket.commit_position).to_vec(),
+        }
+    }
+
+    /// The first position of `uncommitted`'s range.
+    fn suffix_from(&self) -> Position {
+        self.commit_position.max(self.start)
+    }
+
+    /// The entry at `position`, if it is in the uncommitted suffix.
+    fn uncommitted_entry(&self, position: Position) -> Option<&Entry> {
+        let from = self.suffix_from();
+        if position <= from {
+            return None;
+        }
+        self.uncommitted.get((position.0 - from.0) as usize - 1)
+    }
+
+    /// The epoch of the entry at `position`, where it can tell: the start,
+    /// the uncommitted suffix; `None` past the end.
+    fn epoch_at(&self, position: Position) -> Option<Epoch> {
+        if position == self.start {
+            return Some(self.start_epoch);
+        }
+        self.uncommitted_entry(position).map(|entry| entry.epoch)
+    }
+}
+
 impl BucketChange {
     /// How `new` differs from `old`; `None` if it does not.
     pub fn between(old: &DurableBucket, new: &Arc<DurableBucket>) -> Option<BucketChange> {
+        BucketChange::since(&SavedBucket::of(old), new)
+    }
+
+    /// How `new` differs from the bucket `old` remembers; `None` if it
+    /// does not.
+    pub fn since(old: &SavedBucket, new: &Arc<DurableBucket>) -> Option<BucketChange> {
         let whole = || Some(BucketChange::Whole(Arc::clone(new)));
-        let (old_log, new_log) = (&old.log, &new.log);
+        let new_log = &new.log;
         let start = new_log.start();
         // A log that does not continue the old one (a snapshot replaced
-        // it, or the commit went back) is saved whole.
-        if start < old_log.start()
-            || old_log.epoch_at(start) != new_log.epoch_at(start)
+        // it, or the commit went back) is saved whole. Within the old
+        // committed prefix the entries are the same, so only a start in
+        // the old uncommitted suffix or past it is compared.
+        let old_epoch = if start <= old.commit_position && start >= old.start {
+            new_log.epoch_at(start)
+        } else {
+            old.epoch_at(start)
+        };
+        if start < old.start
+            || old_epoch != new_log.epoch_at(start)
             || new.commit_position < old.commit_position
         {
             return whole();
         }
-        let mut kept = start;
-        let common = old_log.last_position().min(new_log.last_position());
-        while kept < common && old_log.entry(kept.next()) == new_log.entry(kept.next()) {
+        let common = old.last_position.min(new_log.last_position());
+        let mut kept = old.suffix_from().max(start).min(common);
+        while kept < common && old.uncommitted_entry(kept.next()) == new_log.entry(kept.next()) {
             kept = kept.next();
         }
-        if kept < old.commit_position.min(old_log.last_position()) {
-            return whole(); // a committed entry replaced: only a snapshot does that
+        if kept < old.commit_position.min(old.last_position) {
+            return whole(); // the new log ends inside the old committed prefix
         }
         let changed = |same: bool| !same;
         let delta = BucketDelta {
@@ -73,10 +145,10 @@ impl BucketChange {
         let unchanged = delta.placement.is_none()
             && delta.promised_epoch.is_none()
             && delta.moving_to.is_none()
-            && kept == old_log.last_position()
+            && kept == old.last_position
             && delta.entries.is_empty()
             && delta.commit_position == old.commit_position
-            && start == old_log.start();
+            && start == old.start;
         (!unchanged).then_some(BucketChange::Delta(delta))
     }
 

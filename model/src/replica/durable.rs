@@ -196,11 +196,11 @@ impl ReplicaState {
     }
 
     /// `validate` for the buckets a step touched (`Buckets::take_touched`).
-    pub fn validate_touched(&self, touched: &BTreeMap<Bucket, Option<Arc<DurableBucket>>>) {
+    pub fn validate_touched(&self, touched: &std::collections::BTreeSet<Bucket>) {
         if !cfg!(debug_assertions) {
             return;
         }
-        for bucket in touched.keys() {
+        for bucket in touched {
             if let Some(replica) = self.buckets.get(bucket) {
                 validate_bucket(*bucket, &replica.durable);
             }

@@ -40,7 +40,7 @@ mod tests_catch_up;
 mod transfer;
 
 pub use buckets::Buckets;
-pub use delta::{BucketChange, BucketDelta};
+pub use delta::{BucketChange, BucketDelta, SavedBucket};
 pub use durable::{DurableBucket, ReplicaStorage};
 pub(crate) use transfer::chunk_of;
 pub use transfer::{Sending, Staged};
