@@ -11,17 +11,24 @@
 //!   synced segments (`PREALLOCATE`), so that a record's fsync flushes its
 //!   data only, not the file's new size: on ext4 that takes a third off
 //!   every save's fsync (≈400 → ≈265 µs here), and a write waits for three
-//!   saves in a row (leader, sync follower, leader's commit). A replica's record holds
-//!   only the buckets that changed (by `Arc` identity), each as what
+//!   saves in a row (leader, sync follower, leader's commit). A replica's
+//!   record holds only the buckets that changed (`StorageChange`, told
+//!   from what the store remembers of each, `SavedBucket`), each as what
 //!   changed in it (`BucketChange`: the entries appended, the truncation
 //!   point, the commit, the fold, the placement), so a save costs what
 //!   changed, not what is stored nor how long the bucket's history is.
 //!
-//! When the log outgrows the snapshot, the next save writes a new snapshot
-//! and empties the log. Recovery reads the snapshot and replays the log's
-//! records numbered after it, stopping at the first torn or corrupt record
-//! (the tail a crash mid-append leaves), which it cuts off. A crash at any
-//! point therefore leaves the last completed save or the one before it,
+//! When the log outgrows the snapshot, it is compacted. A replica's
+//! compaction runs in the background: the log is renamed `wal.old.bin`, a
+//! new `wal.bin` takes the next records at once, and another thread writes
+//! the state through the last record as the new snapshot, then the old log
+//! is deleted; a save never waits for a snapshot of the whole state. (The
+//! controller's small state is compacted in line.) Recovery reads the
+//! snapshot and replays the records numbered after it — from `wal.old.bin`
+//! first if a crash interrupted a compaction, which it then finishes —
+//! stopping at the first torn or corrupt record (the tail a crash
+//! mid-append leaves), which it cuts off. A crash at any point therefore
+//! leaves the last completed save or the one before it,
 //! never a torn mix. The runtime saves once per batch of steps (group
 //! commit) and sends that batch's messages only after the save returned.
 //!
@@ -42,6 +49,9 @@ use std::sync::Arc;
 const STATE: &str = "state.bin";
 const TEMPORARY: &str = "state.bin.tmp";
 const LOG: &str = "wal.bin";
+/// The log being compacted: the records a snapshot being written in the
+/// background will include; deleted once that snapshot is durable.
+const OLD_LOG: &str = "wal.old.bin";
 /// The log is compacted into a snapshot once it is larger than this and
 /// than twice the snapshot.
 const MIN_COMPACTION: u64 = 1 << 20;
@@ -98,6 +108,9 @@ pub struct Store {
     saved: Option<BTreeMap<Bucket, SavedBucket>>,
     /// The log size below which it is never compacted.
     min_compaction: u64,
+    /// A snapshot being written by another thread (a replica's
+    /// compaction): its size once durable.
+    compacting: Option<std::thread::JoinHandle<Result<u64>>>,
 }
 
 impl Store {
@@ -118,6 +131,7 @@ impl Store {
             last: None,
             saved: None,
             min_compaction: MIN_COMPACTION,
+            compacting: None,
         };
         match fs::read(&path) {
             Ok(bytes) => {
@@ -149,18 +163,44 @@ impl Store {
         Ok((store, saved))
     }
 
-    /// Applies the log's records after the snapshot; cuts off a torn tail.
+    /// Applies the log's records after the snapshot (those of a
+    /// compaction that a crash interrupted first); cuts off a torn tail.
     fn replay(&mut self) -> Result<()> {
+        let old = self.dir.join(OLD_LOG);
+        let interrupted = old.exists();
+        if interrupted {
+            // The records a background snapshot was to include: a crash
+            // came first, so they are replayed, then made a snapshot.
+            let bytes = read_file(&old)?;
+            self.replay_records(&bytes, &old)?;
+        }
         let path = self.dir.join(LOG);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot read {}", path.display()))
+        let bytes = read_file(&path)?;
+        let offset = self.replay_records(&bytes, &path)?;
+        if path.exists() {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            file.set_len(offset as u64)?;
+            file.sync_all()?;
+        }
+        self.log_bytes = offset as u64;
+        if interrupted {
+            if let Some(storage) = self.last.clone() {
+                self.write_snapshot(&storage)?;
             }
-        };
+            fs::remove_file(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+            self.sync_dir()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the records of `bytes` (the log at `path`) that follow the
+    /// state; returns where they end.
+    fn replay_records(&mut self, bytes: &[u8], path: &Path) -> Result<usize> {
         let mut offset = 0;
-        while let Some((record, next)) = read_record(&bytes, offset) {
+        while let Some((record, next)) = read_record(bytes, offset) {
             if record.seq > self.seq + 1 {
                 break; // not the next save: stale bytes, not a record of ours
             }
@@ -186,16 +226,7 @@ impl Store {
                 "cut off a torn tail of the log (a crash during a save that never completed)"
             );
         }
-        if path.exists() {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            file.set_len(offset as u64)?;
-            file.sync_all()?;
-        }
-        self.log_bytes = offset as u64;
-        Ok(())
+        Ok(offset)
     }
 
     /// Makes `change` durable on top of the last save: when this returns,
@@ -237,13 +268,57 @@ impl Store {
             return Ok(());
         }
         self.seq += 1;
-        if self.log_bytes > self.min_compaction && self.log_bytes > 2 * self.snapshot_bytes {
-            return self.write_snapshot(&whole());
-        }
         self.append(&Record {
             seq: self.seq,
             change: Change::Changes(record),
-        })
+        })?;
+        self.finish_compaction(false)?;
+        if self.compacting.is_none()
+            && self.log_bytes > self.min_compaction
+            && self.log_bytes > 2 * self.snapshot_bytes
+        {
+            self.start_compaction(whole())?;
+        }
+        Ok(())
+    }
+
+    /// Compacts the log in the background: the log so far becomes the old
+    /// log and a new one takes the next records at once, while another
+    /// thread writes `whole` (the state through the last record) as the
+    /// snapshot; once that is durable the old log is deleted. A save
+    /// therefore never waits for a snapshot of the whole state (tens of
+    /// milliseconds at a few MB), and a crash at any point leaves a
+    /// snapshot and the logs after it.
+    fn start_compaction(&mut self, whole: Storage) -> Result<()> {
+        self.log = None;
+        fs::rename(self.dir.join(LOG), self.dir.join(OLD_LOG))
+            .with_context(|| format!("cannot rotate the log in {}", self.dir.display()))?;
+        self.sync_dir()?;
+        self.log_bytes = 0;
+        self.log_allocated = 0;
+        let (dir, member, seq) = (self.dir.clone(), self.member.clone(), self.seq);
+        self.compacting = Some(std::thread::spawn(move || {
+            write_state_file(&dir, &member, seq, &whole)
+        }));
+        Ok(())
+    }
+
+    /// Finishes a background compaction that is done (or, with `wait`,
+    /// waits for it): deletes the old log.
+    fn finish_compaction(&mut self, wait: bool) -> Result<()> {
+        if !wait && !self.compacting.as_ref().is_some_and(|c| c.is_finished()) {
+            return Ok(());
+        }
+        let Some(compacting) = self.compacting.take() else {
+            return Ok(());
+        };
+        let bytes = compacting
+            .join()
+            .map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))??;
+        self.snapshot_bytes = bytes;
+        let old = self.dir.join(OLD_LOG);
+        fs::remove_file(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+        self.sync_dir()
     }
 
     /// Remembers what `save_change` needs of a replica's state just saved.
@@ -289,25 +364,8 @@ impl Store {
     }
 
     fn write_snapshot(&mut self, storage: &Storage) -> Result<()> {
-        let bytes = postcard::to_stdvec(&StateFile {
-            member: self.member.clone(),
-            seq: self.seq,
-            storage: storage.clone(),
-        })?;
-        let temporary = self.dir.join(TEMPORARY);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temporary)
-            .with_context(|| format!("cannot write {}", temporary.display()))?;
-        file.write_all(&bytes)?;
-        file.sync_all()
-            .with_context(|| format!("cannot fsync {}", temporary.display()))?;
-        drop(file);
-        fs::rename(&temporary, self.dir.join(STATE))
-            .with_context(|| format!("cannot replace the state in {}", self.dir.display()))?;
-        self.sync_dir()?;
+        self.finish_compaction(true)?;
+        let bytes = write_state_file(&self.dir, &self.member, self.seq, storage)?;
         // The snapshot includes every record so far: the log may be emptied
         // (a crash before this leaves records the snapshot's number skips).
         let log = self.log_file()?;
@@ -315,7 +373,7 @@ impl Store {
         log.sync_all()?;
         self.log_bytes = 0;
         self.log_allocated = 0;
-        self.snapshot_bytes = bytes.len() as u64;
+        self.snapshot_bytes = bytes;
         Ok(())
     }
 
@@ -381,6 +439,42 @@ impl Store {
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .with_context(|| format!("cannot fsync the directory {}", self.dir.display()))
+    }
+}
+
+/// Writes `storage` as `dir`'s snapshot through record `seq`, atomically
+/// (a temporary file, fsync, rename, directory fsync); returns its size.
+fn write_state_file(dir: &Path, member: &str, seq: u64, storage: &Storage) -> Result<u64> {
+    let bytes = postcard::to_stdvec(&StateFile {
+        member: member.to_owned(),
+        seq,
+        storage: storage.clone(),
+    })?;
+    let temporary = dir.join(TEMPORARY);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(&bytes)?;
+    file.sync_all()
+        .with_context(|| format!("cannot fsync {}", temporary.display()))?;
+    drop(file);
+    fs::rename(&temporary, dir.join(STATE))
+        .with_context(|| format!("cannot replace the state in {}", dir.display()))?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot fsync the directory {}", dir.display()))?;
+    Ok(bytes.len() as u64)
+}
+
+/// A file's bytes; none if it does not exist.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 
@@ -462,261 +556,5 @@ fn apply(state: Option<Storage>, change: Change) -> Storage {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use berth_model::controller::ControllerState;
-    use berth_model::placement::{BucketPlacement, PlacementMap};
-    use berth_model::{Epoch, GroupId};
-    use stateright::actor::Id;
-
-    fn placement(epoch: u64) -> BucketPlacement {
-        BucketPlacement {
-            epoch: Epoch(epoch),
-            group: GroupId(1),
-            leader: Id::from(1),
-            sync_followers: vec![Id::from(2)],
-            async_followers: vec![],
-        }
-    }
-
-    fn controller(version: u64) -> Storage {
-        Storage::Controller(ControllerState {
-            map: PlacementMap {
-                version,
-                ..PlacementMap::uniform(4, placement(1))
-            },
-            fencing: Default::default(),
-            moving: Default::default(),
-            liveness: Default::default(),
-        })
-    }
-
-    /// A replica's storage whose bucket `b` is at epoch `epochs[b]`.
-    fn replica(epochs: &[u64]) -> Storage {
-        Storage::Replica(
-            epochs
-                .iter()
-                .enumerate()
-                .map(|(bucket, epoch)| {
-                    (
-                        Bucket(bucket as u32),
-                        Arc::new(DurableBucket::empty(placement(*epoch))),
-                    )
-                })
-                .collect(),
-        )
-    }
-
-    /// Goal: what was saved is what a restart finds, through snapshot and
-    /// log alike; a later save replaces an earlier one.
-    #[test]
-    fn saved_state_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, saved) = Store::open(dir.path(), "controller").unwrap();
-        assert!(saved.is_none());
-        store.save(&controller(1)).unwrap();
-        store.save(&controller(2)).unwrap();
-        let (_, saved) = Store::open(dir.path(), "controller").unwrap();
-        assert_eq!(saved, Some(controller(2)));
-    }
-
-    /// Goal: a replica's log records only the buckets that changed, and
-    /// replaying it rebuilds the whole state, through a compaction too.
-    #[test]
-    fn replica_changes_replay_and_compact() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
-        let mut epochs = vec![1; 64];
-        store.save(&replica(&epochs)).unwrap();
-        let snapshot = fs::metadata(dir.path().join(STATE)).unwrap().len();
-        epochs[3] = 2;
-        store.save(&replica(&epochs)).unwrap();
-        let record = store.log_bytes;
-        assert!(
-            record * 20 < snapshot,
-            "a one-bucket record ({record} bytes) is small next to the snapshot ({snapshot})"
-        );
-        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(replica(&epochs)));
-        // Enough changes to compact: the state survives it.
-        store.min_compaction = 4096;
-        for round in 0..20_000u64 {
-            epochs[(round % 64) as usize] = round + 3;
-            store.save(&replica(&epochs)).unwrap();
-            if store.log_bytes == 0 {
-                break;
-            }
-        }
-        assert_eq!(store.log_bytes, 0, "compacted");
-        assert_eq!(fs::metadata(dir.path().join(LOG)).unwrap().len(), 0);
-        epochs[0] = 99;
-        store.save(&replica(&epochs)).unwrap();
-        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(replica(&epochs)));
-    }
-
-    /// Goal: a record of a bucket with a long log carries what changed
-    /// (here one entry), not the log, and replays to the same bucket.
-    #[test]
-    fn records_carry_what_changed_not_the_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
-        let mut bucket = DurableBucket::empty(placement(1));
-        for _ in 0..10_000 {
-            bucket.log.push(berth_model::log::Entry::noop(Epoch(1)));
-        }
-        let storage = |bucket: &DurableBucket| {
-            Storage::Replica(
-                [(Bucket(0), Arc::new(bucket.clone()))]
-                    .into_iter()
-                    .collect(),
-            )
-        };
-        store.save(&storage(&bucket)).unwrap();
-        for _ in 0..3 {
-            bucket.log.push(berth_model::log::Entry::noop(Epoch(1)));
-            store.save(&storage(&bucket)).unwrap();
-        }
-        let log = store.log_bytes;
-        assert!(log < 300, "three one-entry records take {log} bytes");
-        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(storage(&bucket)));
-    }
-
-    /// Goal: a bucket state of many units and outcomes (shared chunks in
-    /// memory) is saved and read back whole.
-    #[test]
-    fn a_large_bucket_state_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
-        let mut bucket = DurableBucket::empty(placement(1));
-        for seq in 0..500u32 {
-            let unit = berth_model::InventoryUnit::new("T", format!("C{seq}"));
-            let status = berth_model::bucket::UnitStatus::Held {
-                hold: berth_model::Token { client: 9, seq },
-                customer: berth_model::Customer::new("alice"),
-            };
-            bucket.applied.units.insert(unit, status);
-        }
-        let storage = Storage::Replica(
-            [(Bucket(0), Arc::new(bucket.clone()))]
-                .into_iter()
-                .collect(),
-        );
-        store.save(&storage).unwrap();
-        store.save(&storage).unwrap();
-        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(storage));
-    }
-
-    /// Goal: a torn write (a crash in the middle of a save) leaves the
-    /// previous state: a half-written snapshot is ignored, a torn log
-    /// record is cut off, and saving continues after it.
-    #[test]
-    fn a_torn_write_keeps_the_previous_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
-        store.save(&replica(&[1, 1])).unwrap();
-        store.save(&replica(&[2, 1])).unwrap();
-        fs::write(dir.path().join(TEMPORARY), b"\x0acontr").unwrap();
-        let mut log = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(LOG))
-            .unwrap();
-        log.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5]).unwrap();
-        drop(log);
-        let (mut store, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(replica(&[2, 1])));
-        store.save(&replica(&[2, 3])).unwrap();
-        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(replica(&[2, 3])));
-    }
-
-    /// Goal: a change naming only the changed buckets (the runtime's
-    /// save) ends in the same durable state as saving the whole state:
-    /// changed, added and dropped buckets, through reopen and compaction;
-    /// and it needs a whole save first.
-    #[test]
-    fn bucket_changes_save_like_the_whole_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
-        let change = |buckets: &[(u32, Option<u64>)]| {
-            StorageChange::Buckets(
-                buckets
-                    .iter()
-                    .map(|(bucket, epoch)| {
-                        let durable = epoch.map(|e| Arc::new(DurableBucket::empty(placement(e))));
-                        (Bucket(*bucket), durable)
-                    })
-                    .collect(),
-            )
-        };
-        let unused = || unreachable!("no compaction due");
-        assert!(store.save_change(change(&[(0, Some(1))]), unused).is_err());
-        store.save(&replica(&[1, 1, 1])).unwrap();
-        store.save_change(change(&[(1, Some(5))]), unused).unwrap();
-        store
-            .save_change(change(&[(2, None), (3, Some(7))]), unused)
-            .unwrap();
-        let mut expected = replica(&[1, 5, 1, 7]);
-        if let Storage::Replica(buckets) = &mut expected {
-            buckets.remove(&Bucket(2));
-        }
-        let (mut store, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved.as_ref(), Some(&expected));
-        store.save_change(change(&[(0, Some(9))]), unused).unwrap();
-        store.min_compaction = 0;
-        store.snapshot_bytes = 0;
-        if let Storage::Replica(buckets) = &mut expected {
-            buckets.insert(Bucket(0), Arc::new(DurableBucket::empty(placement(10))));
-        }
-        let now = expected.clone();
-        store
-            .save_change(change(&[(0, Some(10))]), move || now)
-            .unwrap();
-        assert_eq!(store.log_bytes, 0, "compacted into a snapshot");
-        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(expected));
-    }
-
-    /// Goal: records are written into zeros preallocated ahead of them,
-    /// so a save does not change the file's size (its fsync flushes data
-    /// only); recovery reads the records and stops at the zeros.
-    #[test]
-    fn records_fill_a_preallocated_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
-        let size = || fs::metadata(dir.path().join(LOG)).unwrap().len();
-        store.save(&replica(&[1, 1])).unwrap();
-        store.save(&replica(&[2, 1])).unwrap();
-        assert_eq!(size(), PREALLOCATE);
-        for epoch in 3..50 {
-            store.save(&replica(&[epoch, 1])).unwrap();
-        }
-        assert_eq!(size(), PREALLOCATE, "saves write into the zeros");
-        assert!(store.log_bytes > 0 && store.log_bytes < PREALLOCATE);
-        let (mut store, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(replica(&[49, 1])));
-        store.save(&replica(&[50, 1])).unwrap();
-        let (_, saved) = Store::open(dir.path(), "replica 1").unwrap();
-        assert_eq!(saved, Some(replica(&[50, 1])));
-    }
-
-    /// Goal: a damaged snapshot or another member's directory is a clear
-    /// error, and the file is left untouched.
-    #[test]
-    fn foreign_or_damaged_directories_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = Store::open(dir.path(), "replica 1").unwrap();
-        store.save(&controller(1)).unwrap();
-        let error = Store::open(dir.path(), "replica 2").err().unwrap();
-        assert!(
-            format!("{error:#}").contains("belongs to replica 1"),
-            "{error:#}"
-        );
-        fs::write(dir.path().join(STATE), b"not a state").unwrap();
-        let error = Store::open(dir.path(), "replica 1").err().unwrap();
-        assert!(format!("{error:#}").contains("damaged"), "{error:#}");
-        assert_eq!(fs::read(dir.path().join(STATE)).unwrap(), b"not a state");
-    }
-}
+#[path = "storage_tests.rs"]
+mod tests;
