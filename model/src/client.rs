@@ -420,3 +420,7 @@ fn observe(state: &mut ClientState, bucket: Bucket, position: Position) {
     let observed = state.observed.entry(bucket).or_default();
     *observed = (*observed).max(position);
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -81,7 +81,9 @@ impl Target for Etcd {
             if !client.txn(hold).await?.succeeded() {
                 return Ok::<_, etcd_client::Error>(Booked::Refused { writes: 0 });
             }
-            client.put(key.as_str(), "confirmed for bench", None).await?;
+            client
+                .put(key.as_str(), "confirmed for bench", None)
+                .await?;
             Ok(Booked::Confirmed { writes: 2 })
         };
         match session

@@ -1,0 +1,75 @@
+//! Engine tests of the client's retries (`client.rs`).
+
+use crate::actor::{BerthActor, NodeState, Timer};
+use crate::client::{ClientActor, Task};
+use crate::config::ProtocolConfig;
+use crate::messages::Msg;
+use crate::placement::PlacementMap;
+use crate::test_support::{fire, placement, start, Commands, CONTROLLER, LEADER};
+use crate::types::{Customer, InventoryUnit};
+use stateright::actor::{Command, Id};
+use std::time::Duration;
+
+fn client(retries: u8) -> BerthActor {
+    BerthActor::Client(ClientActor {
+        client: 7,
+        controller: Id::from(CONTROLLER),
+        customer: Customer::new("alice"),
+        tasks: vec![Task::Book(InventoryUnit::new("T", "C1"))],
+        observed: Default::default(),
+        reader: None,
+        initial_map: PlacementMap::uniform(4, placement(1, LEADER, 2, 3)),
+        regional_replica: None,
+        config: ProtocolConfig {
+            client_retries: retries,
+            ..ProtocolConfig::default()
+        },
+    })
+}
+
+/// Whether `commands` ask the controller for the map, and the retry
+/// timer's range they set (if any).
+fn retry(commands: &Commands) -> (bool, Option<std::ops::Range<Duration>>) {
+    let fetched = commands.iter().any(|command| {
+        matches!(command, Command::Send(to, Msg::FetchMap) if *to == Id::from(CONTROLLER))
+    });
+    let timer = commands.iter().find_map(|command| match command {
+        Command::SetTimer(Timer::ClientRetry, range) => Some(range.clone()),
+        _ => None,
+    });
+    (fetched, timer)
+}
+
+/// Goal: an unanswered request is resent with the interval doubling per
+/// try up to 8 times the configured one, and the controller is asked for
+/// the map only from the second retry on and on the last: one silence is
+/// as likely a busy leader as a dead one (issue: overload collapse, where
+/// every client's first retry buried the controller in map requests).
+#[test]
+fn retries_back_off_and_ask_for_the_map_from_the_second_on() {
+    let actor = client(6);
+    let mut state: NodeState = start(&actor, 4);
+    let base = ProtocolConfig::default().timeouts.client_retry;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let commands = fire(&actor, &mut state, 4, Timer::ClientRetry);
+        let resent = commands.iter().any(|command| {
+            matches!(command, Command::Send(to, Msg::Request { .. }) if *to == Id::from(LEADER))
+        });
+        assert!(resent, "every retry resends the request");
+        seen.push(retry(&commands));
+    }
+    let fetched: Vec<bool> = seen.iter().map(|(fetched, _)| *fetched).collect();
+    assert_eq!(fetched, [false, true, true, true, true, true]);
+    let factors: Vec<u32> = seen
+        .iter()
+        .filter_map(|(_, timer)| timer.as_ref())
+        .map(|range| (range.start.as_nanos() / base.start.as_nanos()) as u32)
+        .collect();
+    assert_eq!(factors, [2, 4, 8, 8, 8], "the last retry sets no timer");
+    // With a single retry, that retry is the last: it asks for the map.
+    let actor = client(1);
+    let mut state = start(&actor, 4);
+    let (fetched, timer) = retry(&fire(&actor, &mut state, 4, Timer::ClientRetry));
+    assert!(fetched && timer.is_none());
+}
