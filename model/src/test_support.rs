@@ -120,6 +120,11 @@ fn agree(
             unreachable!("a replica's change is by bucket")
         };
         let named: Vec<Bucket> = named.iter().map(|(bucket, _)| *bucket).collect();
+        assert_eq!(
+            saved,
+            !named.is_empty(),
+            "the in-place step's answer and the buckets it named disagree"
+        );
         assert!(
             differing.iter().all(|bucket| named.contains(bucket)),
             "the change names {named:?}, not every changed bucket of {differing:?}"

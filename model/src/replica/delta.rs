@@ -117,10 +117,8 @@ impl BucketChange {
         } else {
             old.epoch_at(start)
         };
-        if start < old.start
-            || old_epoch != new_log.epoch_at(start)
-            || new.commit_position < old.commit_position
-        {
+        // (A start before the old one has no old epoch here: saved whole.)
+        if old_epoch != new_log.epoch_at(start) || new.commit_position < old.commit_position {
             return whole();
         }
         let common = old.last_position.min(new_log.last_position());
@@ -128,9 +126,9 @@ impl BucketChange {
         while kept < common && old.uncommitted_entry(kept.next()) == new_log.entry(kept.next()) {
             kept = kept.next();
         }
-        if kept < old.commit_position.min(old.last_position) {
-            return whole(); // the new log ends inside the old committed prefix
-        }
+        // `kept` is not below the old commit (or the old log's end): the
+        // new commit is not below the old one and the new log reaches its
+        // commit, so the new log holds the whole old committed prefix.
         let changed = |same: bool| !same;
         let delta = BucketDelta {
             placement: changed(old.placement == new.placement).then(|| new.placement.clone()),
@@ -255,6 +253,29 @@ mod tests {
         replaced.placement = placement(2, 2, 1, 3);
         replaced.promised_epoch = Epoch(2);
         round_trip(&old, replaced, false);
+        // Folded inside the old committed prefix: still a delta.
+        let mut long = bucket(&[entry(1, 0), entry(1, 1), entry(1, 2), entry(1, 3)], 3);
+        let old_long = long.clone();
+        long.log.push(entry(1, 4));
+        long.commit_through(Position(5));
+        long.log.compact_through(Position(2));
+        round_trip(&old_long, long, false);
+        // The commit going back (a snapshot of an older position of the
+        // same history): saved whole, since a delta only moves it forward.
+        let mut older = old_long.clone();
+        older.log = Log::after_snapshot(Position(2), Epoch(1));
+        older.commit_position = Position(2);
+        round_trip(&old_long, older, true);
+        // A log that starts before the old one (a snapshot of an older
+        // position under a log that had been folded): saved whole.
+        let mut folded_old = old_long.clone();
+        folded_old.log.compact_through(Position(3));
+        let mut earlier = folded_old.clone();
+        earlier.log = Log::after_snapshot(Position(1), Epoch(1));
+        earlier.log.push(entry(1, 1));
+        earlier.log.push(entry(1, 2));
+        earlier.log.push(entry(1, 3));
+        round_trip(&folded_old, earlier, true);
         // A snapshot of another history.
         let mut installed = old.clone();
         installed.log = Log::after_snapshot(Position(2), Epoch(2));
