@@ -393,7 +393,7 @@ impl ClientActor {
     }
 
     /// How long to wait for an answer after `attempt` earlier tries: the
-    /// configured interval, doubled per try up to 8 times it. An answer
+    /// configured interval, doubled per try up to 4 times it. An answer
     /// that is late because the leader is busy is not fetched sooner by
     /// asking again, and every resend (with its map request to the
     /// controller) adds to the queue it waits in: backing off keeps an
@@ -401,7 +401,7 @@ impl ClientActor {
     /// checker fires timers whenever it likes, so this changes no state
     /// it explores.)
     fn backoff(&self, attempt: u8) -> std::ops::Range<std::time::Duration> {
-        let factor = 1u32 << attempt.min(3);
+        let factor = 1u32 << attempt.min(2);
         let base = &self.config.timeouts.client_retry;
         base.start * factor..base.end * factor
     }

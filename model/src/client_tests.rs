@@ -41,7 +41,7 @@ fn retry(commands: &Commands) -> (bool, Option<std::ops::Range<Duration>>) {
 }
 
 /// Goal: an unanswered request is resent with the interval doubling per
-/// try up to 8 times the configured one, and the controller is asked for
+/// try up to 4 times the configured one, and the controller is asked for
 /// the map only from the second retry on and on the last: one silence is
 /// as likely a busy leader as a dead one (issue: overload collapse, where
 /// every client's first retry buried the controller in map requests).
@@ -66,7 +66,7 @@ fn retries_back_off_and_ask_for_the_map_from_the_second_on() {
         .filter_map(|(_, timer)| timer.as_ref())
         .map(|range| (range.start.as_nanos() / base.start.as_nanos()) as u32)
         .collect();
-    assert_eq!(factors, [2, 4, 8, 8, 8], "the last retry sets no timer");
+    assert_eq!(factors, [2, 4, 4, 4, 4], "the last retry sets no timer");
     // With a single retry, that retry is the last: it asks for the map.
     let actor = client(1);
     let mut state = start(&actor, 4);
