@@ -357,8 +357,8 @@ impl Runtime {
                 let whole = || state.storage().expect("a member that saves has storage");
                 if store.has_saved() {
                     store.save_change(change, whole)?;
-                } else if let Some(storage) = self.state.storage() {
-                    store.save(&storage)?;
+                } else {
+                    store.save(&whole())?;
                 }
             }
         } else {

@@ -122,54 +122,43 @@ fn cabins(
 
 /// One client books cabins of `--move-bucket` while the bucket moves.
 fn bench_move(args: &BenchArgs, config: &ClusterConfig, trip: &str) -> Result<u8> {
-    let config = config.clone();
-    let units = (0..).map(|n| InventoryUnit::new(trip, format!("C{n}")));
-    let bucket = args
-        .move_bucket
-        .expect("bench_move runs with --move-bucket");
-    check_bucket(&config, bucket)?;
-    let tasks: Vec<Task> = units
-        .filter(|unit| bucket_of(unit, config.buckets).0 == bucket)
-        .take(args.bookings as usize)
-        .map(Task::Book)
+    let (Some(bucket), Some(group)) = (args.move_bucket, args.to_group) else {
+        unreachable!("clap requires --to-group with --move-bucket");
+    };
+    let units = cabins(config, trip, Some(bucket), args.bookings as usize)?;
+    let tasks: Vec<Task> = (0..args.bookings as usize)
+        .map(|n| Task::Book(units(n)))
         .collect();
     let timeout = seconds(args.timeout)?;
     let started = Instant::now();
     let (answers, moved) = std::thread::scope(|scope| {
-        let mover = args.move_bucket.zip(args.to_group).map(|(bucket, group)| {
-            let config = &config;
-            scope.spawn(move || {
-                // Let the bookings get going, then move under them
-                // (a benchmark's warm-up: the move must start while
-                // the client is mid-stream, not before).
-                std::thread::sleep(Duration::from_millis(300));
-                let asked = Instant::now();
-                let code = move_bucket(config, Bucket(bucket), GroupId(group), timeout);
-                (code, asked.elapsed())
-            })
+        let mover = scope.spawn(move || {
+            // Let the bookings get going, then move under them (a
+            // benchmark's warm-up: the move must start while the client
+            // is mid-stream, not before).
+            std::thread::sleep(Duration::from_millis(300));
+            let asked = Instant::now();
+            let code = move_bucket(config, Bucket(bucket), GroupId(group), timeout);
+            (code, asked.elapsed())
         });
         let session = Session {
             customer: Customer::new("bench"),
             ..Session::default()
         };
-        let answers = client::run_tasks_timed(&config, &session, tasks, timeout);
-        (
-            answers,
-            mover.map(|mover| mover.join().expect("the mover thread")),
-        )
+        let answers = client::run_tasks_timed(config, &session, tasks, timeout);
+        (answers, mover.join().expect("the mover thread"))
     });
     let answers = answers?;
     let elapsed = started.elapsed().as_secs_f64();
-    if let Some((code, took)) = moved {
-        if code? != 0 {
-            println!("the move did not complete");
-            return Ok(Ending::Unreachable.exit_code());
-        }
-        println!(
-            "the move completed {:.0} ms after it was asked for",
-            took.as_secs_f64() * 1000.0
-        );
+    let (code, took) = moved;
+    if code? != 0 {
+        println!("the move did not complete");
+        return Ok(Ending::Unreachable.exit_code());
     }
+    println!(
+        "the move completed {:.0} ms after it was asked for",
+        took.as_secs_f64() * 1000.0
+    );
     let Run::Done(answers) = answers else {
         println!(
             "unreachable: the bookings did not finish within {}s",
