@@ -92,6 +92,27 @@ struct ScenarioArgs {
     /// Send snapshots in chunks of at most this many units plus outcomes (the receiver installs a complete one).
     #[arg(long, value_name = "ITEMS", value_parser = clap::value_parser!(u16).range(1..))]
     snapshot_chunk: Option<u16>,
+    /// Run the protocol with the runtime's own settings (leader resends, re-sent fences, commit announcements, appends of one entry, batches of one bucket, catch-up, and where the scenario fails over the probe detector), and check liveness: once faults stop, followers catch up, failovers finish, clients are answered.
+    #[arg(long)]
+    runtime_settings: bool,
+    /// How many times in a row a leader resends appends without progress (the runtime's setting alone).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    leader_resends: u8,
+    /// The controller resends an unanswered fence when its timer fires again, a subscriber an unanswered pull (the runtime's setting alone).
+    #[arg(long)]
+    resend_unanswered: bool,
+    /// Leaders tell caught-up followers each commit at once (the runtime's setting alone).
+    #[arg(long)]
+    announce_commits: bool,
+    /// The most entries one append carries (the runtime's setting alone).
+    #[arg(long, value_name = "ENTRIES", value_parser = clap::value_parser!(u16).range(1..))]
+    max_append_entries: Option<u16>,
+    /// The most buckets one controller message names (the runtime's setting alone).
+    #[arg(long, value_name = "BUCKETS", value_parser = clap::value_parser!(u16).range(1..))]
+    max_batch: Option<u16>,
+    /// In scenarios that fail over, the probe detector (one miss, bounded rounds) instead of suspicion at any moment.
+    #[arg(long)]
+    probes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -152,6 +173,13 @@ impl ScenarioArgs {
             catch_up: self.catch_up,
             retained_entries: self.retained_entries.map(usize::from),
             snapshot_chunk: self.snapshot_chunk.map(usize::from),
+            runtime_settings: self.runtime_settings || base.runtime_settings,
+            leader_resends: self.leader_resends,
+            resend_unanswered: self.resend_unanswered,
+            announce_commits: self.announce_commits,
+            max_append_entries: self.max_append_entries.map(usize::from),
+            max_batch: self.max_batch.map(usize::from),
+            probes: self.probes,
             ..base
         }
     }

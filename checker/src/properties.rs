@@ -35,6 +35,7 @@ pub const HOLD_EXPIRED: &str = "hold expired";
 pub const SESSION_READS: &str = "session reads";
 pub const CHANGE_STREAM_EXACT: &str = "change stream exact";
 pub const STREAM_FOLLOWED_NEW_OWNER: &str = "stream followed new owner";
+pub const REPLICA_INVARIANTS: &str = "replica invariants";
 
 /// The properties of scenarios with a change-stream subscriber.
 pub fn stream_properties() -> Vec<PropertySpec> {
@@ -338,6 +339,12 @@ pub fn replication_properties() -> Vec<PropertySpec> {
             commit_quorum_gap,
             "every entry acknowledged at the bucket's current epoch is durable on every sync follower of that epoch",
         ),
+        PropertySpec::always(
+            REPLICA_INVARIANTS,
+            |_, state| broken_replica_invariant(state).is_none(),
+            broken_replica_invariant,
+            "every replica's durable state keeps its own invariants: commit within the log, a promise no older than the placement, an idempotency table of exactly the committed decisions",
+        ),
         PropertySpec::sometimes(
             BOOKING_CONFIRMED,
             |_, state| booking_confirmed(state),
@@ -616,6 +623,18 @@ pub fn split_ownership(state: &BerthState) -> Option<String> {
         }
     }
     None
+}
+
+/// `replica invariants`: what `ReplicaState::validate` asserts in debug
+/// builds, evaluated in every state (the checker runs in release).
+pub fn broken_replica_invariant(state: &BerthState) -> Option<String> {
+    replicas(state).find_map(|(id, replica)| {
+        replica.buckets.iter().find_map(|(bucket, bucket_replica)| {
+            bucket_replica.durable.invariant_violation().map(|broken| {
+                format!("replica {} {bucket}: {broken}", usize::from(id))
+            })
+        })
+    })
 }
 
 /// `no lost confirmed booking`: every booking acknowledged as confirmed is in

@@ -108,7 +108,39 @@ pub struct ScenarioConfig {
     /// `ProtocolConfig::snapshot_chunk`: snapshots travel in chunks of at
     /// most this many units plus outcomes.
     pub snapshot_chunk: Option<usize>,
+    /// The protocol settings the runtime runs with (`berth`'s
+    /// `ProtocolConfig`), each at its smallest value that still exercises
+    /// it: leader resends (one), re-sent fences and pulls, commit
+    /// announcements, appends of one entry, controller batches of one
+    /// bucket, catch-up, and in the scenarios that fail over the probe
+    /// detector (one miss, `PROBE_ROUNDS` rounds) instead of suspicion at
+    /// any moment. With it the scenario also checks liveness.
+    pub runtime_settings: bool,
+    /// `ProtocolConfig::leader_resends` (implied by `runtime_settings`).
+    pub leader_resends: u8,
+    /// `ProtocolConfig::resend_unanswered` (implied by `runtime_settings`).
+    pub resend_unanswered: bool,
+    /// `ProtocolConfig::announce_commits` (implied by `runtime_settings`).
+    pub announce_commits: bool,
+    /// `ProtocolConfig::max_append_entries` (1 with `runtime_settings`).
+    pub max_append_entries: Option<usize>,
+    /// `ProtocolConfig::max_batch` (1 with `runtime_settings`).
+    pub max_batch: Option<usize>,
+    /// The probe detector instead of suspicion at any moment, in the
+    /// scenarios that fail over (implied by `runtime_settings`).
+    pub probes: bool,
 }
+
+/// How many probe rounds the controller makes with `runtime_settings`.
+pub const PROBE_ROUNDS: u8 = 3;
+
+/// With resends, a message may be sent again before the first copy
+/// arrives. The checker keeps at most this many copies of one message in
+/// flight at once (a state with more is outside the boundary): a third
+/// identical copy adds nothing a second does not, and without a bound the
+/// copies a crash-and-recover loop leaves behind make the state space
+/// infinite.
+pub const MAX_COPIES_IN_FLIGHT: usize = 1;
 
 impl Default for ScenarioConfig {
     fn default() -> Self {
@@ -286,6 +318,27 @@ impl ScenarioConfig {
         if let Some(items) = self.snapshot_chunk {
             flags.push(format!("--snapshot-chunk {items}"));
         }
+        if self.runtime_settings {
+            flags.push("--runtime-settings".to_owned());
+        }
+        if self.leader_resends > 0 {
+            flags.push(format!("--leader-resends {}", self.leader_resends));
+        }
+        if self.resend_unanswered {
+            flags.push("--resend-unanswered".to_owned());
+        }
+        if self.announce_commits {
+            flags.push("--announce-commits".to_owned());
+        }
+        if let Some(entries) = self.max_append_entries {
+            flags.push(format!("--max-append-entries {entries}"));
+        }
+        if let Some(buckets) = self.max_batch {
+            flags.push(format!("--max-batch {buckets}"));
+        }
+        if self.probes {
+            flags.push("--probes".to_owned());
+        }
         flags.join(" ")
     }
 
@@ -305,6 +358,13 @@ impl ScenarioConfig {
             catch_up: false,
             retained_entries: None,
             snapshot_chunk: None,
+            runtime_settings: false,
+            leader_resends: 0,
+            resend_unanswered: false,
+            announce_commits: false,
+            max_append_entries: None,
+            max_batch: None,
+            probes: false,
         }
     }
 
@@ -365,30 +425,40 @@ impl ScenarioConfig {
 
     /// Builds the model to check, stoppable through `control`.
     pub fn build_with(&self, control: RunControl) -> BerthModel {
+        let fails_over = matches!(self.scenario, Scenario::Failover | Scenario::All);
+        let runtime = self.runtime_settings;
         let protocol = ProtocolConfig {
             variant: self.variant,
             client_retries: self.retries,
-            leader_resends: 0,
-            resend_unanswered: false,
-            announce_commits: false,
+            leader_resends: if runtime {
+                self.leader_resends.max(1)
+            } else {
+                self.leader_resends
+            },
+            resend_unanswered: runtime || self.resend_unanswered,
+            announce_commits: runtime || self.announce_commits,
             // Two pulls: one may see an entry before a failover or a move,
             // the other what follows it.
             max_pulls: Some(2),
-            detector: Detector::Anytime,
-            max_append_entries: None,
-            max_batch: None,
+            detector: if (runtime || self.probes) && fails_over {
+                Detector::Probes { misses: 1 }
+            } else {
+                Detector::Anytime
+            },
+            max_probe_rounds: Some(PROBE_ROUNDS),
+            max_append_entries: self.max_append_entries.or(runtime.then_some(1)),
+            max_batch: self.max_batch.or(runtime.then_some(1)),
             // The checker ignores durations: the timer may fire at any moment.
             hold_ttl: self
                 .expiring_holds
                 .then(|| std::time::Duration::ZERO..std::time::Duration::from_secs(1)),
             timeouts: Default::default(),
-            catch_up: self.catch_up,
+            catch_up: self.catch_up || runtime,
             retained_entries: self.retained_entries,
             snapshot_chunk: self.snapshot_chunk,
         };
         let layout = layout::Layout::of(self.scenario);
         let map = PlacementMap::uniform(1, layout.groups[0].placement_at(Epoch::FIRST));
-        let fails_over = matches!(self.scenario, Scenario::Failover | Scenario::All);
         let moves = matches!(self.scenario, Scenario::Cutover | Scenario::All);
 
         let mut model = BerthModel::new(control, Default::default())
@@ -448,10 +518,18 @@ impl ScenarioConfig {
             })
             .max_crashes(self.crashes)
             .record_msg_in(history::record_msg_in)
-            .within_boundary(match self.scenario {
-                Scenario::Replication => replica_crashes_only,
-                Scenario::Failover | Scenario::Cutover | Scenario::All => servers_crash_only,
-            });
+            .within_boundary(
+                match (self.scenario, self.resends_messages()) {
+                    (Scenario::Replication, false) => replica_crashes_only,
+                    (Scenario::Replication, true) => |control: &RunControl, state: &BerthState| {
+                        replica_crashes_only(control, state) && copies_within_bound(state)
+                    },
+                    (_, false) => servers_crash_only,
+                    (_, true) => |control: &RunControl, state: &BerthState| {
+                        servers_crash_only(control, state) && copies_within_bound(state)
+                    },
+                },
+            );
         let properties = if model.cfg.witness.is_some() {
             vec![properties::violated_while_leader_down_property()]
         } else {
@@ -461,6 +539,24 @@ impl ScenarioConfig {
             model = model.property(property.expectation, property.name, property.condition);
         }
         model
+    }
+}
+
+impl ScenarioConfig {
+    /// Whether actors resend on their own (catch-up, the runtime's
+    /// settings), so that copies of one message pile up without a bound.
+    pub fn resends_messages(&self) -> bool {
+        self.catch_up || self.runtime_settings || self.leader_resends > 0 || self.resend_unanswered
+    }
+}
+
+/// At most `MAX_COPIES_IN_FLIGHT` copies of any one message in flight.
+fn copies_within_bound(state: &BerthState) -> bool {
+    match &state.network {
+        Network::UnorderedNonDuplicating(envelopes) => envelopes
+            .values()
+            .all(|copies| *copies <= MAX_COPIES_IN_FLIGHT),
+        _ => true,
     }
 }
 

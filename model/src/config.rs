@@ -79,6 +79,10 @@ pub struct ProtocolConfig {
     /// follower learns the commit with the next append, which the checker
     /// explores already) to keep the state space small.
     pub announce_commits: bool,
+    /// How many probe rounds the controller makes (`Detector::Probes`);
+    /// `None`: no limit (the runtime). The checker bounds them, as it
+    /// bounds every retry loop: each round is new messages in its network.
+    pub max_probe_rounds: Option<u8>,
     /// How many pulls a subscriber makes; `None`: no limit (the runtime).
     /// The checker bounds them, as it bounds every retry loop, to keep its
     /// state space finite and small.

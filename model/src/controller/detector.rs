@@ -42,6 +42,9 @@ pub struct Liveness {
     pub steady: BTreeMap<Id, u16>,
     /// Probe rounds each replica is held down for (not suspected).
     pub held: BTreeMap<Id, u8>,
+    /// Probe rounds made since the controller started (counted only where
+    /// `ProtocolConfig::max_probe_rounds` bounds them).
+    pub rounds: u8,
 }
 
 /// A replica's patience grows to at most this many times `misses`.
@@ -206,6 +209,12 @@ impl ControllerActor {
         }
         if self.failover.is_some() && !down.is_empty() {
             self.act_on_down(state, &down, out);
+        }
+        if let Some(max) = self.config.max_probe_rounds {
+            state.liveness.rounds = state.liveness.rounds.saturating_add(1);
+            if state.liveness.rounds >= max {
+                return;
+            }
         }
         o.set_timer(Timer::Probe, self.config.timeouts.probe.clone());
     }

@@ -208,33 +208,59 @@ impl ReplicaState {
     }
 }
 
-/// The invariants of one bucket's durable state (see `validate`).
+/// The invariants of one bucket's durable state (see `validate`); panics
+/// on the first broken one.
 fn validate_bucket(bucket: Bucket, durable: &DurableBucket) {
-    assert!(
-        durable.commit_position <= durable.log.last_position(),
-        "{bucket}: commit beyond the log"
-    );
-    assert!(
-        durable.promised_epoch >= durable.placement.epoch,
-        "{bucket}: promised epoch older than the placement"
-    );
-    assert!(
-        durable
+    if let Some(broken) = durable.invariant_violation() {
+        panic!("{bucket}: {broken}");
+    }
+}
+
+impl DurableBucket {
+    /// The first invariant of this durable state that does not hold, in one
+    /// sentence: `commit ≤ last`, the promised epoch is at least the
+    /// placement's, and the idempotency table holds exactly the committed
+    /// decisions. The runtime asserts them in debug builds
+    /// (`ReplicaState::validate`); the checker evaluates them in every
+    /// state of every scenario, release builds included (the property
+    /// `replica invariants`).
+    pub fn invariant_violation(&self) -> Option<String> {
+        if self.commit_position > self.log.last_position() {
+            return Some(format!(
+                "commit {} beyond the log's end {}",
+                self.commit_position,
+                self.log.last_position()
+            ));
+        }
+        if self.promised_epoch < self.placement.epoch {
+            return Some(format!(
+                "promised {} older than the placement's {}",
+                self.promised_epoch, self.placement.epoch
+            ));
+        }
+        if let Some((token, recorded)) = self
             .applied
             .outcomes
-            .values()
-            .all(|recorded| recorded.position <= durable.commit_position),
-        "{bucket}: idempotency table holds an uncommitted decision"
-    );
-    for (position, entry) in durable.log.iter_through(durable.commit_position) {
-        let Some(token) = entry.token() else {
-            continue;
-        };
-        let recorded = durable.applied.recorded(&token);
-        assert!(
-            recorded.is_some_and(|recorded| recorded.position <= position),
-            "{bucket}: committed entry {entry} at {position} is missing from the idempotency table"
-        );
+            .iter()
+            .find(|(_, recorded)| recorded.position > self.commit_position)
+        {
+            return Some(format!(
+                "the idempotency table holds {token} decided at {}, beyond the commit {}",
+                recorded.position, self.commit_position
+            ));
+        }
+        for (position, entry) in self.log.iter_through(self.commit_position) {
+            let Some(token) = entry.token() else {
+                continue;
+            };
+            let recorded = self.applied.recorded(&token);
+            if !recorded.is_some_and(|recorded| recorded.position <= position) {
+                return Some(format!(
+                    "committed entry {entry} at {position} is missing from the idempotency table"
+                ));
+            }
+        }
+        None
     }
 }
 
