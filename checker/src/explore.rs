@@ -76,6 +76,7 @@ impl ExploredModel {
             .specs
             .iter()
             .filter(|spec| spec.expectation == Expectation::Always)
+            .filter(|spec| !(spec.condition)(&self.inner, &state))
             .filter_map(|spec| {
                 let explanation = (spec.violation?)(&state)?;
                 Some((spec.name, explanation))

@@ -112,7 +112,7 @@ pub fn gallery(threads: usize, mut progress: impl FnMut(&str)) -> GalleryReport 
             violated,
             trace_length: refuting.and_then(|p| p.trace.as_ref()).map(Vec::len),
             unique_states: report.unique_states,
-            seconds: report.seconds,
+            seconds: report.seconds + report.search_seconds,
         });
     }
     let correct = scenarios
@@ -147,7 +147,7 @@ pub fn gallery(threads: usize, mut progress: impl FnMut(&str)) -> GalleryReport 
                 strategy,
                 passes,
                 unique_states: report.unique_states,
-                seconds: report.seconds,
+                seconds: report.seconds + report.search_seconds,
             }
         })
         .collect();

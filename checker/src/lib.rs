@@ -5,7 +5,8 @@
 //! them against the [`properties`] the protocol must have, explores them
 //! exhaustively or by simulation ([`run`]),
 //! prints counterexamples as numbered steps ([`trace`]), runs the
-//! gallery of broken designs ([`gallery`]), and wraps a model for the web
+//! gallery of broken designs ([`gallery`]) and the standard battery
+//! ([`verify`]), and wraps a model for the web
 //! Explorer so that each state shows what it violates ([`explore`]). The
 //! `berth-check` binary is thin glue over this library.
 
@@ -13,10 +14,12 @@ pub mod banner;
 pub mod explore;
 pub mod gallery;
 pub mod history;
+pub mod liveness;
 pub mod properties;
 pub mod run;
 pub mod scenario;
 pub mod trace;
+pub mod verify;
 
 pub use run::{
     run, PropertyReport, PropertyStatus, RunOptions, RunReport, StopAt, StopReason, Strategy,

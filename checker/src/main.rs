@@ -31,6 +31,8 @@ enum Command {
     Check(CheckArgs),
     /// Refute every broken design on the smallest scenario that exposes it, then pass the correct design on the same scenarios.
     Gallery(GalleryArgs),
+    /// Run the standard battery: the correct design on every standard scenario, every broken design on the scenario that exposes it; one progress line per run, then a table.
+    Verify(VerifyArgs),
     /// Serve Stateright's web Explorer for a scenario; for a broken variant, print the URL that opens its counterexample.
     Explore(ExploreArgs),
 }
@@ -42,6 +44,25 @@ struct ExploreArgs {
     /// Where to serve the Explorer (a loopback address keeps it private).
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: std::net::SocketAddr,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Worker threads for each run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Stop at the first run that does not show what it must (the mutation run's oracle).
+    #[arg(long)]
+    fail_fast: bool,
+    /// Only the runs whose flags or variant contain this text.
+    #[arg(long, value_name = "TEXT")]
+    only: Option<String>,
+    /// List the runs without running them.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +217,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Gallery(args) => gallery(&args),
+        Command::Verify(args) => verify(&args),
         Command::Explore(args) => match explore(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -203,6 +225,101 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// Runs the standard battery (or the part `--only` selects) and prints its
+/// table or JSON; exit 0 when every run shows what it must, 1 otherwise.
+fn verify(args: &VerifyArgs) -> ExitCode {
+    use berth_checker::verify::{battery, verify, Expect};
+    let checks: Vec<_> = battery()
+        .into_iter()
+        .filter(|check| {
+            args.only.as_deref().is_none_or(|text| {
+                check.config.flags().contains(text)
+                    || check.config.variant.to_string().contains(text)
+            })
+        })
+        .collect();
+    let expect_text = |expect: &Expect| match expect {
+        Expect::Pass => "pass".to_owned(),
+        Expect::Refuted(properties) => format!("refuted by `{}`", properties.join("` or `")),
+    };
+    if args.list {
+        for check in &checks {
+            println!(
+                "{:<16} {:<60} {}",
+                check.config.variant.to_string(),
+                check.config.flags(),
+                expect_text(&check.expect)
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    let total = checks.len();
+    let report = verify(
+        &checks,
+        usize::from(args.threads),
+        args.fail_fast,
+        |index, check| {
+            eprintln!(
+                "[{}/{total}] {} on {}: must {} ({})",
+                index + 1,
+                check.config.variant,
+                check.config.flags(),
+                expect_text(&check.expect),
+                check.why
+            )
+        },
+        |row| {
+            eprintln!(
+                "      {} — {} states, {:.1}s{}",
+                if row.passes { "ok" } else { "FAILED" },
+                row.unique_states,
+                row.seconds,
+                if row.failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", violated or unreached: {}", row.failed.join(", "))
+                }
+            )
+        },
+    );
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("berth-check: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!(
+            "{:<16} {:<58} {:>10} {:>9}  {:<6} {}",
+            "variant", "scenario", "states", "seconds", "result", "must"
+        );
+        for row in &report.rows {
+            println!(
+                "{:<16} {:<58} {:>10} {:>9.1}  {:<6} {}",
+                row.variant.to_string(),
+                row.scenario,
+                row.unique_states,
+                row.seconds,
+                if row.passes { "ok" } else { "FAILED" },
+                expect_text(&row.expect)
+            );
+        }
+        println!(
+            "\n{} of {} runs as they must, {:.0} s in all (shortest-counterexample searches included)",
+            report.rows.iter().filter(|row| row.passes).count(),
+            total,
+            report.seconds
+        );
+    }
+    if report.passes {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -382,6 +499,12 @@ fn check(args: &CheckArgs) -> Result<Verdict> {
     );
     let report = run(&scenario, &options, |progress: Progress| {
         let seconds = progress.elapsed.as_secs_f64();
+        if let Some((property, steps, upper)) = progress.searching {
+            eprintln!(
+                "  … searching for the shortest counterexample of `{property}`: {steps} of at most {upper} steps, {seconds:.1}s"
+            );
+            return;
+        }
         eprintln!(
             "  … {} unique / {} total states, depth {}, {:.1}s, {:.0} states/s",
             progress.unique_states,

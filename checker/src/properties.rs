@@ -273,10 +273,13 @@ pub struct PropertySpec {
     pub violation: Option<fn(&BerthState) -> Option<String>>,
     /// One sentence a person reads next to the property's status.
     pub meaning: &'static str,
+    /// A liveness property stated at rest (`liveness`): `violation` names
+    /// what is missing in any state, but only a state at rest violates it.
+    pub at_rest: bool,
 }
 
 impl PropertySpec {
-    fn always(
+    pub fn always(
         name: &'static str,
         condition: fn(&BerthModel, &BerthState) -> bool,
         violation: fn(&BerthState) -> Option<String>,
@@ -288,10 +291,25 @@ impl PropertySpec {
             condition,
             violation: Some(violation),
             meaning,
+            at_rest: false,
         }
     }
 
-    fn sometimes(
+    /// An always-property whose condition is "at rest, the goal holds"
+    /// (`liveness`).
+    pub fn at_rest(
+        name: &'static str,
+        condition: fn(&BerthModel, &BerthState) -> bool,
+        missing: fn(&BerthState) -> Option<String>,
+        meaning: &'static str,
+    ) -> Self {
+        PropertySpec {
+            at_rest: true,
+            ..PropertySpec::always(name, condition, missing, meaning)
+        }
+    }
+
+    pub fn sometimes(
         name: &'static str,
         condition: fn(&BerthModel, &BerthState) -> bool,
         meaning: &'static str,
@@ -302,6 +320,7 @@ impl PropertySpec {
             condition,
             violation: None,
             meaning,
+            at_rest: false,
         }
     }
 }
@@ -760,6 +779,7 @@ pub fn expected_violations(variant: Variant) -> &'static [&'static str] {
         Variant::MultiLeader => &[NO_DOUBLE_SALE],
         Variant::IgnoreReadToken => &[SESSION_READS],
         Variant::StreamUncommitted => &[CHANGE_STREAM_EXACT],
+        Variant::ResendsRunOut => &[crate::liveness::FOLLOWERS_CATCH_UP],
         Variant::NoFencing => &[
             NO_SPLIT_OWNERSHIP,
             NO_DOUBLE_SALE,

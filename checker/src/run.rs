@@ -158,6 +158,10 @@ pub struct RunReport {
     pub exhaustive: bool,
     pub stop_reason: StopReason,
     pub properties: Vec<PropertyReport>,
+    /// After the exploration (`seconds`): the search for the shortest
+    /// counterexample of each violated property and for one with a crashed
+    /// leader.
+    pub search_seconds: f64,
 }
 
 /// The verdict of a run, and the process exit code that goes with it.
@@ -213,6 +217,9 @@ pub struct Progress {
     pub total_states: usize,
     pub max_depth: usize,
     pub elapsed: Duration,
+    /// After the exploration: the property whose shortest counterexample
+    /// is being searched, and the depth reached of the most it may take.
+    pub searching: Option<(&'static str, usize, usize)>,
 }
 
 /// The shortest path to a discovery of `property`, searching depths up to
@@ -221,8 +228,10 @@ fn shortest_discovery(
     scenario: &ScenarioConfig,
     property: &'static str,
     upper: usize,
+    mut searched: impl FnMut(usize),
 ) -> Option<Path<BerthState, BerthAction>> {
     (1..=upper).find_map(|steps| {
+        searched(steps);
         scenario
             .build()
             .checker()
@@ -358,6 +367,7 @@ pub fn run(
                     total_states: checker.state_count(),
                     max_depth: checker.max_depth(),
                     elapsed: started.elapsed(),
+                    searching: None,
                 });
                 let tick = Instant::now();
                 while !checker.is_done() && tick.elapsed() < Duration::from_secs(1) {
@@ -390,6 +400,7 @@ pub fn run(
         };
     let model: BerthModel = model;
     let mut discoveries = discoveries;
+    let search_started = Instant::now();
     if options.strategy == Strategy::Bfs {
         // Stateright keeps the last path it found, not the first: deepen
         // step by step to recover the shortest counterexample.
@@ -399,7 +410,16 @@ pub fn run(
             }
             if let Some(found) = discoveries.get(spec.name) {
                 let upper = found.clone().into_actions().len();
-                if let Some(shortest) = shortest_discovery(scenario, spec.name, upper) {
+                let searched = |steps| {
+                    progress(Progress {
+                        unique_states,
+                        total_states,
+                        max_depth,
+                        elapsed: started.elapsed(),
+                        searching: Some((spec.name, steps, upper)),
+                    })
+                };
+                if let Some(shortest) = shortest_discovery(scenario, spec.name, upper, searched) {
                     discoveries.insert(spec.name, shortest);
                 }
             }
@@ -412,6 +432,9 @@ pub fn run(
             else {
                 continue;
             };
+            if spec.at_rest {
+                continue;
+            }
             let actions = found.clone().into_actions();
             if actions
                 .iter()
@@ -485,6 +508,7 @@ pub fn run(
         })
         .collect();
     let seconds = elapsed.as_secs_f64();
+    let search_seconds = search_started.elapsed().as_secs_f64();
     RunReport {
         scenario: scenario.clone(),
         options: options.clone(),
@@ -500,5 +524,6 @@ pub fn run(
         exhaustive,
         stop_reason,
         properties,
+        search_seconds,
     }
 }

@@ -50,6 +50,9 @@ pub enum NetworkKind {
     Ordered,
     /// Messages arrive in any order, at most once, or are lost.
     Lossy,
+    /// Messages between two actors arrive in the order they were sent, or
+    /// are lost (UDP on one path: what the runtime's resends are for).
+    OrderedLossy,
 }
 
 impl fmt::Display for Scenario {
@@ -70,6 +73,7 @@ impl fmt::Display for NetworkKind {
             NetworkKind::UnorderedDuplicating => "unordered-duplicating",
             NetworkKind::Ordered => "ordered",
             NetworkKind::Lossy => "lossy",
+            NetworkKind::OrderedLossy => "ordered-lossy",
         })
     }
 }
@@ -260,12 +264,16 @@ impl ScenarioConfig {
             // An uncommitted entry the stream served must be truncated by a
             // failover.
             Variant::StreamUncommitted => (Scenario::Failover, NetworkKind::Unordered),
+            // A follower that lost its appends on an idle bucket: the
+            // runtime's settings, where liveness is checked.
+            Variant::ResendsRunOut => (Scenario::Replication, NetworkKind::OrderedLossy),
             // Unfenced promotion goes wrong once the promoted follower is
             // one that joined the quorum and has not caught up: a second
             // epoch change.
             Variant::NoFencing => (Scenario::Failover, NetworkKind::Unordered),
         };
         let stream = variant == Variant::StreamUncommitted;
+        let runtime_settings = variant == Variant::ResendsRunOut;
         ScenarioConfig {
             variant,
             network,
@@ -279,6 +287,12 @@ impl ScenarioConfig {
                 scenario.default_crashes()
             },
             failovers: if variant == Variant::NoFencing { 2 } else { 1 },
+            runtime_settings,
+            clients: if runtime_settings {
+                1
+            } else {
+                scenario.default_clients()
+            },
             ..ScenarioConfig::new(scenario)
         }
     }
@@ -375,12 +389,16 @@ impl ScenarioConfig {
     /// retried writes: duplicated reads and read replies multiply its state
     /// space 17-fold (146,583 → 2.4 M states, 6 minutes) with no new way to
     /// serve a stale read (a duplicate of a reply is as fresh as the reply);
-    /// and with a subscriber, whose pulls multiply the space as much.
+    /// and with a subscriber, whose pulls multiply the space as much; and
+    /// where actors resend on their own (the runtime's settings), which
+    /// multiply it as much again: those scenarios check writes and
+    /// liveness, the standard ones reads.
     pub fn reads(&self) -> bool {
         matches!(self.scenario, Scenario::Replication | Scenario::Failover)
             && self.clients > 0
             && self.network != NetworkKind::UnorderedDuplicating
             && !self.stream
+            && !self.resends_messages()
     }
 
     /// What client `offset` (counted from the first client) does.
@@ -414,6 +432,9 @@ impl ScenarioConfig {
         }
         if self.stream {
             properties.extend(properties::stream_properties());
+        }
+        if self.runtime_settings {
+            properties.extend(crate::liveness::liveness_properties());
         }
         properties
     }
@@ -509,9 +530,9 @@ impl ScenarioConfig {
                     Network::new_unordered_nonduplicating([])
                 }
                 NetworkKind::UnorderedDuplicating => Network::new_unordered_duplicating([]),
-                NetworkKind::Ordered => Network::new_ordered([]),
+                NetworkKind::Ordered | NetworkKind::OrderedLossy => Network::new_ordered([]),
             })
-            .lossy_network(if self.network == NetworkKind::Lossy {
+            .lossy_network(if matches!(self.network, NetworkKind::Lossy | NetworkKind::OrderedLossy) {
                 LossyNetwork::Yes
             } else {
                 LossyNetwork::No
@@ -556,7 +577,13 @@ fn copies_within_bound(state: &BerthState) -> bool {
         Network::UnorderedNonDuplicating(envelopes) => envelopes
             .values()
             .all(|copies| *copies <= MAX_COPIES_IN_FLIGHT),
-        _ => true,
+        Network::Ordered(channels) => channels.values().all(|queue| {
+            queue.iter().enumerate().all(|(index, msg)| {
+                queue.iter().skip(index + 1).filter(|later| *later == msg).count()
+                    < MAX_COPIES_IN_FLIGHT
+            })
+        }),
+        Network::UnorderedDuplicating(..) => true,
     }
 }
 

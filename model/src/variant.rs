@@ -69,11 +69,18 @@ pub enum Variant {
     /// shows a write the failover later discards is a lie the booking path
     /// never told.
     StreamUncommitted,
+    /// A leader's resends, once spent, are never re-armed: a sign that a
+    /// follower is behind (its recovery report, its answer to an append it
+    /// cannot place) goes unanswered, and no heartbeat follows. The Harbor
+    /// Point notes expect the remote replica to trail "within a lag
+    /// budget"; a follower that lost its appends while the bucket is idle
+    /// would trail forever.
+    ResendsRunOut,
 }
 
 impl Variant {
     /// Every variant, the correct design first.
-    pub const ALL: [Variant; 10] = [
+    pub const ALL: [Variant; 11] = [
         Variant::Correct,
         Variant::AsyncAck,
         Variant::PromoteLagging,
@@ -84,6 +91,7 @@ impl Variant {
         Variant::MultiLeader,
         Variant::IgnoreReadToken,
         Variant::StreamUncommitted,
+        Variant::ResendsRunOut,
     ];
 
     /// The name used on the command line.
@@ -99,6 +107,7 @@ impl Variant {
             Variant::MultiLeader => "multi-leader",
             Variant::IgnoreReadToken => "ignore-read-token",
             Variant::StreamUncommitted => "stream-uncommitted",
+            Variant::ResendsRunOut => "resends-run-out",
         }
     }
 
@@ -121,6 +130,7 @@ impl Variant {
                 "a follower serves reads whatever position the caller observed"
             }
             Variant::StreamUncommitted => "the change stream serves entries before they commit",
+            Variant::ResendsRunOut => "a leader's spent resends are never re-armed",
         }
     }
 }

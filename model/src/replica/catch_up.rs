@@ -21,6 +21,7 @@
 use super::{BucketReplica, ReplicaActor, ReplicaState};
 use crate::messages::{Emits, Msg, Timer};
 use crate::types::{Bucket, Position};
+use crate::variant::Variant;
 use stateright::actor::{Id, Out};
 
 impl ReplicaActor {
@@ -106,6 +107,9 @@ impl ReplicaActor {
             // answers circling for as long as writes continue).
             return;
         }
+        if self.config.variant == Variant::ResendsRunOut {
+            return;
+        }
         replica.leader.retransmits_left = self.config.leader_resends;
         let learners = durable.learners();
         if let Some(next) = self.append_for(bucket, replica, follower, &learners) {
@@ -141,7 +145,7 @@ impl ReplicaActor {
                 o.send(*learner, next);
             }
         }
-        if lagging {
+        if lagging && self.config.variant != Variant::ResendsRunOut {
             o.set_timer(
                 Timer::Replicate(bucket),
                 self.config.timeouts.heartbeat.clone(),

@@ -1,0 +1,211 @@
+//! `berth-check verify`: the standard battery — every scenario and variant
+//! the protocol must hold or be refuted on, each exhaustive — in one
+//! command with one table. It is what CI runs after the tests and what the
+//! mutation run uses as its oracle (docs/verification.md).
+
+use crate::properties::expected_violations;
+use crate::run::{run, PropertyStatus, RunOptions, StopAt, Strategy, Verdict};
+use crate::scenario::{NetworkKind, Scenario, ScenarioConfig};
+use berth_model::Variant;
+use serde::Serialize;
+use std::time::Instant;
+
+/// What one run of the battery must show.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// Exhaustive; every always-property holds, every sometimes-property
+    /// is reached.
+    Pass,
+    /// One of these always-properties is violated (a broken design).
+    Refuted(Vec<&'static str>),
+}
+
+/// One run of the battery.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// Why the run is in the battery: what it is the only one to cover.
+    pub why: &'static str,
+    pub config: ScenarioConfig,
+    pub expect: Expect,
+}
+
+/// One row of the battery's table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub variant: Variant,
+    /// The `berth-check check` flags of the run.
+    pub scenario: String,
+    pub why: &'static str,
+    pub expect: Expect,
+    pub unique_states: usize,
+    /// The whole run, the search for the shortest counterexample included.
+    pub seconds: f64,
+    /// Of `seconds`, the search for the shortest counterexample.
+    pub search_seconds: f64,
+    /// Every always-property found violated, and every sometimes-property
+    /// left unreached.
+    pub failed: Vec<&'static str>,
+    pub passes: bool,
+}
+
+/// The whole battery's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub seconds: f64,
+    pub passes: bool,
+}
+
+fn on(scenario: Scenario) -> ScenarioConfig {
+    ScenarioConfig::new(scenario)
+}
+
+/// The standard battery: the correct design on every standard scenario,
+/// then every broken design on the scenario that exposes it.
+pub fn battery() -> Vec<Check> {
+    let pass = |why, config| Check {
+        why,
+        config,
+        expect: Expect::Pass,
+    };
+    let mut checks = vec![
+        pass("the commit rule, idempotency and contention", on(Scenario::Replication)),
+        pass(
+            "messages between two actors in order",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
+            "lost messages",
+            ScenarioConfig {
+                network: NetworkKind::Lossy,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
+            "duplicated requests (what a retry looks like)",
+            ScenarioConfig {
+                network: NetworkKind::UnorderedDuplicating,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
+            "a crashed replica recovers from disk",
+            ScenarioConfig {
+                crashes: 1,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
+            "holds expire through the log",
+            ScenarioConfig {
+                expiring_holds: true,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
+            "fencing, promotion of the durable prefix, sync follower replaced",
+            on(Scenario::Failover),
+        ),
+        pass(
+            "the change stream across a failover",
+            ScenarioConfig {
+                stream: true,
+                crashes: 0,
+                ..on(Scenario::Failover)
+            },
+        ),
+        pass("a live move through the barrier", on(Scenario::Cutover)),
+        pass(
+            "a crash during a move (ordered network)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                crashes: 1,
+                ..on(Scenario::Cutover)
+            },
+        ),
+    ];
+    for variant in Variant::ALL {
+        if variant == Variant::Correct {
+            continue;
+        }
+        checks.push(Check {
+            why: variant.design(),
+            config: ScenarioConfig::exposing(variant),
+            expect: Expect::Refuted(expected_violations(variant).to_vec()),
+        });
+    }
+    checks
+}
+
+/// Runs `checks` one after another with `threads` worker threads, calling
+/// `progress` before each run and `finished` after it; stops after the
+/// first row that fails if `fail_fast`.
+pub fn verify(
+    checks: &[Check],
+    threads: usize,
+    fail_fast: bool,
+    mut progress: impl FnMut(usize, &Check),
+    mut finished: impl FnMut(&Row),
+) -> Report {
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for (index, check) in checks.iter().enumerate() {
+        progress(index, check);
+        let stop_at = match &check.expect {
+            Expect::Pass => StopAt::Never,
+            Expect::Refuted(properties) => StopAt::AnyOf(properties.clone()),
+        };
+        let report = run(
+            &check.config,
+            &RunOptions {
+                strategy: Strategy::Bfs,
+                threads,
+                stop_at,
+                ..RunOptions::default()
+            },
+            |_| {},
+        );
+        let failed: Vec<&'static str> = report
+            .properties
+            .iter()
+            .filter(|p| {
+                p.status == PropertyStatus::Violated || p.status == PropertyStatus::Unreached
+            })
+            .map(|p| p.name)
+            .collect();
+        let passes = match &check.expect {
+            Expect::Pass => report.verdict() == Verdict::Pass,
+            Expect::Refuted(expected) => expected.iter().any(|name| {
+                report
+                    .property(name)
+                    .is_some_and(|p| p.status == PropertyStatus::Violated)
+            }),
+        };
+        let row = Row {
+            variant: check.config.variant,
+            scenario: check.config.flags(),
+            why: check.why,
+            expect: check.expect.clone(),
+            unique_states: report.unique_states,
+            seconds: report.seconds + report.search_seconds,
+            search_seconds: report.search_seconds,
+            failed,
+            passes,
+        };
+        finished(&row);
+        rows.push(row);
+        if fail_fast && !passes {
+            break;
+        }
+    }
+    let passes = rows.len() == checks.len() && rows.iter().all(|row| row.passes);
+    Report {
+        rows,
+        seconds: started.elapsed().as_secs_f64(),
+        passes,
+    }
+}
