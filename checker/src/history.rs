@@ -50,6 +50,8 @@ pub struct History {
     /// Tokens whose request a replica redirected because it knew a newer
     /// epoch than the bucket's first: a stale router was told to refresh.
     pub redirected: BTreeSet<Token>,
+    /// Tokens (and their bucket) a client was told are not decided.
+    pub not_decided: BTreeSet<(Token, Bucket)>,
 }
 
 /// Control of a model-checking run, outside the protocol: the actors never
@@ -92,6 +94,14 @@ pub fn record_msg_in(
         }
         let mut next = history.clone();
         next.redirected.insert(*token);
+        return Some(next);
+    }
+    if let Msg::NotDecided { bucket, token, .. } = envelope.msg {
+        if history.not_decided.contains(&(*token, *bucket)) {
+            return None;
+        }
+        let mut next = history.clone();
+        next.not_decided.insert((*token, *bucket));
         return Some(next);
     }
     let Msg::Reply(Reply {

@@ -15,6 +15,7 @@ pub mod explore;
 pub mod gallery;
 pub mod history;
 pub mod liveness;
+pub mod promises;
 pub mod properties;
 pub mod run;
 pub mod scenario;

@@ -116,6 +116,9 @@ struct ScenarioArgs {
     /// Run the protocol with the runtime's own settings (leader resends, re-sent fences, commit announcements, appends of one entry, batches of one bucket, catch-up, and where the scenario fails over the probe detector), and check liveness: once faults stop, followers catch up, failovers finish, clients are answered.
     #[arg(long)]
     runtime_settings: bool,
+    /// Add a support client that asks, once, what became of the first client's hold (a token query).
+    #[arg(long)]
+    query: bool,
     /// How many times in a row a leader resends appends without progress (the runtime's setting alone).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
     leader_resends: u8,
@@ -195,6 +198,7 @@ impl ScenarioArgs {
             retained_entries: self.retained_entries.map(usize::from),
             snapshot_chunk: self.snapshot_chunk.map(usize::from),
             runtime_settings: self.runtime_settings || base.runtime_settings,
+            query: self.query,
             leader_resends: self.leader_resends,
             resend_unanswered: self.resend_unanswered,
             announce_commits: self.announce_commits,

@@ -7,7 +7,7 @@ use berth_model::actor::{Detector, ProtocolConfig};
 use berth_model::controller::FailoverPolicy;
 use berth_model::placement::PlacementMap;
 use berth_model::stream::SubscriberActor;
-use berth_model::Epoch;
+use berth_model::{Epoch, Token};
 use berth_model::{
     BerthActor, Bucket, ClientActor, ControllerActor, Customer, InventoryUnit, ReplicaActor, Task,
     Variant,
@@ -120,6 +120,10 @@ pub struct ScenarioConfig {
     /// detector (one miss, `PROBE_ROUNDS` rounds) instead of suspicion at
     /// any moment. With it the scenario also checks liveness.
     pub runtime_settings: bool,
+    /// A support client (the last) asks what became of the first client's
+    /// hold, once, at any moment: before the hold arrives, while it is
+    /// pending, after it committed, across a failover.
+    pub query: bool,
     /// `ProtocolConfig::leader_resends` (implied by `runtime_settings`).
     pub leader_resends: u8,
     /// `ProtocolConfig::resend_unanswered` (implied by `runtime_settings`).
@@ -335,6 +339,9 @@ impl ScenarioConfig {
         if self.runtime_settings {
             flags.push("--runtime-settings".to_owned());
         }
+        if self.query {
+            flags.push("--query".to_owned());
+        }
         if self.leader_resends > 0 {
             flags.push(format!("--leader-resends {}", self.leader_resends));
         }
@@ -373,6 +380,7 @@ impl ScenarioConfig {
             retained_entries: None,
             snapshot_chunk: None,
             runtime_settings: false,
+            query: false,
             leader_resends: 0,
             resend_unanswered: false,
             announce_commits: false,
@@ -435,6 +443,10 @@ impl ScenarioConfig {
         }
         if self.runtime_settings {
             properties.extend(crate::liveness::liveness_properties());
+        }
+        properties.extend(crate::promises::promise_properties());
+        if self.query {
+            properties.push(crate::promises::query_property());
         }
         properties
     }
@@ -514,6 +526,26 @@ impl ScenarioConfig {
                     reader: None,
                     initial_map: map.clone(),
                     regional_replica: layout.regional_replica(offset),
+                    config: protocol.clone(),
+                })
+            }))
+            .actors(self.query.then(|| {
+                let support = layout.first_client + self.clients;
+                BerthActor::Client(ClientActor {
+                    client: support as u64,
+                    controller: layout::id(layout::CONTROLLER),
+                    customer: Customer::new("support"),
+                    tasks: vec![Task::Query {
+                        bucket: Bucket(0),
+                        token: Token {
+                            client: layout.first_client as u64,
+                            seq: 0,
+                        },
+                    }],
+                    observed: Default::default(),
+                    reader: None,
+                    initial_map: map.clone(),
+                    regional_replica: None,
                     config: protocol.clone(),
                 })
             }))

@@ -67,6 +67,10 @@ pub enum Refusal {
     /// A confirm named a hold that was granted on this unit and has since
     /// expired.
     HoldExpired,
+    /// A token query found nothing and closed the action: it arrived
+    /// after the query was told it is not decided, so it never takes
+    /// effect (answered `NotDecided`, like the query).
+    Voided,
 }
 
 impl fmt::Display for Refusal {
@@ -76,6 +80,7 @@ impl fmt::Display for Refusal {
             Refusal::UnitSold => "cabin already sold",
             Refusal::NoMatchingHold => "no matching hold was ever granted",
             Refusal::HoldExpired => "hold expired",
+            Refusal::Voided => "not decided: a token query closed the action before it arrived",
         })
     }
 }
@@ -160,6 +165,23 @@ impl BucketState {
     /// The recorded outcome of `token`, if it was ever decided.
     pub fn recorded(&self, token: &Token) -> Option<Recorded> {
         self.outcomes.get(token).cloned()
+    }
+
+    /// A committed `Payload::Void`: `token`, if still undecided, is closed
+    /// — recorded as `Refusal::Voided` (with no unit: the query that
+    /// closed it did not know one), so that the action, should it arrive
+    /// later, is refused and never takes effect.
+    pub fn void(&mut self, position: Position, token: Token) {
+        if self.outcomes.get(&token).is_none() {
+            self.outcomes.insert(
+                token,
+                Recorded {
+                    outcome: Outcome::Refused(Refusal::Voided),
+                    unit: InventoryUnit::new("", ""),
+                    position,
+                },
+            );
+        }
     }
 
     /// The outcome `command` would have if applied now, without applying it.

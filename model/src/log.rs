@@ -29,9 +29,15 @@ pub enum Payload {
     /// fenced like any write.
     Expire { unit: InventoryUnit, hold: Token },
     /// No effect: a leader appends it to learn, through its commit quorum,
-    /// that it still leads (a token query that found nothing is answered
-    /// `NotDecided` only once this entry commits).
+    /// that it still leads.
     Noop,
+    /// A token query found nothing for this token: like `Noop` it proves,
+    /// once committed, that the leader still leads and inherited nothing
+    /// that decides the token; and it closes the token (`Refusal::Voided`)
+    /// so that the action, should its request still arrive, never takes
+    /// effect. The query is answered `NotDecided` once it commits, and that
+    /// answer stays true.
+    Void(Token),
     /// The final entry of a bucket's owner before it hands the bucket to
     /// another group (cutover): nothing follows it at its epoch, so once it
     /// is committed the old commit quorum can no longer commit, and the
@@ -85,6 +91,14 @@ impl Entry {
         }
     }
 
+    /// A `Payload::Void` entry of `epoch` closing `token`.
+    pub fn void(epoch: Epoch, token: Token) -> Self {
+        Entry {
+            epoch,
+            payload: Arc::new(Payload::Void(token)),
+        }
+    }
+
     /// A `Payload::Noop` entry of `epoch`.
     pub fn noop(epoch: Epoch) -> Self {
         Entry {
@@ -97,13 +111,21 @@ impl Entry {
     pub fn as_command(&self) -> Option<&Command> {
         match &*self.payload {
             Payload::Command(command) => Some(command),
-            Payload::EpochStart | Payload::Noop | Payload::Expire { .. } | Payload::Barrier => None,
+            Payload::EpochStart
+            | Payload::Noop
+            | Payload::Void(_)
+            | Payload::Expire { .. }
+            | Payload::Barrier => None,
         }
     }
 
-    /// The idempotency token of the entry's action, if it records one.
+    /// The idempotency token the entry decides, if it decides one (a
+    /// command, or the void that closes a token).
     pub fn token(&self) -> Option<Token> {
-        self.as_command().map(|command| command.token)
+        match &*self.payload {
+            Payload::Void(token) => Some(*token),
+            _ => self.as_command().map(|command| command.token),
+        }
     }
 }
 
@@ -113,6 +135,7 @@ impl fmt::Display for Entry {
             Payload::Command(command) => write!(f, "{}:{}", self.epoch, command),
             Payload::EpochStart => write!(f, "{}:epoch start", self.epoch),
             Payload::Noop => write!(f, "{}:no-op", self.epoch),
+            Payload::Void(token) => write!(f, "{}:void {token}", self.epoch),
             Payload::Expire { unit, hold } => write!(f, "{}:expire {hold} on {unit}", self.epoch),
             Payload::Barrier => write!(f, "{}:barrier", self.epoch),
         }
@@ -130,6 +153,7 @@ impl BucketState {
                 self.apply(position, command);
             }
             Payload::Expire { unit, hold } => self.expire(unit, *hold),
+            Payload::Void(token) => self.void(position, *token),
             _ => {}
         }
     }

@@ -3,7 +3,7 @@
 //! checked after every step that changed it (`ReplicaState::validate`).
 
 use super::ReplicaState;
-use crate::bucket::BucketState;
+use crate::bucket::{BucketState, Outcome, Refusal};
 use crate::log::{Log, Payload};
 use crate::messages::Msg;
 use crate::messages::Reply;
@@ -273,8 +273,16 @@ pub(super) fn entry_committed(durable: &DurableBucket, token: Token) -> bool {
 }
 
 /// The `Reply` telling the recorded outcome of `token`, if it is committed.
+/// A token a query closed (`Refusal::Voided`) is told `NotDecided`.
 pub(super) fn recorded_reply(bucket: Bucket, durable: &DurableBucket, token: Token) -> Option<Msg> {
     let recorded = durable.applied.recorded(&token)?;
+    if recorded.outcome == Outcome::Refused(Refusal::Voided) {
+        return Some(Msg::NotDecided {
+            bucket,
+            epoch: durable.placement.epoch,
+            token,
+        });
+    }
     Some(Msg::Reply(Reply {
         bucket,
         epoch: durable.placement.epoch,

@@ -327,7 +327,7 @@ impl ReplicaActor {
                 // know it yet would answer from a stale log) and everything
                 // it inherited is committed: both hold once a fresh entry of
                 // its epoch commits through its commit quorum.
-                self.append_as_leader(bucket, replica, Entry::noop, o)
+                self.append_as_leader(bucket, replica, |epoch| Entry::void(epoch, token), o)
             }
         };
         replica.leader.waiters.insert(Waiter {

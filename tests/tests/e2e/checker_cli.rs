@@ -251,7 +251,7 @@ fn bad_flags_are_rejected_clearly() {
 /// scenarios; exit 0 says both.
 #[test]
 fn gallery_refutes_every_variant_and_passes_the_correct_design() {
-    let output = berth_check_within(&["gallery", "--json"], Duration::from_secs(900));
+    let output = berth_check_within(&["gallery", "--json"], Duration::from_secs(3600));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let report: serde_json::Value =
         serde_json::from_str(&stdout(&output)).expect("stdout is one JSON object");

@@ -1,0 +1,145 @@
+//! What berth promises a client about its own actions, checked against the
+//! committed history (every replica's committed state), action by action:
+//! an answer is a fact about the history, not only about one token's
+//! other answers.
+
+use crate::history::{BerthModel, BerthState};
+use crate::properties::PropertySpec;
+use berth_model::bucket::{Refusal, UnitStatus};
+use berth_model::{Outcome, Token};
+use stateright::actor::Id;
+
+pub const ANSWERS_MATCH_HISTORY: &str = "answers match the history";
+pub const NOT_DECIDED_IS_FINAL: &str = "not decided is final";
+pub const TOKEN_QUERY_ANSWERED: &str = "token query answered";
+
+/// The promise properties every scenario checks.
+pub fn promise_properties() -> Vec<PropertySpec> {
+    vec![
+        PropertySpec::always(
+            ANSWERS_MATCH_HISTORY,
+            |_, state| answer_against_history(state).is_none(),
+            answer_against_history,
+            "every answer a client receives is what the committed history decided for that action, at that position; a client told `refused` holds nothing by that action",
+        ),
+        PropertySpec::always(
+            NOT_DECIDED_IS_FINAL,
+            |_, state| decided_after_not_decided(state).is_none(),
+            decided_after_not_decided,
+            "a token a client was told is not decided never takes effect later: every replica that decides it commits the void, no client is told an outcome for it",
+        ),
+    ]
+}
+
+/// The sometimes-property of scenarios with a token query.
+pub fn query_property() -> PropertySpec {
+    PropertySpec::sometimes(
+        TOKEN_QUERY_ANSWERED,
+        |_: &BerthModel, state: &BerthState| !state.history.not_decided.is_empty(),
+        "a client asking what became of a token is told it is not decided",
+    )
+}
+
+fn replicas(
+    state: &BerthState,
+) -> impl Iterator<Item = (Id, &berth_model::replica::ReplicaState)> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter_map(|(index, node)| node.as_replica().map(|replica| (Id::from(index), replica)))
+}
+
+/// `answers match the history`: for every answer, every replica that has
+/// committed the bucket through the answer's position recorded the same
+/// outcome at the same position for the token, and if the answer was a
+/// refusal, no committed unit is held or booked by that token.
+pub fn answer_against_history(state: &BerthState) -> Option<String> {
+    for ack in &state.history.acknowledgements {
+        for (id, replica) in replicas(state) {
+            let Some(bucket) = replica.buckets.get(&ack.bucket) else {
+                continue;
+            };
+            let durable = &bucket.durable;
+            if durable.commit_position < ack.position {
+                continue;
+            }
+            let recorded = durable.applied.recorded(&ack.token);
+            let agrees = recorded.as_ref().is_some_and(|recorded| {
+                recorded.outcome == ack.outcome
+                    && recorded.position == ack.position
+                    && recorded.unit == ack.unit
+            });
+            if !agrees {
+                return Some(format!(
+                    "{ack}, but replica {} committed {} through {} with {}",
+                    usize::from(id),
+                    ack.bucket,
+                    durable.commit_position,
+                    recorded.map_or("no outcome for it".to_owned(), |r| format!(
+                        "{} → {} at {}",
+                        r.unit, r.outcome, r.position
+                    ))
+                ));
+            }
+            if matches!(ack.outcome, Outcome::Refused(_)) {
+                let holds = durable
+                    .applied
+                    .units
+                    .get(&ack.unit)
+                    .is_some_and(|status| by_token(status, ack.token));
+                if holds {
+                    return Some(format!(
+                        "{ack}, but replica {} committed {} to that action",
+                        usize::from(id),
+                        ack.unit
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether `status` is the effect of the action `token`.
+fn by_token(status: &UnitStatus, token: Token) -> bool {
+    match status {
+        UnitStatus::Held { hold, .. } => *hold == token,
+        UnitStatus::Booked { hold, booking, .. } => *hold == token || *booking == token,
+    }
+}
+
+/// `not decided is final`: a token answered `NotDecided` has no outcome
+/// answer, and every replica that committed a decision for it committed
+/// the void (`Refusal::Voided`): the action never takes effect.
+pub fn decided_after_not_decided(state: &BerthState) -> Option<String> {
+    for (token, bucket) in &state.history.not_decided {
+        if let Some(ack) = state
+            .history
+            .acknowledgements
+            .iter()
+            .find(|ack| ack.token == *token)
+        {
+            return Some(format!("{token} was answered not decided, yet {ack}"));
+        }
+        for (id, replica) in replicas(state) {
+            let Some(copy) = replica.buckets.get(bucket) else {
+                continue;
+            };
+            let durable = &copy.durable;
+            if let Some(recorded) = durable.applied.recorded(token).filter(|recorded| {
+                recorded.position <= durable.commit_position
+                    && recorded.outcome != Outcome::Refused(Refusal::Voided)
+            }) {
+                return Some(format!(
+                    "{token} was answered not decided, yet replica {} committed it: {} → {} at {}",
+                    usize::from(id),
+                    recorded.unit,
+                    recorded.outcome,
+                    recorded.position
+                ));
+            }
+        }
+    }
+    None
+}
