@@ -63,6 +63,9 @@ struct VerifyArgs {
     /// List the runs without running them.
     #[arg(long)]
     list: bool,
+    /// Only the runs that take seconds, not minutes (the mutation run's first oracle).
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(Args, Debug)]
@@ -235,8 +238,13 @@ fn main() -> ExitCode {
 /// Runs the standard battery (or the part `--only` selects) and prints its
 /// table or JSON; exit 0 when every run shows what it must, 1 otherwise.
 fn verify(args: &VerifyArgs) -> ExitCode {
-    use berth_checker::verify::{battery, verify, Expect};
-    let checks: Vec<_> = battery()
+    use berth_checker::verify::{battery, quick_battery, verify, Expect};
+    let all = if args.quick {
+        quick_battery()
+    } else {
+        battery()
+    };
+    let checks: Vec<_> = all
         .into_iter()
         .filter(|check| {
             args.only.as_deref().is_none_or(|text| {

@@ -734,6 +734,15 @@ pub fn commit_quorum_gap(state: &BerthState) -> Option<String> {
         if placement.epoch != ack.epoch {
             return None;
         }
+        // An answer from the idempotency table about an entry an earlier
+        // epoch wrote (and its own commit quorum made durable) is a fact
+        // about that epoch: the current sync followers may still be
+        // catching up to it, and no promotion takes one that has not.
+        let written = durable_bucket(state, ack.leader, ack.bucket)
+            .and_then(|durable| durable.log.epoch_at(ack.position));
+        if written.is_some_and(|written| written != ack.epoch) {
+            return None;
+        }
         placement.sync_followers.iter().find_map(|follower| {
             let durable = durable_bucket(state, *follower, ack.bucket)
                 .is_some_and(|durable| durable.holds(ack.position, ack.token));

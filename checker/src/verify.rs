@@ -21,6 +21,24 @@ pub enum Expect {
     Refuted(Vec<&'static str>),
 }
 
+/// The runs of `battery` that take seconds, not minutes, each on a quiet
+/// 2-core machine: the mutation run's first oracle (a mutant they do not
+/// kill then meets the whole battery).
+pub fn quick_battery() -> Vec<Check> {
+    battery()
+        .into_iter()
+        .filter(|check| {
+            let config = &check.config;
+            let large = matches!(config.scenario, Scenario::Failover | Scenario::All)
+                && config.variant == Variant::Correct
+                || (config.scenario == Scenario::Cutover
+                    && config.network != NetworkKind::Ordered
+                    && config.variant == Variant::Correct);
+            !large
+        })
+        .collect()
+}
+
 /// One run of the battery.
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -100,15 +118,49 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
-            "holds expire through the log",
+            "holds expire through the log (two clients: ordered, or tens of millions of states)",
             ScenarioConfig {
                 expiring_holds: true,
+                network: NetworkKind::Ordered,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
+            "a client retry across a replica's crash",
+            ScenarioConfig {
+                clients: 1,
+                retries: 1,
+                crashes: 1,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
+            "the runtime's settings, and liveness: lost appends on an idle bucket",
+            ScenarioConfig {
+                clients: 1,
+                network: NetworkKind::OrderedLossy,
+                runtime_settings: true,
                 ..on(Scenario::Replication)
             },
         ),
         pass(
             "fencing, promotion of the durable prefix, sync follower replaced",
             on(Scenario::Failover),
+        ),
+        pass(
+            "the controller resends unanswered fences",
+            ScenarioConfig {
+                resend_unanswered: true,
+                ..on(Scenario::Failover)
+            },
+        ),
+        pass(
+            "a token query across a failover",
+            ScenarioConfig {
+                query: true,
+                crashes: 0,
+                ..on(Scenario::Failover)
+            },
         ),
         pass(
             "the change stream across a failover",
@@ -124,6 +176,24 @@ pub fn battery() -> Vec<Check> {
             ScenarioConfig {
                 network: NetworkKind::Ordered,
                 crashes: 1,
+                ..on(Scenario::Cutover)
+            },
+        ),
+        pass(
+            "a token query across a move: the idempotency table travels",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                query: true,
+                ..on(Scenario::Cutover)
+            },
+        ),
+        pass(
+            "a move with appends of one entry, batches of one bucket, commit announcements",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                max_append_entries: Some(1),
+                max_batch: Some(1),
+                announce_commits: true,
                 ..on(Scenario::Cutover)
             },
         ),

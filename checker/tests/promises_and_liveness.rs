@@ -1,0 +1,164 @@
+//! The properties issue 17 added: the replica invariants in every state,
+//! the promises to clients (answers match the history, "not decided" is
+//! final), and liveness at rest under the runtime's own settings — each
+//! shown to hold where it must and to catch what it names.
+
+use berth_checker::history::BerthState;
+use berth_checker::liveness::{self, FOLLOWERS_CATCH_UP};
+use berth_checker::promises::{self, NOT_DECIDED_IS_FINAL, TOKEN_QUERY_ANSWERED};
+use berth_checker::properties::{self, REPLICA_INVARIANTS};
+use berth_checker::{
+    run, NetworkKind, PropertyStatus, RunOptions, Scenario, ScenarioConfig, StopAt, Verdict,
+};
+use berth_model::{Bucket, NodeState, Outcome, Position, Refusal, Token, Variant};
+use stateright::{Checker, Model};
+use std::sync::Arc;
+
+fn exhaustive(config: &ScenarioConfig) -> berth_checker::RunReport {
+    run(
+        config,
+        &RunOptions {
+            stop_at: StopAt::Never,
+            ..RunOptions::default()
+        },
+        |_| {},
+    )
+}
+
+fn runtime_settings() -> ScenarioConfig {
+    ScenarioConfig {
+        clients: 1,
+        network: NetworkKind::OrderedLossy,
+        runtime_settings: true,
+        ..ScenarioConfig::new(Scenario::Replication)
+    }
+}
+
+/// Goal: with a support client asking what became of the first client's
+/// hold at any moment, every answer is final: a hold that arrives after
+/// "not decided" is refused (the void closed its token).
+#[test]
+fn a_token_query_answer_is_final() {
+    let config = ScenarioConfig {
+        clients: 1,
+        query: true,
+        ..ScenarioConfig::new(Scenario::Replication)
+    };
+    let report = exhaustive(&config);
+    assert_eq!(report.verdict(), Verdict::Pass, "{:#?}", report.properties);
+    assert_eq!(
+        report.property(TOKEN_QUERY_ANSWERED).map(|p| p.status),
+        Some(PropertyStatus::Reached)
+    );
+    assert_eq!(
+        report.property(NOT_DECIDED_IS_FINAL).map(|p| p.status),
+        Some(PropertyStatus::Holds)
+    );
+}
+
+/// Goal: the runtime's settings (resends, re-sent fences, announcements,
+/// appends of one entry, batches of one bucket, catch-up) on a network
+/// that loses messages hold every safety property, and every run that
+/// comes to rest has its followers caught up and its clients finished.
+#[test]
+fn runtime_settings_keep_safety_and_liveness() {
+    let report = exhaustive(&runtime_settings());
+    assert!(report.exhaustive);
+    assert_eq!(report.verdict(), Verdict::Pass, "{:#?}", report.properties);
+    for name in [FOLLOWERS_CATCH_UP, liveness::CLIENTS_FINISH] {
+        assert_eq!(
+            report.property(name).map(|p| p.status),
+            Some(PropertyStatus::Holds),
+            "{name}"
+        );
+    }
+}
+
+/// Goal: a leader whose spent resends are never re-armed leaves a follower
+/// that lost its appends behind for good, and liveness says so.
+#[test]
+fn resends_run_out_is_refuted_by_followers_catch_up() {
+    let config = ScenarioConfig::exposing(Variant::ResendsRunOut);
+    let report = run(&config, &RunOptions::default(), |_| {});
+    let property = report.property(FOLLOWERS_CATCH_UP).unwrap();
+    assert_eq!(property.status, PropertyStatus::Violated);
+    let trace = property.trace.as_ref().unwrap();
+    assert!(
+        trace.iter().any(|step| step.contains("network drops")),
+        "{trace:#?}"
+    );
+}
+
+/// A state of the runtime-settings scenario in which the leader has
+/// replied to its client.
+fn state_after_a_reply() -> BerthState {
+    let model = runtime_settings().build();
+    let checker = model.checker().spawn_bfs().join();
+    checker
+        .discovery(properties::BOOKING_CONFIRMED)
+        .expect("a booking is confirmed")
+        .last_state()
+        .clone()
+}
+
+/// Goal: each new always-property catches the violation it names, on a
+/// reachable state with exactly the bad fact forged in.
+#[test]
+fn new_properties_catch_forged_violations() {
+    let state = state_after_a_reply();
+    assert_eq!(properties::broken_replica_invariant(&state), None);
+    assert_eq!(promises::answer_against_history(&state), None);
+    assert_eq!(promises::decided_after_not_decided(&state), None);
+    let ack = state
+        .history
+        .acknowledgements
+        .iter()
+        .find(|ack| ack.outcome == Outcome::Confirmed)
+        .cloned()
+        .unwrap();
+
+    // replica invariants: the leader's commit moved beyond its log.
+    let mut forged = state.clone();
+    let mut leader = forged.actor_states[1].as_ref().clone();
+    if let NodeState::Replica(replica) = &mut leader {
+        Arc::make_mut(&mut replica.buckets.get_mut(&Bucket(0)).unwrap().durable).commit_position =
+            Position(99);
+    }
+    forged.actor_states[1] = Arc::new(leader);
+    let broken = properties::broken_replica_invariant(&forged).unwrap();
+    assert!(broken.contains("beyond the log"), "{broken}");
+    assert!(REPLICA_INVARIANTS.contains("invariants"));
+
+    // answers match the history: the client told another outcome.
+    let mut forged = state.clone();
+    forged.history.acknowledgements.remove(&ack);
+    forged
+        .history
+        .acknowledgements
+        .insert(berth_checker::history::Acknowledgement {
+            outcome: Outcome::Refused(Refusal::UnitHeld),
+            ..ack.clone()
+        });
+    assert!(promises::answer_against_history(&forged).is_some());
+
+    // not decided is final: the confirmed token was also answered "not
+    // decided".
+    let mut forged = state.clone();
+    forged.history.not_decided.insert((ack.token, ack.bucket));
+    assert!(promises::decided_after_not_decided(&forged).is_some());
+    // … and a token nobody decided may be answered so.
+    let mut fine = state.clone();
+    fine.history
+        .not_decided
+        .insert((Token { client: 9, seq: 0 }, Bucket(0)));
+    assert_eq!(promises::decided_after_not_decided(&fine), None);
+}
+
+/// Goal: "at rest" means no delivery and no timer can change anything:
+/// the initial state, with the client's request in flight, is not.
+#[test]
+fn at_rest_is_judged_by_what_can_still_happen() {
+    let model = runtime_settings().build();
+    let initial = model.init_states().remove(0);
+    assert!(!liveness::at_rest(&model, &initial));
+}
