@@ -307,8 +307,8 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         }
     } else {
         println!(
-            "{:<16} {:<58} {:>10} {:>9}  {:<6} {}",
-            "variant", "scenario", "states", "seconds", "result", "must"
+            "{:<16} {:<58} {:>10} {:>9}  {:<6} must",
+            "variant", "scenario", "states", "seconds", "result"
         );
         for row in &report.rows {
             println!(

@@ -254,7 +254,7 @@ impl DurableBucket {
                 continue;
             };
             let recorded = self.applied.recorded(&token);
-            if !recorded.is_some_and(|recorded| recorded.position <= position) {
+            if recorded.is_none_or(|recorded| recorded.position > position) {
                 return Some(format!(
                     "committed entry {entry} at {position} is missing from the idempotency table"
                 ));

@@ -364,7 +364,7 @@ fn token_query_answers_recorded_pending_and_unknown() {
             ..
         })]
     ));
-    // An unknown token: no answer until a fresh no-op entry commits
+    // An unknown token: no answer until a fresh entry voiding it commits
     // through the sync follower, which proves this leader still leads.
     let commands = deliver(&mut leader, LEADER, CLIENT, query(9));
     assert!(
@@ -378,6 +378,14 @@ fn token_query_answers_recorded_pending_and_unknown() {
         matches!(sent(&commands).as_slice(), [.., Msg::NotDecided { .. }]),
         "{commands:?}"
     );
+    // That answer is final: the entry voided the token, so its request,
+    // arriving now, is answered `NotDecided` too and logs nothing.
+    let commands = deliver(&mut leader, LEADER, CLIENT, request(1, 9));
+    assert!(
+        matches!(sent(&commands).as_slice(), [Msg::NotDecided { .. }]),
+        "{commands:?}"
+    );
+    assert_eq!(durable(&leader).log.last_position(), Position(2));
 }
 
 /// Goal: a leader deposed without knowing it (it restarted with an old
