@@ -279,7 +279,10 @@ fn verify(args: &VerifyArgs) -> ExitCode {
                 index + 1,
                 check.config.variant,
                 check.config.flags(),
-                expect_text(&check.expect),
+                match &check.expect {
+                    Expect::Pass => "pass".to_owned(),
+                    refuted => format!("be {}", expect_text(refuted)),
+                },
                 check.why
             )
         },

@@ -5,9 +5,23 @@
 
 use berth_checker::verify::{battery, quick_battery, verify, Check};
 
+/// `BERTH_BATTERY_ONLY=TEXT` keeps the runs whose flags or variant
+/// contain TEXT (`berth-check verify --only`): a mutant of code only some
+/// runs execute meets those first.
 fn holds(checks: &[Check]) {
+    let only = std::env::var("BERTH_BATTERY_ONLY").ok();
+    let checks: Vec<Check> = checks
+        .iter()
+        .filter(|check| {
+            only.as_deref().is_none_or(|text| {
+                check.config.flags().contains(text)
+                    || check.config.variant.to_string().contains(text)
+            })
+        })
+        .cloned()
+        .collect();
     let report = verify(
-        checks,
+        &checks,
         1,
         true,
         |_, check| eprintln!("{} on {}", check.config.variant, check.config.flags()),

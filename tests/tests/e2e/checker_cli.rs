@@ -409,3 +409,34 @@ fn explore_refuses_an_address_it_cannot_bind() {
         stderr(&output)
     );
 }
+
+/// Goal: `berth-check verify` runs the battery it lists, one progress line
+/// per run, and prints a table whose rows say what each run had to show;
+/// the runtime's settings and the variant liveness refutes are in it.
+#[test]
+fn verify_runs_the_battery_and_prints_a_table() {
+    let listed = berth_check(&["verify", "--list"]);
+    let list = stdout(&listed);
+    assert_eq!(listed.status.code(), Some(0), "{list}");
+    assert!(list.lines().count() >= 20, "{list}");
+    assert!(list.contains("--runtime-settings"), "{list}");
+    assert!(
+        list.contains("resends-run-out") && list.contains("refuted by `followers catch up`"),
+        "{list}"
+    );
+
+    let output = berth_check(&["verify", "--only", "runtime-settings"]);
+    let text = stdout(&output);
+    let progress = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}\n{progress}");
+    assert!(progress.contains("[1/2]") && progress.contains("[2/2]"), "{progress}");
+    assert!(text.contains("2 of 2 runs as they must"), "{text}");
+    assert!(text.contains("refuted by `followers catch up`"), "{text}");
+
+    let json = berth_check(&["verify", "--only", "resends-run-out", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(report["passes"], true);
+    let row = &report["rows"][0];
+    assert_eq!(row["variant"], "resends-run-out");
+    assert!(row["seconds"].as_f64().unwrap() >= row["search_seconds"].as_f64().unwrap());
+}
