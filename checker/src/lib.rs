@@ -17,6 +17,7 @@ pub mod history;
 pub mod liveness;
 pub mod promises;
 pub mod properties;
+pub mod recovery;
 pub mod run;
 pub mod scenario;
 pub mod trace;

@@ -40,9 +40,7 @@ pub fn query_property() -> PropertySpec {
     )
 }
 
-fn replicas(
-    state: &BerthState,
-) -> impl Iterator<Item = (Id, &berth_model::replica::ReplicaState)> {
+fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &berth_model::replica::ReplicaState)> {
     state
         .actor_states
         .iter()

@@ -649,9 +649,10 @@ pub fn split_ownership(state: &BerthState) -> Option<String> {
 pub fn broken_replica_invariant(state: &BerthState) -> Option<String> {
     replicas(state).find_map(|(id, replica)| {
         replica.buckets.iter().find_map(|(bucket, bucket_replica)| {
-            bucket_replica.durable.invariant_violation().map(|broken| {
-                format!("replica {} {bucket}: {broken}", usize::from(id))
-            })
+            bucket_replica
+                .durable
+                .invariant_violation()
+                .map(|broken| format!("replica {} {bucket}: {broken}", usize::from(id)))
         })
     })
 }

@@ -2,6 +2,7 @@
 
 use crate::history::{BerthAction, BerthModel, BerthState, RunControl};
 use crate::properties;
+use crate::recovery;
 use crate::scenario::ScenarioConfig;
 use crate::trace::format_trace;
 use serde::Serialize;
@@ -245,6 +246,9 @@ fn shortest_discovery(
     })
 }
 
+/// The most states the liveness-beyond-rest check keeps a graph of.
+const RECOVERY_STATE_LIMIT: usize = 5_000_000;
+
 /// How many steps longer than the shortest counterexample the search for
 /// one with a crashed leader may go.
 const CRASH_WITNESS_EXTRA_STEPS: usize = 4;
@@ -422,6 +426,28 @@ pub fn run(
                 if let Some(shortest) = shortest_discovery(scenario, spec.name, upper, searched) {
                     discoveries.insert(spec.name, shortest);
                 }
+            }
+        }
+    }
+    // Liveness beyond rest (`recovery`): only once the exploration itself
+    // finished, and only where the scenario states liveness.
+    let explored_all = !timed_out
+        && options.strategy != Strategy::Simulation
+        && options.max_depth.is_none_or(|depth| max_depth < depth);
+    let liveness_found = specs
+        .iter()
+        .any(|spec| spec.at_rest && discoveries.contains_key(spec.name));
+    if scenario.runtime_settings && explored_all && !liveness_found {
+        let goals: Vec<recovery::Goal> = specs
+            .iter()
+            .filter(|spec| spec.at_rest)
+            .filter_map(|spec| Some((spec.name, spec.violation?)))
+            .collect();
+        if let recovery::Recovery::Stuck(stuck) =
+            recovery::check(&model, &goals, RECOVERY_STATE_LIMIT)
+        {
+            for found in stuck {
+                discoveries.insert(found.goal, found.path);
             }
         }
     }

@@ -7,11 +7,11 @@ use berth_model::actor::{Detector, ProtocolConfig};
 use berth_model::controller::FailoverPolicy;
 use berth_model::placement::PlacementMap;
 use berth_model::stream::SubscriberActor;
-use berth_model::{Epoch, Token};
 use berth_model::{
     BerthActor, Bucket, ClientActor, ControllerActor, Customer, InventoryUnit, ReplicaActor, Task,
     Variant,
 };
+use berth_model::{Epoch, Token};
 use serde::Serialize;
 use stateright::actor::{Id, LossyNetwork, Network};
 use std::fmt;
@@ -569,25 +569,25 @@ impl ScenarioConfig {
                 NetworkKind::UnorderedDuplicating => Network::new_unordered_duplicating([]),
                 NetworkKind::Ordered | NetworkKind::OrderedLossy => Network::new_ordered([]),
             })
-            .lossy_network(if matches!(self.network, NetworkKind::Lossy | NetworkKind::OrderedLossy) {
-                LossyNetwork::Yes
-            } else {
-                LossyNetwork::No
-            })
+            .lossy_network(
+                if matches!(self.network, NetworkKind::Lossy | NetworkKind::OrderedLossy) {
+                    LossyNetwork::Yes
+                } else {
+                    LossyNetwork::No
+                },
+            )
             .max_crashes(self.crashes)
             .record_msg_in(history::record_msg_in)
-            .within_boundary(
-                match (self.scenario, self.resends_messages()) {
-                    (Scenario::Replication, false) => replica_crashes_only,
-                    (Scenario::Replication, true) => |control: &RunControl, state: &BerthState| {
-                        replica_crashes_only(control, state) && copies_within_bound(state)
-                    },
-                    (_, false) => servers_crash_only,
-                    (_, true) => |control: &RunControl, state: &BerthState| {
-                        servers_crash_only(control, state) && copies_within_bound(state)
-                    },
+            .within_boundary(match (self.scenario, self.resends_messages()) {
+                (Scenario::Replication, false) => replica_crashes_only,
+                (Scenario::Replication, true) => |control: &RunControl, state: &BerthState| {
+                    replica_crashes_only(control, state) && copies_within_bound(state)
                 },
-            );
+                (_, false) => servers_crash_only,
+                (_, true) => |control: &RunControl, state: &BerthState| {
+                    servers_crash_only(control, state) && copies_within_bound(state)
+                },
+            });
         let properties = if model.cfg.witness.is_some() {
             vec![properties::violated_while_leader_down_property()]
         } else {
@@ -616,7 +616,11 @@ fn copies_within_bound(state: &BerthState) -> bool {
             .all(|copies| *copies <= MAX_COPIES_IN_FLIGHT),
         Network::Ordered(channels) => channels.values().all(|queue| {
             queue.iter().enumerate().all(|(index, msg)| {
-                queue.iter().skip(index + 1).filter(|later| *later == msg).count()
+                queue
+                    .iter()
+                    .skip(index + 1)
+                    .filter(|later| *later == msg)
+                    .count()
                     < MAX_COPIES_IN_FLIGHT
             })
         }),

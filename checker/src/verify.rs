@@ -87,7 +87,8 @@ pub fn battery() -> Vec<Check> {
         config,
         expect: Expect::Pass,
     };
-    let mut checks = vec![
+    let mut checks =
+        vec![
         pass("the commit rule, idempotency and contention", on(Scenario::Replication)),
         pass(
             "messages between two actors in order",

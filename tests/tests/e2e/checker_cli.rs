@@ -429,7 +429,10 @@ fn verify_runs_the_battery_and_prints_a_table() {
     let text = stdout(&output);
     let progress = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{text}\n{progress}");
-    assert!(progress.contains("[1/2]") && progress.contains("[2/2]"), "{progress}");
+    assert!(
+        progress.contains("[1/2]") && progress.contains("[2/2]"),
+        "{progress}"
+    );
     assert!(text.contains("2 of 2 runs as they must"), "{text}");
     assert!(text.contains("refuted by `followers catch up`"), "{text}");
 
