@@ -16,9 +16,9 @@
 //! loop is bounded there, and a loop that is not — the leader's heartbeat
 //! while a follower lags — keeps the state from being at rest, so it
 //! cannot hide a lagging follower). A run that circles forever without
-//! resting is not caught: the bounds are what rule it out. Nor is a state
-//! whose every step the boundary cuts off (`MAX_COPIES_IN_FLIGHT`): it is
-//! not at rest, and the checker does not look past it.
+//! resting — a livelock — is not caught here, nor a state whose every step
+//! the boundary cuts off (`MAX_COPIES_IN_FLIGHT`): `recovery` checks those,
+//! over the whole state graph.
 
 use crate::history::{BerthModel, BerthState};
 use crate::properties::PropertySpec;

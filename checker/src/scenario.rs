@@ -432,9 +432,13 @@ impl ScenarioConfig {
         // Contention needs two clients; with one, the property could only
         // ever be reported unreached.
         // A follower learns a commit with the next write or, with
-        // announcements, at once: with one client and neither, a follower
-        // never has a write of the client's to serve.
-        let follower_reads = self.clients >= 2 || self.announce_commits || self.runtime_settings;
+        // announcements, at once: in replication with one client and
+        // neither, a follower never has a write of the client's to serve.
+        // (In the other scenarios an epoch change brings the next write.)
+        let follower_reads = self.scenario != Scenario::Replication
+            || self.clients >= 2
+            || self.announce_commits
+            || self.runtime_settings;
         let mut properties: Vec<PropertySpec> = properties
             .into_iter()
             .filter(|property| self.clients >= 2 || property.name != properties::CABIN_CONTENDED)
