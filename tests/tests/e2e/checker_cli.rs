@@ -271,7 +271,8 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
             "no-fencing",
             "multi-leader",
             "ignore-read-token",
-            "stream-uncommitted"
+            "stream-uncommitted",
+            "resends-run-out"
         ]
     );
     for row in rows {
@@ -288,7 +289,7 @@ fn gallery_refutes_every_variant_and_passes_the_correct_design() {
         assert!(row["trace_length"].as_u64().unwrap() >= 2, "{row}");
     }
     let correct = report["correct"].as_array().unwrap();
-    assert_eq!(correct.len(), 6, "{correct:?}");
+    assert_eq!(correct.len(), 7, "{correct:?}");
     assert!(
         correct.iter().all(|row| row["passes"] == true),
         "{correct:?}"
