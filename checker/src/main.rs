@@ -496,6 +496,7 @@ fn check(args: &CheckArgs) -> Result<Verdict> {
         } else {
             StopAt::AnyOf(expected_violations(scenario.variant).to_vec())
         },
+        shortest: true,
     };
     eprintln!(
         "checking scenario {} (variant {}, {} clients, {} network, {} crashes, {} retries{}) with {:?}",

@@ -38,6 +38,11 @@ pub struct RunOptions {
     pub seed: u64,
     /// When to stop before the state space is exhausted.
     pub stop_at: StopAt,
+    /// After a BFS violation, search step by step for the shortest
+    /// counterexample (and, where a crash is involved, a witness without
+    /// one). Off where only the verdict matters: a correct-design run of
+    /// `verify` that fails, which is how a mutant is killed.
+    pub shortest: bool,
 }
 
 impl Default for RunOptions {
@@ -49,6 +54,7 @@ impl Default for RunOptions {
             max_depth: None,
             seed: 0,
             stop_at: StopAt::FirstViolation,
+            shortest: true,
         }
     }
 }
@@ -405,7 +411,7 @@ pub fn run(
     let model: BerthModel = model;
     let mut discoveries = discoveries;
     let search_started = Instant::now();
-    if options.strategy == Strategy::Bfs {
+    if options.strategy == Strategy::Bfs && options.shortest {
         // Stateright keeps the last path it found, not the first: deepen
         // step by step to recover the shortest counterexample.
         for spec in &specs {
@@ -452,7 +458,7 @@ pub fn run(
         }
     }
     let mut crash_witnesses = BTreeMap::new();
-    if options.strategy == Strategy::Bfs && scenario.crashes > 0 {
+    if options.strategy == Strategy::Bfs && options.shortest && scenario.crashes > 0 {
         for spec in &specs {
             let (Some(found), Some(violation)) = (discoveries.get(spec.name), spec.violation)
             else {

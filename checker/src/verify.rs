@@ -226,9 +226,13 @@ pub fn verify(
     let mut rows = Vec::new();
     for (index, check) in checks.iter().enumerate() {
         progress(index, check);
-        let stop_at = match &check.expect {
-            Expect::Pass => StopAt::Never,
-            Expect::Refuted(properties) => StopAt::AnyOf(properties.clone()),
+        // A correct-design run stops at its first violation: the table
+        // names the properties broken, and `check` with the row's flags
+        // shows the shortest trace. A broken design's run searches for its
+        // shortest counterexample, and its seconds count the search.
+        let (stop_at, shortest) = match &check.expect {
+            Expect::Pass => (StopAt::FirstViolation, false),
+            Expect::Refuted(properties) => (StopAt::AnyOf(properties.clone()), true),
         };
         let report = run(
             &check.config,
@@ -236,6 +240,7 @@ pub fn verify(
                 strategy: Strategy::Bfs,
                 threads,
                 stop_at,
+                shortest,
                 ..RunOptions::default()
             },
             |_| {},
