@@ -18,6 +18,7 @@ pub mod liveness;
 pub mod promises;
 pub mod properties;
 pub mod recovery;
+pub mod rules;
 pub mod run;
 pub mod scenario;
 pub mod trace;

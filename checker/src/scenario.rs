@@ -454,6 +454,7 @@ impl ScenarioConfig {
             properties.extend(crate::liveness::liveness_properties());
         }
         properties.extend(crate::promises::promise_properties());
+        properties.push(crate::rules::rules_property());
         if self.query {
             properties.push(crate::promises::query_property());
         }

@@ -7,6 +7,7 @@ use berth_checker::history::BerthState;
 use berth_checker::liveness::{self, FOLLOWERS_CATCH_UP};
 use berth_checker::promises::{self, NOT_DECIDED_IS_FINAL, TOKEN_QUERY_ANSWERED};
 use berth_checker::properties::{self, REPLICA_INVARIANTS};
+use berth_checker::rules;
 use berth_checker::{
     run, NetworkKind, PropertyStatus, RunOptions, Scenario, ScenarioConfig, StopAt, Verdict,
 };
@@ -152,6 +153,39 @@ fn new_properties_catch_forged_violations() {
         .not_decided
         .insert((Token { client: 9, seq: 0 }, Bucket(0)));
     assert_eq!(promises::decided_after_not_decided(&fine), None);
+}
+
+/// Goal: `committed state follows the booking rules` holds on a reachable
+/// state and catches a committed state the rules do not make: a booked
+/// unit forgotten, and a decided token recorded with another outcome.
+#[test]
+fn booking_rules_catch_a_forged_committed_state() {
+    let state = state_after_a_reply();
+    assert_eq!(rules::against_the_rules(&state), None);
+    let forge = |change: &dyn Fn(&mut berth_model::bucket::BucketState)| {
+        let mut forged = state.clone();
+        let mut leader = forged.actor_states[1].as_ref().clone();
+        if let NodeState::Replica(replica) = &mut leader {
+            let copy = replica.buckets.get_mut(&Bucket(0)).unwrap();
+            change(&mut Arc::make_mut(&mut copy.durable).applied);
+        }
+        forged.actor_states[1] = Arc::new(leader);
+        rules::against_the_rules(&forged)
+    };
+    let forgotten = forge(&|applied| {
+        let unit = applied.units.keys().next().unwrap().clone();
+        applied.units.remove(&unit);
+    })
+    .expect("a forgotten unit breaks the rules");
+    assert!(forgotten.contains("the rules make"), "{forgotten}");
+    let rewritten = forge(&|applied| {
+        let token = *applied.outcomes.keys().next().unwrap();
+        let mut recorded = applied.recorded(&token).unwrap();
+        recorded.outcome = Outcome::Refused(Refusal::UnitSold);
+        applied.outcomes.insert(token, recorded);
+    })
+    .expect("a rewritten outcome breaks the rules");
+    assert!(rewritten.contains("is recorded as"), "{rewritten}");
 }
 
 /// Goal: "at rest" means no delivery and no timer can change anything:
