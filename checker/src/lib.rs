@@ -20,6 +20,7 @@ pub mod properties;
 pub mod recovery;
 pub mod rules;
 pub mod run;
+pub mod saved;
 pub mod scenario;
 pub mod trace;
 pub mod verify;

@@ -455,6 +455,7 @@ impl ScenarioConfig {
         }
         properties.extend(crate::promises::promise_properties());
         properties.push(crate::rules::rules_property());
+        properties.push(crate::saved::saved_property());
         if self.query {
             properties.push(crate::promises::query_property());
         }

@@ -5,17 +5,19 @@
 
 use berth_checker::verify::{battery, quick_battery, verify, Check, Expect};
 
-/// `BERTH_BATTERY_ONLY=TEXT` keeps the runs whose flags or variant
-/// contain TEXT (`berth-check verify --only`): a mutant of code only some
-/// runs execute meets those first.
+/// `BERTH_BATTERY_ONLY=TEXT[,TEXT…]` keeps the runs whose flags or
+/// variant contain one of the texts (`berth-check verify --only`): a mutant
+/// of code only some runs execute meets those first.
 fn holds(checks: &[Check]) {
     let only = std::env::var("BERTH_BATTERY_ONLY").ok();
     let checks: Vec<Check> = checks
         .iter()
         .filter(|check| {
-            only.as_deref().is_none_or(|text| {
-                check.config.flags().contains(text)
-                    || check.config.variant.to_string().contains(text)
+            only.as_deref().is_none_or(|texts| {
+                texts.split(',').any(|text| {
+                    check.config.flags().contains(text)
+                        || check.config.variant.to_string().contains(text)
+                })
             })
         })
         .cloned()
@@ -67,7 +69,8 @@ const CHEAP_FIRST: &[&str] = &[
 /// Goal: the correct design holds on every scenario of the battery, the
 /// cheapest first (the mutation run's oracle). `BERTH_BATTERY_FIRST=N`
 /// keeps the first N (a first pass over many mutants; its survivors then
-/// meet the rest).
+/// meet the rest) and `BERTH_BATTERY_FROM=M` drops the first M (the runs a
+/// survivor already passed).
 #[test]
 #[ignore = "minutes; the mutation run's oracle"]
 fn correct_runs_hold() {
@@ -93,11 +96,12 @@ fn correct_runs_hold() {
         correct,
         "CHEAP_FIRST lists every correct run"
     );
-    let first = std::env::var("BERTH_BATTERY_FIRST")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(ordered.len());
-    holds(&ordered[..first.min(ordered.len())]);
+    let number = |name| std::env::var(name).ok().and_then(|n| n.parse().ok());
+    let first = number("BERTH_BATTERY_FIRST")
+        .unwrap_or(ordered.len())
+        .min(ordered.len());
+    let from = number("BERTH_BATTERY_FROM").unwrap_or(0).min(first);
+    holds(&ordered[from..first]);
 }
 
 /// Goal: every run of the battery shows what it must.

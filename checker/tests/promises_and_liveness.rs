@@ -8,10 +8,11 @@ use berth_checker::liveness::{self, FOLLOWERS_CATCH_UP};
 use berth_checker::promises::{self, NOT_DECIDED_IS_FINAL, TOKEN_QUERY_ANSWERED};
 use berth_checker::properties::{self, REPLICA_INVARIANTS};
 use berth_checker::rules;
+use berth_checker::saved;
 use berth_checker::{
     run, NetworkKind, PropertyStatus, RunOptions, Scenario, ScenarioConfig, StopAt, Verdict,
 };
-use berth_model::{Bucket, NodeState, Outcome, Position, Refusal, Token, Variant};
+use berth_model::{Bucket, NodeState, Outcome, Position, Refusal, Storage, Token, Variant};
 use stateright::{Checker, Model};
 use std::sync::Arc;
 
@@ -186,6 +187,28 @@ fn booking_rules_catch_a_forged_committed_state() {
     })
     .expect("a rewritten outcome breaks the rules");
     assert!(rewritten.contains("is recorded as"), "{rewritten}");
+}
+
+/// Goal: `saved state is durable state` holds on a reachable state, in
+/// which the leader saved through the runtime's change records, and
+/// catches a save that left a bucket behind.
+#[test]
+fn saved_state_is_durable_state_catches_a_stale_save() {
+    let state = state_after_a_reply();
+    assert_eq!(saved::unsaved_change(&state), None);
+    assert!(
+        matches!(state.actor_storages[1], Some(Storage::Replica(_))),
+        "the leader saved"
+    );
+    let mut forged = state.clone();
+    if let Some(Storage::Replica(saved)) = &mut forged.actor_storages[1] {
+        let durable = saved.get_mut(&Bucket(0)).unwrap();
+        let mut older = durable.as_ref().clone();
+        older.commit_position = Position(0);
+        *durable = Arc::new(older);
+    }
+    let stale = saved::unsaved_change(&forged).expect("a stale save is caught");
+    assert!(stale.contains("replica 1 saved"), "{stale}");
 }
 
 /// Goal: "at rest" means no delivery and no timer can change anything:

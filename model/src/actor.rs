@@ -10,7 +10,7 @@
 
 use crate::client::{ClientActor, ClientState};
 use crate::controller::{ControllerActor, ControllerState};
-use crate::replica::{ReplicaActor, ReplicaState, ReplicaStorage};
+use crate::replica::{BucketChange, ReplicaActor, ReplicaState, ReplicaStorage};
 use crate::stream::{SubscriberActor, SubscriberState};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Actor, Id, Out};
@@ -125,19 +125,28 @@ impl BerthActor {
     fn step(&self, id: Id, state: &mut Cow<NodeState>, event: Event<'_>, o: &mut Out<Self>) {
         let mut next = (**state).clone();
         let mut sends: Out<Self> = Out::new();
-        match (self, &mut next, event) {
-            (BerthActor::Replica(actor), NodeState::Replica(replica), event) => {
-                let durable_before = replica.storage();
-                match event {
-                    Event::Msg(src, msg) => actor.on_msg(id, replica, src, msg, &mut sends),
-                    Event::Timeout(timer) => actor.on_timeout(id, replica, timer, &mut sends),
-                }
-                replica.validate(&durable_before);
-                let durable_after = replica.storage();
-                if durable_after != durable_before {
-                    o.save(Storage::Replica(durable_after));
-                }
+        if let NodeState::Replica(replica) = &next {
+            // A replica steps the runtime's way (in place, noting the
+            // buckets it takes for change) and saves what the runtime's
+            // store would then hold: so the checker runs the runtime's
+            // save path, and a crash recovers what the runtime would.
+            let durable_before = replica.storage();
+            self.step_in_place(id, &mut next, event, &mut sends);
+            let NodeState::Replica(replica) = &mut next else {
+                unreachable!("a replica's step keeps it a replica")
+            };
+            replica.validate(&durable_before);
+            let stored = stored_after(&durable_before, replica);
+            if stored != durable_before {
+                o.save(Storage::Replica(stored));
             }
+            o.append(&mut sends);
+            if next != **state {
+                *state = Cow::Owned(next);
+            }
+            return;
+        }
+        match (self, &mut next, event) {
             (BerthActor::Controller(actor), NodeState::Controller(controller), event) => {
                 let before = controller.clone();
                 match event {
@@ -167,12 +176,43 @@ impl BerthActor {
     }
 }
 
+/// What the runtime's store holds after it records the buckets `replica`'s
+/// in-place steps noted since the last save (`take_storage_change`), each
+/// as its `BucketChange` against what the store held before (`before`),
+/// rebuilt the way recovery rebuilds it (`BucketChange::apply`). Where the
+/// record rebuilds the bucket exactly, the replica's own copy is kept (one
+/// copy in the checker's state, not two); where it does not, the rebuilt
+/// one is, and `saved state is durable state` fails.
+fn stored_after(before: &ReplicaStorage, replica: &mut ReplicaState) -> ReplicaStorage {
+    let mut stored = before.clone();
+    for bucket in replica.buckets.take_unsaved() {
+        let Some(now) = replica.buckets.get(&bucket).map(|copy| &copy.durable) else {
+            stored.remove(&bucket);
+            continue;
+        };
+        let recorded = match before.get(&bucket) {
+            Some(old) => match BucketChange::between(old, now) {
+                Some(change) => change.apply(Some(old)),
+                None => Some(Arc::clone(old)),
+            },
+            None => BucketChange::Whole(Arc::clone(now)).apply(None),
+        };
+        match recorded {
+            Some(rebuilt) if rebuilt == *now => stored.insert(bucket, Arc::clone(now)),
+            Some(rebuilt) => stored.insert(bucket, rebuilt),
+            None => stored.remove(&bucket),
+        };
+    }
+    stored
+}
+
 /// The runtime's steps: the same handlers, run on the state in place.
 ///
 /// The checker's step (`Actor::on_msg`) copies the state to tell an ignored
-/// event from a change, and saves the whole durable state whenever it
-/// changed; both cost what the whole state costs, thousands of buckets in
-/// a real replica. These run the handlers on the state itself and return,
+/// event from a change, then runs these same in-place steps on the copy
+/// and saves what the runtime's store would hold (`stored_after`); the
+/// copy costs what the whole state costs, thousands of buckets in a real
+/// replica. These run the handlers on the state itself and return,
 /// instead of emitting `Save`, whether durable state may have changed: a
 /// replica's step, whether it took any bucket for change (`Buckets`; the
 /// buckets are noted for `take_storage_change`); a controller's, whether
