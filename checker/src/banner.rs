@@ -79,11 +79,16 @@ pub fn inject(page: &str, banner: &str) -> String {
 
 /// Serves on `public` a proxy of the Explorer at `inner` whose page carries
 /// `banner`. Runs until the process stops.
-pub fn serve(public: SocketAddr, inner: SocketAddr, banner: &Banner) -> Result<()> {
+pub fn serve(
+    public: SocketAddr,
+    inner: SocketAddr,
+    inner_running: impl Fn() -> bool,
+    banner: &Banner,
+) -> Result<()> {
     let server = tiny_http::Server::http(public)
         .map_err(|error| anyhow::anyhow!("cannot serve the Explorer on {public}: {error}"))?;
     let banner = banner.html();
-    wait_until_listening(inner)?;
+    wait_until_listening(inner, inner_running)?;
     loop {
         let mut request = match server.recv() {
             Ok(request) => request,
@@ -115,12 +120,18 @@ pub fn serve(public: SocketAddr, inner: SocketAddr, banner: &Banner) -> Result<(
     }
 }
 
-/// Waits (up to ten seconds) until the inner Explorer accepts connections.
-fn wait_until_listening(inner: SocketAddr) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// Waits until the inner Explorer accepts connections. Its thread ending
+/// first is an error at once; a busy machine may take long to start it, so
+/// the only time bound is a hang guard of five minutes.
+fn wait_until_listening(inner: SocketAddr, inner_running: impl Fn() -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         match TcpStream::connect(inner) {
             Ok(_) => return Ok(()),
+            Err(error) if !inner_running() => {
+                return Err(error)
+                    .with_context(|| format!("the Explorer at {inner} stopped before it served"))
+            }
             Err(error) if Instant::now() >= deadline => {
                 return Err(error).with_context(|| format!("the Explorer at {inner} did not start"))
             }

@@ -94,7 +94,7 @@ fn condition<const I: usize>(model: &ExploredModel, state: &ExploredState) -> bo
 
 type Condition = fn(&ExploredModel, &ExploredState) -> bool;
 
-const CONDITIONS: [Condition; 16] = [
+const CONDITIONS: [Condition; 32] = [
     condition::<0>,
     condition::<1>,
     condition::<2>,
@@ -111,6 +111,22 @@ const CONDITIONS: [Condition; 16] = [
     condition::<13>,
     condition::<14>,
     condition::<15>,
+    condition::<16>,
+    condition::<17>,
+    condition::<18>,
+    condition::<19>,
+    condition::<20>,
+    condition::<21>,
+    condition::<22>,
+    condition::<23>,
+    condition::<24>,
+    condition::<25>,
+    condition::<26>,
+    condition::<27>,
+    condition::<28>,
+    condition::<29>,
+    condition::<30>,
+    condition::<31>,
 ];
 
 impl Model for ExploredModel {
@@ -207,6 +223,32 @@ mod tests {
             }
         }
         state
+    }
+
+    /// Goal: every scenario, with every option that adds properties, can
+    /// be served (the Explorer has one `fn` per property index).
+    #[test]
+    fn every_scenario_fits_the_explorer() {
+        use crate::scenario::Scenario;
+        for scenario in [
+            Scenario::Replication,
+            Scenario::Failover,
+            Scenario::Cutover,
+            Scenario::All,
+        ] {
+            let config = ScenarioConfig {
+                expiring_holds: true,
+                stream: true,
+                runtime_settings: true,
+                query: true,
+                ..ScenarioConfig::new(scenario)
+            };
+            let count = config.properties().len();
+            assert!(
+                count <= CONDITIONS.len(),
+                "{scenario:?}: {count} properties"
+            );
+        }
     }
 
     /// Goal: the counterexample path `check` finds opens, in the served

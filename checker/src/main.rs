@@ -411,10 +411,10 @@ fn explore(args: &ExploreArgs) -> Result<()> {
         .and_then(|listener| listener.local_addr())
         .context("cannot find a free port for the Explorer")?;
     let model = ExploredModel::new(scenario.build(), scenario.properties());
-    std::thread::spawn(move || {
+    let explorer = std::thread::spawn(move || {
         model.checker().serve(inner);
     });
-    berth_checker::banner::serve(args.addr, inner, &banner)
+    berth_checker::banner::serve(args.addr, inner, || !explorer.is_finished(), &banner)
 }
 
 fn gallery(args: &GalleryArgs) -> ExitCode {
