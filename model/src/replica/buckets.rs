@@ -116,3 +116,63 @@ impl<'a> IntoIterator for &'a Buckets {
         self.map.iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::actor::{BerthActor, NodeState, StorageChange};
+    use crate::bucket::{Command, Op};
+    use crate::messages::Msg;
+    use crate::placement::PlacementMap;
+    use crate::replica::ReplicaActor;
+    use crate::test_support::{self, placement, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
+    use crate::types::{Bucket, Epoch, InventoryUnit, Token};
+    use stateright::actor::Id;
+
+    /// Goal: a step that changes one bucket of several notes that bucket,
+    /// and only it, for the runtime's store (`test_support::deliver` checks
+    /// that the buckets named are exactly the changed ones). Every checker
+    /// scenario has one bucket, so only a test with two tells "the bucket
+    /// changed" from "bucket 0".
+    #[test]
+    fn a_step_notes_the_bucket_it_changed_among_several() {
+        let actor = BerthActor::Replica(ReplicaActor {
+            initial_map: PlacementMap::uniform(2, placement(1, LEADER, SYNC, ASYNC)),
+            region: "madrid-a".into(),
+            controller: Id::from(CONTROLLER),
+            config: Default::default(),
+        });
+        let mut leader = test_support::start(&actor, LEADER);
+        let request = Msg::Request {
+            bucket: Bucket(1),
+            epoch: Epoch(1),
+            command: Command {
+                token: Token { client: 4, seq: 1 },
+                op: Op::Hold {
+                    unit: InventoryUnit::new("BCN-JFK-2026-07-14", "C1"),
+                    customer: crate::Customer::new("alice"),
+                },
+            },
+        };
+        let mut in_place = leader.clone();
+        test_support::deliver(&actor, &mut leader, LEADER, CLIENT, request.clone());
+        let NodeState::Replica(replica) = &leader else {
+            unreachable!("a replica")
+        };
+        assert_eq!(replica.buckets[&Bucket(1)].durable.log.last_position().0, 1);
+        assert_eq!(replica.buckets[&Bucket(0)].durable.log.last_position().0, 0);
+        // The runtime's own step names the bucket for its store.
+        let changed = actor.on_msg_in_place(
+            Id::from(LEADER),
+            &mut in_place,
+            Id::from(CLIENT),
+            request,
+            &mut stateright::actor::Out::new(),
+        );
+        assert!(changed);
+        let Some(StorageChange::Buckets(named)) = in_place.take_storage_change() else {
+            unreachable!("a replica's change is by bucket")
+        };
+        let named: Vec<Bucket> = named.into_iter().map(|(bucket, _)| bucket).collect();
+        assert_eq!(named, vec![Bucket(1)]);
+    }
+}
