@@ -136,6 +136,22 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "the runtime's log folding: committed entries beyond one folded into the state",
+            ScenarioConfig {
+                retained_entries: Some(1),
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
+            "a move with the runtime's folding and snapshots in chunks of one item",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                retained_entries: Some(1),
+                snapshot_chunk: Some(1),
+                ..on(Scenario::Cutover)
+            },
+        ),
+        pass(
             "the runtime's settings, and liveness: lost appends on an idle bucket",
             ScenarioConfig {
                 clients: 1,

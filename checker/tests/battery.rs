@@ -51,6 +51,8 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario replication --network ordered",
     "--scenario replication",
     "--scenario replication --network lossy",
+    "--scenario cutover --network ordered --retained-entries 1 --snapshot-chunk 1",
+    "--scenario replication --retained-entries 1",
     "--scenario replication --network ordered-lossy --clients 1 --runtime-settings",
     "--scenario cutover --network ordered --query",
     "--scenario cutover --network ordered --crashes 1",
