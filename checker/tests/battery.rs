@@ -72,7 +72,7 @@ const CHEAP_FIRST: &[&str] = &[
 /// cheapest first (the mutation run's oracle). `BERTH_BATTERY_FIRST=N`
 /// keeps the first N (a first pass over many mutants; its survivors then
 /// meet the rest) and `BERTH_BATTERY_FROM=M` drops the first M (the runs a
-/// survivor already passed).
+/// survivor already passed); `BERTH_BATTERY_PREFER` puts some first.
 #[test]
 #[ignore = "minutes; the mutation run's oracle"]
 fn correct_runs_hold() {
@@ -103,7 +103,18 @@ fn correct_runs_hold() {
         .unwrap_or(ordered.len())
         .min(ordered.len());
     let from = number("BERTH_BATTERY_FROM").unwrap_or(0).min(first);
-    holds(&ordered[from..first]);
+    let mut runs = ordered[from..first].to_vec();
+    // `BERTH_BATTERY_PREFER=TEXT[,TEXT…]`: the runs whose flags contain one
+    // of the texts go first (a stable sort keeps the rest cheapest first),
+    // so a mutant of the controller meets the failover runs at once.
+    if let Ok(texts) = std::env::var("BERTH_BATTERY_PREFER") {
+        runs.sort_by_key(|check| {
+            !texts
+                .split(',')
+                .any(|text| check.config.flags().contains(text))
+        });
+    }
+    holds(&runs);
 }
 
 /// Goal: every run of the battery shows what it must.
