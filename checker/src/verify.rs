@@ -187,6 +187,15 @@ pub fn battery() -> Vec<Check> {
                 ..on(Scenario::Failover)
             },
         ),
+        pass(
+            "the runtime's probe detector: failover on missed probes (ordered network, no crash)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                crashes: 0,
+                probes: true,
+                ..on(Scenario::Failover)
+            },
+        ),
         pass("a live move through the barrier", on(Scenario::Cutover)),
         pass(
             "a crash during a move (ordered network)",

@@ -66,6 +66,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario failover --crashes 0 --query",
     "--scenario failover --crashes 0 --stream",
     "--scenario cutover",
+    "--scenario failover --network ordered --crashes 0 --probes",
 ];
 
 /// Goal: the correct design holds on every scenario of the battery, the
