@@ -140,6 +140,9 @@ struct ScenarioArgs {
     /// In scenarios that fail over, the probe detector (one miss, bounded rounds) instead of suspicion at any moment.
     #[arg(long)]
     probes: bool,
+    /// Replication and failover: sync followers in the group, 1 or 2 (with two, a commit waits for both and either may be promoted or replaced).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    sync_followers: Option<u8>,
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +211,7 @@ impl ScenarioArgs {
             max_append_entries: self.max_append_entries.map(usize::from),
             max_batch: self.max_batch.map(usize::from),
             probes: self.probes,
+            sync_followers: self.sync_followers.map_or(base.sync_followers, usize::from),
             ..base
         }
     }
@@ -483,6 +487,17 @@ fn gallery(args: &GalleryArgs) -> ExitCode {
 
 fn check(args: &CheckArgs) -> Result<Verdict> {
     let scenario = args.scenario.config();
+    if scenario.sync_followers != 1
+        && !matches!(
+            scenario.scenario,
+            Scenario::Replication | Scenario::Failover
+        )
+    {
+        anyhow::bail!(
+            "--sync-followers is for the replication and failover scenarios (the {} scenario has one sync follower per group)",
+            scenario.scenario
+        );
+    }
     let options = RunOptions {
         strategy: args.strategy,
         threads: usize::from(args.threads),

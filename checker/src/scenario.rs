@@ -137,6 +137,10 @@ pub struct ScenarioConfig {
     /// The probe detector instead of suspicion at any moment, in the
     /// scenarios that fail over (implied by `runtime_settings`).
     pub probes: bool,
+    /// Sync followers in the first group (replication and failover): with
+    /// two, a commit waits for both, a failover fences both and promotes
+    /// either, and either may be the one replaced.
+    pub sync_followers: usize,
 }
 
 /// How many probe rounds the controller makes with `runtime_settings`.
@@ -200,7 +204,9 @@ pub mod layout {
     }
 
     impl Layout {
-        pub fn of(scenario: Scenario) -> Layout {
+        /// `sync_followers` (1 or 2) counts only in replication and
+        /// failover; the other scenarios have one per group.
+        pub fn of(scenario: Scenario, sync_followers: usize) -> Layout {
             let group = |id, leader, sync: &[usize], remote: &[usize]| GroupLayout {
                 group: GroupId(id),
                 leader: Id::from(leader),
@@ -208,6 +214,12 @@ pub mod layout {
                 async_followers: remote.iter().copied().map(Id::from).collect(),
             };
             match scenario {
+                // Leader, two sync followers (same region), async follower.
+                Scenario::Replication | Scenario::Failover if sync_followers == 2 => Layout {
+                    regions: vec!["madrid-a", "madrid-b", "madrid-c", "newyork-a"],
+                    groups: vec![group(1, 1, &[2, 3], &[4])],
+                    first_client: 5,
+                },
                 // Leader, sync follower (same region), async follower (remote).
                 Scenario::Replication | Scenario::Failover => Layout {
                     regions: vec!["madrid-a", "madrid-b", "newyork-a"],
@@ -360,6 +372,9 @@ impl ScenarioConfig {
         if self.probes {
             flags.push("--probes".to_owned());
         }
+        if self.sync_followers != defaults.sync_followers {
+            flags.push(format!("--sync-followers {}", self.sync_followers));
+        }
         flags.join(" ")
     }
 
@@ -387,6 +402,7 @@ impl ScenarioConfig {
             max_append_entries: None,
             max_batch: None,
             probes: false,
+            sync_followers: 1,
         }
     }
 
@@ -501,7 +517,7 @@ impl ScenarioConfig {
             retained_entries: self.retained_entries,
             snapshot_chunk: self.snapshot_chunk,
         };
-        let layout = layout::Layout::of(self.scenario);
+        let layout = layout::Layout::of(self.scenario, self.sync_followers);
         let map = PlacementMap::uniform(1, layout.groups[0].placement_at(Epoch::FIRST));
         let moves = matches!(self.scenario, Scenario::Cutover | Scenario::All);
 

@@ -161,6 +161,13 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "two sync followers: a commit waits for both",
+            ScenarioConfig {
+                sync_followers: 2,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
             "fencing, promotion of the durable prefix, sync follower replaced",
             on(Scenario::Failover),
         ),
@@ -193,6 +200,15 @@ pub fn battery() -> Vec<Check> {
                 network: NetworkKind::Ordered,
                 crashes: 0,
                 probes: true,
+                ..on(Scenario::Failover)
+            },
+        ),
+        pass(
+            "two sync followers: both fenced, either promoted or replaced (ordered network, no crash)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                crashes: 0,
+                sync_followers: 2,
                 ..on(Scenario::Failover)
             },
         ),

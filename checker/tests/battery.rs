@@ -51,6 +51,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario replication --network ordered",
     "--scenario replication",
     "--scenario replication --network lossy",
+    "--scenario replication --sync-followers 2",
     "--scenario cutover --network ordered --retained-entries 1 --snapshot-chunk 1",
     "--scenario replication --retained-entries 1",
     "--scenario replication --network ordered-lossy --clients 1 --runtime-settings",
@@ -67,6 +68,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario failover --crashes 0 --stream",
     "--scenario cutover",
     "--scenario failover --network ordered --crashes 0 --probes",
+    "--scenario failover --network ordered --crashes 0 --sync-followers 2",
 ];
 
 /// Goal: the correct design holds on every scenario of the battery, the

@@ -560,9 +560,11 @@ pub enum Timer {
     /// over. The checker fires it at any moment, so a false suspicion of a
     /// live leader is explored like a real crash.
     SuspectLeader(Bucket),
-    /// Controller: the bucket's sync follower is suspected to have failed;
-    /// reconfigure the commit quorum through a new epoch.
-    SuspectSyncFollower(Bucket),
+    /// Controller: the bucket's sync follower at this index of its
+    /// placement's sync followers is suspected to have failed; reconfigure
+    /// the commit quorum through a new epoch (one timer per sync follower,
+    /// so that in a group of two either may be the one suspected).
+    SuspectSyncFollower(Bucket, u8),
     /// Controller: the operator's planned move of the bucket is due (the
     /// checker's stand-in for `MoveBucket`).
     PlannedMove(Bucket),
@@ -588,7 +590,9 @@ impl fmt::Display for Timer {
             Timer::ClientRetry => f.write_str("client retry"),
             Timer::Replicate(bucket) => write!(f, "replicate {bucket}"),
             Timer::SuspectLeader(bucket) => write!(f, "suspect leader of {bucket}"),
-            Timer::SuspectSyncFollower(bucket) => write!(f, "suspect sync follower of {bucket}"),
+            Timer::SuspectSyncFollower(bucket, index) => {
+                write!(f, "suspect sync follower {index} of {bucket}")
+            }
             Timer::PlannedMove(bucket) => write!(f, "planned move of {bucket}"),
             Timer::Probe => f.write_str("probe"),
             Timer::Pull => f.write_str("pull"),

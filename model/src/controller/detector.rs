@@ -261,7 +261,7 @@ impl ControllerActor {
                     .copied()
                     .chain(down.iter().copied())
                     .collect();
-                if self.suspect_sync_follower(state, bucket, &unusable, out) {
+                if self.suspect_sync_follower(state, bucket, suspect, &unusable, out) {
                     replaced.entry(suspect).or_default().push(bucket);
                 }
             }

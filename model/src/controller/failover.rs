@@ -69,13 +69,14 @@ impl ControllerActor {
     }
 
     /// Moves the first async follower of `bucket` that is not `down` into
-    /// the sync role through epoch N+1; the suspected sync follower becomes
+    /// the sync role of `suspect` through epoch N+1; `suspect` becomes
     /// async. Returns whether the suspicion is settled (see
-    /// `suspect_leader`).
+    /// `suspect_leader`): moot if `suspect` is no longer a sync follower.
     pub(super) fn suspect_sync_follower(
         &self,
         state: &mut ControllerState,
         bucket: Bucket,
+        suspect: Id,
         down: &BTreeSet<Id>,
         out: &mut Outbox,
     ) -> bool {
@@ -88,21 +89,26 @@ impl ControllerActor {
         if state.fencing.contains_key(&bucket) || state.moving.contains_key(&bucket) {
             return false; // one change of a bucket at a time
         }
-        let (Some(suspect), Some(replacement)) = (
-            placement.sync_followers.first().copied(),
-            placement
-                .async_followers
-                .iter()
-                .find(|follower| !down.contains(follower))
-                .copied(),
-        ) else {
-            // No sync follower to replace, or nobody to replace it with: the
-            // group keeps its quorum and writes wait.
+        let Some(index) = placement
+            .sync_followers
+            .iter()
+            .position(|follower| *follower == suspect)
+        else {
+            return true; // replaced already, or promoted: moot
+        };
+        let Some(replacement) = placement
+            .async_followers
+            .iter()
+            .find(|follower| !down.contains(follower))
+            .copied()
+        else {
+            // Nobody to replace it with: the group keeps its quorum and
+            // writes wait.
             return false;
         };
         let mut next = placement.clone();
         next.epoch = placement.epoch.next();
-        next.sync_followers[0] = replacement;
+        next.sync_followers[index] = replacement;
         next.async_followers.retain(|id| *id != replacement);
         next.async_followers.push(suspect);
         tracing::debug!(%bucket, epoch = %next.epoch, suspect = usize::from(suspect), replacement = usize::from(replacement), "sync follower replaced");

@@ -227,8 +227,16 @@ impl ControllerActor {
                     o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
                 }
             }
-            Timer::SuspectSyncFollower(bucket) => {
-                if !self.suspect_sync_follower(state, *bucket, &BTreeSet::new(), &mut out) {
+            Timer::SuspectSyncFollower(bucket, index) => {
+                let suspect = state
+                    .map
+                    .placement(*bucket)
+                    .and_then(|placement| placement.sync_followers.get(usize::from(*index)))
+                    .copied();
+                let settled = suspect.is_none_or(|suspect| {
+                    self.suspect_sync_follower(state, *bucket, suspect, &BTreeSet::new(), &mut out)
+                });
+                if !settled {
                     o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
                 }
             }
@@ -312,10 +320,9 @@ impl ControllerActor {
         if self.failover.is_none() || self.config.detector != Detector::Anytime {
             return;
         }
-        for timer in [
-            Timer::SuspectLeader(bucket),
-            Timer::SuspectSyncFollower(bucket),
-        ] {
+        let sync_followers = (0..placement.sync_followers.len())
+            .map(|index| Timer::SuspectSyncFollower(bucket, index as u8));
+        for timer in std::iter::once(Timer::SuspectLeader(bucket)).chain(sync_followers) {
             if self.may_advance(placement) {
                 o.set_timer(timer, self.config.timeouts.suspect.clone());
             } else {

@@ -245,6 +245,51 @@ fn a_sync_follower_is_replaced_only_by_a_live_one() {
     assert_eq!(current(&state).sync_followers, vec![Id::from(ASYNC)]);
 }
 
+/// Goal: in a group with two sync followers, the one that is down is the
+/// one replaced — not the first of the list — and a suspicion at any
+/// moment may name either (one timer per sync follower).
+#[test]
+fn the_down_sync_follower_of_two_is_the_one_replaced() {
+    const SYNC2: usize = 5;
+    let two_sync = |detector| {
+        let mut placement = placement(1, LEADER, SYNC, ASYNC);
+        placement.sync_followers.push(Id::from(SYNC2));
+        let actor = BerthActor::Controller(ControllerActor {
+            initial_map: PlacementMap::uniform(1, placement),
+            config: ProtocolConfig {
+                detector,
+                ..ProtocolConfig::default()
+            },
+            failover: Some(FailoverPolicy { epoch_limit: None }),
+            groups: Vec::new(),
+            planned_moves: Vec::new(),
+        });
+        let state = test_support::start(&actor, CONTROLLER);
+        (actor, state)
+    };
+    let (actor, mut state) = two_sync(Detector::Probes { misses: 2 });
+    probe_rounds(&actor, &mut state, 3, &[LEADER, SYNC, ASYNC]);
+    assert_eq!(current(&state).epoch, Epoch(2));
+    assert_eq!(
+        current(&state).sync_followers,
+        vec![Id::from(SYNC), Id::from(ASYNC)]
+    );
+    assert_eq!(current(&state).async_followers, vec![Id::from(SYNC2)]);
+
+    let (actor, mut state) = two_sync(Detector::Anytime);
+    fire(&actor, &mut state, Timer::SuspectSyncFollower(Bucket(0), 1));
+    assert_eq!(
+        current(&state).sync_followers,
+        vec![Id::from(SYNC), Id::from(ASYNC)]
+    );
+    let (actor, mut state) = two_sync(Detector::Anytime);
+    fire(&actor, &mut state, Timer::SuspectSyncFollower(Bucket(0), 0));
+    assert_eq!(
+        current(&state).sync_followers,
+        vec![Id::from(ASYNC), Id::from(SYNC2)]
+    );
+}
+
 /// `rounds` probe rounds in which only `answering` answer (before each
 /// probe).
 fn probe_rounds(actor: &BerthActor, state: &mut NodeState, rounds: usize, answering: &[usize]) {
@@ -383,7 +428,7 @@ fn stale_fenced_reports_are_ignored() {
 #[test]
 fn suspected_sync_follower_is_replaced_through_a_new_epoch() {
     let (actor, mut state) = controller(1, Variant::Correct);
-    let commands = fire(&actor, &mut state, Timer::SuspectSyncFollower(Bucket(0)));
+    let commands = fire(&actor, &mut state, Timer::SuspectSyncFollower(Bucket(0), 0));
     assert!(matches!(commands[0], Cmd::Save(_)));
     assert_eq!(current(&state), &placement(2, LEADER, ASYNC, SYNC));
 }

@@ -323,7 +323,7 @@ impl ReplicaActor {
             Timer::Replicate(bucket) => self.on_replicate(id, state, *bucket, o),
             Timer::ClientRetry
             | Timer::SuspectLeader(_)
-            | Timer::SuspectSyncFollower(_)
+            | Timer::SuspectSyncFollower(..)
             | Timer::PlannedMove(_)
             | Timer::Probe
             | Timer::Pull => {}
