@@ -290,6 +290,39 @@ fn the_down_sync_follower_of_two_is_the_one_replaced() {
     );
 }
 
+/// Goal: the controller saves only when its durable part changed: probe
+/// rounds and answers that decide nothing write nothing to disk (at 2,048
+/// buckets the map is the controller's whole file, written with fsync).
+#[test]
+fn probe_rounds_that_decide_nothing_save_nothing() {
+    let (actor, mut state) = probing_controller(4);
+    for _ in 0..3 {
+        for replica in [LEADER, SYNC, ASYNC] {
+            let commands = deliver(&actor, &mut state, replica, alive());
+            assert!(
+                !commands.iter().any(|c| matches!(c, Cmd::Save(_))),
+                "{commands:?}"
+            );
+        }
+        let commands = fire(&actor, &mut state, Timer::Probe);
+        assert!(
+            !commands.iter().any(|c| matches!(c, Cmd::Save(_))),
+            "{commands:?}"
+        );
+    }
+    // A decision does save.
+    let commands = deliver(
+        &actor,
+        &mut state,
+        CLIENT,
+        Msg::Failover { bucket: Bucket(1) },
+    );
+    assert!(
+        commands.iter().any(|c| matches!(c, Cmd::Save(_))),
+        "{commands:?}"
+    );
+}
+
 /// `rounds` probe rounds in which only `answering` answer (before each
 /// probe).
 fn probe_rounds(actor: &BerthActor, state: &mut NodeState, rounds: usize, answering: &[usize]) {
