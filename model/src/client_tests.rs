@@ -73,3 +73,46 @@ fn retries_back_off_and_ask_for_the_map_from_the_second_on() {
     let (fetched, timer) = retry(&fire(&actor, &mut state, 4, Timer::ClientRetry));
     assert!(fetched && timer.is_none());
 }
+
+/// Goal: a client is done only when every task is answered — the hold,
+/// then the confirmation a booking needs — and a reply to an old token
+/// does not finish it (the `berth` CLI exits when `done` says so).
+#[test]
+fn a_client_is_done_only_when_its_booking_is_confirmed() {
+    use crate::bucket::Outcome;
+    use crate::messages::Reply;
+    use crate::test_support::deliver;
+    use crate::types::{Bucket, Epoch, Position, Token};
+    let actor = client(0);
+    let BerthActor::Client(client_actor) = &actor else {
+        unreachable!()
+    };
+    let mut state: NodeState = start(&actor, 4);
+    let done = |state: &NodeState| match state {
+        NodeState::Client(client) => client.done(client_actor),
+        _ => unreachable!(),
+    };
+    assert!(!done(&state));
+    let reply = |seq, outcome| {
+        Msg::Reply(Reply {
+            bucket: Bucket(0),
+            epoch: Epoch(1),
+            position: Position(u64::from(seq) + 1),
+            token: Token { client: 7, seq },
+            unit: InventoryUnit::new("T", "C1"),
+            outcome,
+        })
+    };
+    deliver(&actor, &mut state, 4, LEADER, reply(0, Outcome::Held));
+    assert!(
+        !done(&state),
+        "the booking still waits for its confirmation"
+    );
+    deliver(&actor, &mut state, 4, LEADER, reply(0, Outcome::Held));
+    assert!(
+        !done(&state),
+        "a duplicate of the hold's reply finishes nothing"
+    );
+    deliver(&actor, &mut state, 4, LEADER, reply(1, Outcome::Confirmed));
+    assert!(done(&state));
+}
