@@ -75,8 +75,10 @@ fn retries_back_off_and_ask_for_the_map_from_the_second_on() {
 }
 
 /// Goal: a client is done only when every task is answered — the hold,
-/// then the confirmation a booking needs — and a reply to an old token
-/// does not finish it (the `berth` CLI exits when `done` says so).
+/// then the confirmation a booking needs — and a reply or a "not decided"
+/// about another token does not finish it (the `berth` CLI exits when
+/// `done` says so; no checker scenario has a client that could receive
+/// either).
 #[test]
 fn a_client_is_done_only_when_its_booking_is_confirmed() {
     use crate::bucket::Outcome;
@@ -103,6 +105,16 @@ fn a_client_is_done_only_when_its_booking_is_confirmed() {
             outcome,
         })
     };
+    let not_decided = |seq| Msg::NotDecided {
+        bucket: Bucket(0),
+        epoch: Epoch(1),
+        token: Token { client: 7, seq },
+    };
+    deliver(&actor, &mut state, 4, LEADER, not_decided(5));
+    assert!(
+        !done(&state),
+        "an answer about another token finishes nothing"
+    );
     deliver(&actor, &mut state, 4, LEADER, reply(0, Outcome::Held));
     assert!(
         !done(&state),
