@@ -1,5 +1,5 @@
 //! The standard battery as tests, for the mutation run's oracle
-//! (docs/verification.md, "Mutation testing"). Ignored by `cargo test`:
+//! (docs/mutation-testing.md). Ignored by `cargo test`:
 //! the whole battery takes minutes (`berth-check verify` runs it in CI);
 //! run with `cargo test -p berth-checker --test battery -- --ignored`.
 
