@@ -553,18 +553,22 @@ fn moved_out(epoch: u64) -> Msg {
 #[test]
 fn move_is_refused_while_a_group_is_over_its_lag_budget() {
     let (actor, mut state) = mover(Variant::Correct);
-    let lag = FollowerLag {
-        bucket: Bucket(0),
-        follower: Id::from(ASYNC),
-        entries: 4,
-        millis: 6_200,
-    };
-    deliver(
-        &actor,
-        &mut state,
-        LEADER,
-        Msg::Alive { lagging: vec![lag] },
-    );
+    // An older report, then the current one: the refusal names the
+    // current figures (a changed report replaces the one held).
+    for (entries, millis) in [(2, 5_600), (4, 6_200)] {
+        let lag = FollowerLag {
+            bucket: Bucket(0),
+            follower: Id::from(ASYNC),
+            entries,
+            millis,
+        };
+        deliver(
+            &actor,
+            &mut state,
+            LEADER,
+            Msg::Alive { lagging: vec![lag] },
+        );
+    }
     let before = state.clone();
     let commands = deliver(&actor, &mut state, 99, move_request());
     match commands.as_slice() {
