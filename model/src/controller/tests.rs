@@ -8,13 +8,11 @@ use crate::types::Position;
 use crate::variant::Variant;
 use stateright::actor::{Actor, Command as Cmd};
 
-fn controller(start_epoch: u64, variant: Variant) -> (BerthActor, NodeState) {
+/// A started controller of `map` that fails over without an epoch limit.
+fn failing_over(map: PlacementMap, config: ProtocolConfig) -> (BerthActor, NodeState) {
     let actor = BerthActor::Controller(ControllerActor {
-        initial_map: PlacementMap::uniform(1, placement(start_epoch, LEADER, SYNC, ASYNC)),
-        config: ProtocolConfig {
-            variant,
-            ..ProtocolConfig::default()
-        },
+        initial_map: map,
+        config,
         failover: Some(FailoverPolicy { epoch_limit: None }),
         groups: Vec::new(),
         planned_moves: Vec::new(),
@@ -23,22 +21,27 @@ fn controller(start_epoch: u64, variant: Variant) -> (BerthActor, NodeState) {
     (actor, state)
 }
 
+fn controller(start_epoch: u64, variant: Variant) -> (BerthActor, NodeState) {
+    failing_over(
+        PlacementMap::uniform(1, placement(start_epoch, LEADER, SYNC, ASYNC)),
+        ProtocolConfig {
+            variant,
+            ..ProtocolConfig::default()
+        },
+    )
+}
+
 /// A controller of `buckets` buckets, all led by `LEADER`, detecting
 /// failures by probes (down after two unanswered probes).
 fn probing_controller(buckets: u32) -> (BerthActor, NodeState) {
-    let actor = BerthActor::Controller(ControllerActor {
-        initial_map: PlacementMap::uniform(buckets, placement(1, LEADER, SYNC, ASYNC)),
-        config: ProtocolConfig {
+    failing_over(
+        PlacementMap::uniform(buckets, placement(1, LEADER, SYNC, ASYNC)),
+        ProtocolConfig {
             detector: Detector::Probes { misses: 2 },
             resend_unanswered: true,
             ..ProtocolConfig::default()
         },
-        failover: Some(FailoverPolicy { epoch_limit: None }),
-        groups: Vec::new(),
-        planned_moves: Vec::new(),
-    });
-    let state = test_support::start(&actor, CONTROLLER);
-    (actor, state)
+    )
 }
 
 fn fences(commands: &Commands) -> Vec<(Bucket, Epoch)> {
@@ -254,18 +257,13 @@ fn the_down_sync_follower_of_two_is_the_one_replaced() {
     let two_sync = |detector| {
         let mut placement = placement(1, LEADER, SYNC, ASYNC);
         placement.sync_followers.push(Id::from(SYNC2));
-        let actor = BerthActor::Controller(ControllerActor {
-            initial_map: PlacementMap::uniform(1, placement),
-            config: ProtocolConfig {
+        failing_over(
+            PlacementMap::uniform(1, placement),
+            ProtocolConfig {
                 detector,
                 ..ProtocolConfig::default()
             },
-            failover: Some(FailoverPolicy { epoch_limit: None }),
-            groups: Vec::new(),
-            planned_moves: Vec::new(),
-        });
-        let state = test_support::start(&actor, CONTROLLER);
-        (actor, state)
+        )
     };
     let (actor, mut state) = two_sync(Detector::Probes { misses: 2 });
     probe_rounds(&actor, &mut state, 3, &[LEADER, SYNC, ASYNC]);
