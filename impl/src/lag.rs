@@ -282,7 +282,7 @@ mod tests {
             unreachable!()
         };
         let bucket = replica.buckets.get_mut(&Bucket(bucket)).unwrap();
-        let durable = std::sync::Arc::make_mut(&mut bucket.durable);
+        let durable = berth_model::replica::DurableBucket::edit(&mut bucket.durable);
         for _ in 0..3 {
             durable
                 .log

@@ -5,6 +5,7 @@
 use super::ReplicaState;
 use crate::bucket::{BucketState, Outcome, Refusal};
 use crate::log::{Log, Payload};
+use crate::memo::HashMemo;
 use crate::messages::Msg;
 use crate::messages::Reply;
 use crate::placement::BucketPlacement;
@@ -12,10 +13,15 @@ use crate::types::{Bucket, Epoch, Position, Token};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 /// What a replica keeps on disk for one bucket.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Shared (`Arc`) and changed copy-on-write, only through
+/// `DurableBucket::edit`, which also forgets the memoised hash (the
+/// checker's fingerprint of an unchanged bucket costs one word).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DurableBucket {
     /// The placement this replica serves in.
     pub placement: BucketPlacement,
@@ -30,6 +36,45 @@ pub struct DurableBucket {
     /// destination placement, whose members it streams the bucket to.
     /// Saved, so that a restarted leader keeps streaming.
     pub moving_to: Option<BucketPlacement>,
+    /// The hash of the fields above, once computed (never saved).
+    #[serde(skip)]
+    pub memo: HashMemo,
+}
+
+impl Hash for DurableBucket {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.memo.get_or_compute(|h| self.hash_content(h)));
+    }
+}
+
+impl DurableBucket {
+    /// Every field but the memo, named so that a new field cannot be left
+    /// out of the hash.
+    fn hash_content(&self, h: &mut DefaultHasher) {
+        let DurableBucket {
+            placement,
+            promised_epoch,
+            log,
+            commit_position,
+            applied,
+            moving_to,
+            memo: _,
+        } = self;
+        placement.hash(h);
+        promised_epoch.hash(h);
+        log.hash(h);
+        commit_position.hash(h);
+        applied.hash(h);
+        moving_to.hash(h);
+    }
+
+    /// Whether the memoised hash, if any, is the hash of the content now
+    /// (the checker's test that no change skipped `edit`).
+    pub fn memo_is_current(&self) -> bool {
+        self.memo.known().is_none_or(|known| {
+            known == HashMemo::default().get_or_compute(|h| self.hash_content(h))
+        })
+    }
 }
 
 /// How many times `retained_entries` a leader keeps for followers that
@@ -129,7 +174,17 @@ impl DurableBucket {
             commit_position: Position(0),
             applied: BucketState::default(),
             moving_to: None,
+            memo: HashMemo::default(),
         }
+    }
+
+    /// The bucket, to change: copied first if shared, and its memoised
+    /// hash forgotten. Every change to a `DurableBucket` behind an `Arc`
+    /// goes through here.
+    pub fn edit(this: &mut Arc<DurableBucket>) -> &mut DurableBucket {
+        let durable = Arc::make_mut(this);
+        durable.memo.clear();
+        durable
     }
 
     /// Whether the bucket is sealed at this replica's epoch: its log ends

@@ -73,7 +73,7 @@ impl ReplicaActor {
         if checked && (epoch != durable.placement.epoch || src != durable.placement.leader) {
             return; // ignore_append_from_unknown_epoch: not our placement's leader
         }
-        let durable = Arc::make_mut(&mut replica.durable);
+        let durable = DurableBucket::edit(&mut replica.durable);
         let Ok(position) =
             durable
                 .log
@@ -119,7 +119,7 @@ impl ReplicaActor {
                 continue; // ignore_stale_fence: that epoch is already settled
             }
             if epoch > replica.durable.promised_epoch {
-                Arc::make_mut(&mut replica.durable).promised_epoch = epoch;
+                DurableBucket::edit(&mut replica.durable).promised_epoch = epoch;
                 replica.leader = LeaderState::new(&self.config);
                 promised += 1;
                 tracing::debug!(%bucket, %epoch, "fenced: promised the new epoch");
@@ -172,7 +172,7 @@ impl ReplicaActor {
         {
             return; // ignore_older_placement
         }
-        let durable = Arc::make_mut(&mut replica.durable);
+        let durable = DurableBucket::edit(&mut replica.durable);
         let epoch = placement.epoch;
         durable.placement = placement;
         durable.promised_epoch = epoch;

@@ -13,7 +13,6 @@ use crate::messages::{Emits, Msg, Timer};
 use crate::types::{Bucket, Epoch, Position, Token};
 use crate::variant::Variant;
 use stateright::actor::{Id, Out};
-use std::sync::Arc;
 
 /// Which followers an append goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +180,7 @@ impl ReplicaActor {
         // A follower promised a newer epoch: this leader is fenced and
         // must never append at its old epoch again.
         if epoch > replica.durable.promised_epoch {
-            Arc::make_mut(&mut replica.durable).promised_epoch = epoch;
+            DurableBucket::edit(&mut replica.durable).promised_epoch = epoch;
             replica.leader = LeaderState::new(&self.config);
         }
     }
@@ -227,7 +226,7 @@ impl ReplicaActor {
         entry: impl FnOnce(Epoch) -> Entry,
         o: &mut Out<impl Emits>,
     ) -> Position {
-        let durable = Arc::make_mut(&mut replica.durable);
+        let durable = DurableBucket::edit(&mut replica.durable);
         let position = durable.log.push(entry(durable.placement.epoch));
         if self.config.leader_resends > 0 {
             o.set_timer(
@@ -408,7 +407,7 @@ impl ReplicaActor {
         o: &mut Out<impl Emits>,
     ) {
         if recorded_reply(bucket, &replica.durable, command.token).is_none() {
-            let durable = Arc::make_mut(&mut replica.durable);
+            let durable = DurableBucket::edit(&mut replica.durable);
             let epoch = durable.placement.epoch;
             let position = durable.log.push(Entry::command(epoch, command.clone()));
             durable.commit_through(position);
@@ -503,7 +502,7 @@ impl ReplicaActor {
         let quorum = replica.quorum_position(self.config.variant);
         let before = replica.durable.commit_position;
         if quorum > before {
-            Arc::make_mut(&mut replica.durable).commit_through(quorum);
+            DurableBucket::edit(&mut replica.durable).commit_through(quorum);
             if self.config.announce_commits {
                 o.set_timer(
                     Timer::AnnounceCommit(bucket),
@@ -550,7 +549,7 @@ impl ReplicaActor {
                 .min()
                 .unwrap_or(replica.durable.commit_position);
             let retained = self.config.retained_entries;
-            Arc::make_mut(&mut replica.durable).fold_keeping(retained, needed);
+            DurableBucket::edit(&mut replica.durable).fold_keeping(retained, needed);
         }
         let durable = &replica.durable;
         let committed: Vec<Waiter> = replica

@@ -38,7 +38,7 @@ impl ReplicaActor {
         {
             return; // ignore_stale_move_out: not this epoch's leader, or already moving
         }
-        Arc::make_mut(&mut replica.durable).moving_to = Some(destination);
+        DurableBucket::edit(&mut replica.durable).moving_to = Some(destination);
         self.send_appends(bucket, replica, FollowerSet::All, o);
         self.advance_move(bucket, replica, false, o);
     }
@@ -79,7 +79,7 @@ impl ReplicaActor {
                 &self.config,
             )
         });
-        let durable = Arc::make_mut(&mut replica.durable);
+        let durable = DurableBucket::edit(&mut replica.durable);
         if !member {
             durable.placement = placement;
             durable.promised_epoch = epoch;
@@ -205,7 +205,7 @@ impl ReplicaActor {
             });
             if caught_up {
                 let epoch = durable.placement.epoch;
-                Arc::make_mut(&mut replica.durable)
+                DurableBucket::edit(&mut replica.durable)
                     .log
                     .push(Entry::barrier(epoch));
                 self.send_appends(bucket, replica, FollowerSet::All, o);

@@ -95,8 +95,8 @@ fn leader_replies_only_after_the_sync_follower_is_durable() {
 fn stale_epoch_append_is_refused_and_fences_the_leader() {
     let mut follower = start(SYNC);
     if let crate::actor::NodeState::Replica(state) = &mut follower {
-        Arc::make_mut(&mut state.buckets.get_mut(&Bucket(0)).unwrap().durable).promised_epoch =
-            Epoch(2);
+        DurableBucket::edit(&mut state.buckets.get_mut(&Bucket(0)).unwrap().durable)
+            .promised_epoch = Epoch(2);
     }
     let before = follower.clone();
     let stale_append = Msg::Append {
@@ -682,7 +682,7 @@ fn pulls_are_answered_with_committed_entries_only() {
         let NodeState::Replica(state) = &mut follower else {
             unreachable!()
         };
-        let durable = Arc::make_mut(&mut state.buckets.get_mut(&Bucket(0)).unwrap().durable);
+        let durable = DurableBucket::edit(&mut state.buckets.get_mut(&Bucket(0)).unwrap().durable);
         durable.log = Log::after_snapshot(Position(1), Epoch(1));
     }
     let commands = deliver(&mut follower, SYNC, 9, pull(0));
