@@ -43,7 +43,7 @@ pub struct DurableBucket {
 
 impl Hash for DurableBucket {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.memo.get_or_compute(|h| self.hash_content(h)));
+        state.write_u64(self.content_hash());
     }
 }
 
@@ -66,6 +66,12 @@ impl DurableBucket {
         commit_position.hash(h);
         applied.hash(h);
         moving_to.hash(h);
+    }
+
+    /// The hash of the content (memoised): the checker keys what it
+    /// already knows of a bucket by it.
+    pub fn content_hash(&self) -> u64 {
+        self.memo.get_or_compute(|h| self.hash_content(h))
     }
 
     /// Whether the memoised hash, if any, is the hash of the content now
