@@ -77,10 +77,14 @@ impl Reference {
                     customer: customer.clone(),
                 }),
                 Event::Booked { hold, booking } => {
-                    let customer = status
-                        .as_ref()
-                        .map(|s: &UnitStatus| s.customer().clone())
-                        .unwrap_or_default();
+                    // The customer of the hold it confirms, read here, not
+                    // through the model's `UnitStatus::customer`.
+                    let customer = match &status {
+                        Some(
+                            UnitStatus::Held { customer, .. } | UnitStatus::Booked { customer, .. },
+                        ) => customer.clone(),
+                        None => Customer::default(),
+                    };
                     Some(UnitStatus::Booked {
                         hold: *hold,
                         booking: *booking,
