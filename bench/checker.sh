@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # The model checker's speed and memory, side by side with Stateright's own
-# Paxos example (`check-bfs 3`) in the same run, since this machine is noisy.
-# For each of ROUNDS rounds, Paxos and then each berth scenario run once,
+# Paxos example (`check-bfs 3` and `check-dfs 3`) in the same run, since
+# this machine is noisy. For each of ROUNDS rounds, Paxos and then each
+# berth scenario run once, breadth-first and depth-first,
 # every run pinned to one core (so each checker uses one thread: the Paxos
 # example takes as many threads as it may use cores). Prints each run's
 # unique states, seconds, unique states per second, peak memory and peak
 # memory per unique state, then the median of each over the rounds and
-# berth's unique states per second as a ratio of Paxos's.
+# berth's unique states per second as a ratio of Paxos's with the same
+# strategy.
 #
 #   bench/checker.sh [BERTH_CHECK] [ROUNDS] [SCENARIO...]
 #
 # e.g. cargo build --release -p berth-checker && bench/checker.sh target/release/berth-check 3
 # SCENARIO is a quoted set of `berth-check check` flags, by default the
-# standard scenarios: replication, failover and cutover.
+# standard scenarios: replication, failover and cutover (each run with
+# `--strategy bfs` and with `--strategy dfs`).
 set -euo pipefail
 berth=${1:-target/release/berth-check}
 rounds=${2:-3}
@@ -28,10 +31,13 @@ trap 'rm -rf "$work"' EXIT
 manifest=$(cargo metadata --format-version 1 | python3 -c '
 import json, sys
 print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "stateright"))')
+# Built once, in its own target directory (its warnings are not ours).
 paxos_src="$work/stateright"
 cp -r "$(dirname "$manifest")" "$paxos_src"
-(cd "$paxos_src" && cargo build --quiet --release --example paxos)
-paxos="$paxos_src/target/release/examples/paxos"
+paxos_target="$(pwd)/target/bench-paxos"
+(cd "$paxos_src" && RUSTFLAGS=-Awarnings CARGO_TARGET_DIR="$paxos_target" \
+  cargo build --quiet --release --example paxos)
+paxos="$paxos_target/release/examples/paxos"
 
 # run LABEL COMMAND...: one pinned run; appends "label unique seconds peak_kb".
 run() {
@@ -45,16 +51,18 @@ run() {
   read -r seconds peak <"$time"
   echo "$label $unique $seconds $peak" >>"$work/runs"
   awk -v l="$label" -v u="$unique" -v s="$seconds" -v p="$peak" 'BEGIN {
-    printf "%-40s %10d unique %8.1f s %9.0f unique/s %7.0f MiB %6.0f B/unique\n",
+    printf "%-55s %10d unique %8.1f s %9.0f unique/s %7.0f MiB %6.0f B/unique\n",
       l, u, s, u / s, p / 1024, p * 1024 / u }'
 }
 
 for round in $(seq "$rounds"); do
   echo "round $round"
-  run "paxos check-bfs 3" "$paxos" check-bfs 3
-  for flags in "${scenarios[@]}"; do
-    # shellcheck disable=SC2086 # the flags are words on purpose
-    run "berth $flags" "$berth" check $flags
+  for strategy in bfs dfs; do
+    run "paxos check-$strategy 3" "$paxos" "check-$strategy" 3
+    for flags in "${scenarios[@]}"; do
+      # shellcheck disable=SC2086 # the flags are words on purpose
+      run "berth $flags --strategy $strategy" "$berth" check $flags --strategy "$strategy"
+    done
   done
 done
 
@@ -71,8 +79,8 @@ awk '{ key = $1; for (i = 2; i <= NF - 3; i++) key = key " " $i
     for (k = 1; k <= keys; k++) {
       key = order[k]; c = n[key]
       for (i = 1; i <= c; i++) rate[key, i] = u[key, i] / s[key, i]
-      r = median(rate, key, c); if (k == 1) paxos = r
-      printf "%-40s %10d unique %8.1f s %9.0f unique/s (%.2fx paxos) %7.0f MiB %6.0f B/unique\n",
+      r = median(rate, key, c); if (key ~ /^paxos/) paxos = r
+      printf "%-55s %10d unique %8.1f s %9.0f unique/s (%.2fx paxos) %7.0f MiB %6.0f B/unique\n",
         key, u[key, 1], median(s, key, c), r, r / paxos, median(p, key, c) / 1024,
         median(p, key, c) * 1024 / u[key, 1] }
   }' "$work/runs"

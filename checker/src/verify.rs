@@ -271,14 +271,20 @@ pub fn verify(
         // names the properties broken, and `check` with the row's flags
         // shows the shortest trace. A broken design's run searches for its
         // shortest counterexample, and its seconds count the search.
-        let (stop_at, shortest) = match &check.expect {
-            Expect::Pass => (StopAt::FirstViolation, false),
-            Expect::Refuted(properties) => (StopAt::AnyOf(properties.clone()), true),
+        //
+        // A correct-design run explores depth-first: the same states as
+        // breadth-first when exhaustive, faster, and holding only the
+        // path it is on instead of a whole frontier of states (the
+        // memory a deep run needs is its visited fingerprints). A broken
+        // design's run is breadth-first, for the shortest trace.
+        let (stop_at, shortest, strategy) = match &check.expect {
+            Expect::Pass => (StopAt::FirstViolation, false, Strategy::Dfs),
+            Expect::Refuted(properties) => (StopAt::AnyOf(properties.clone()), true, Strategy::Bfs),
         };
         let report = run(
             &check.config,
             &RunOptions {
-                strategy: Strategy::Bfs,
+                strategy,
                 threads,
                 stop_at,
                 shortest,
