@@ -631,7 +631,7 @@ pub fn split_ownership(state: &BerthState) -> Option<String> {
             let durable = &bucket_replica.durable;
             for (position, entry) in durable.log.iter_through(durable.commit_position) {
                 if let Some(ack) = acknowledged.get(&(*bucket, position)) {
-                    if Some(ack.token) != entry.token() {
+                    if Some(ack.token) != crate::rules::decided_token(entry) {
                         return Some(format!(
                             "replica {} committed {entry} at {bucket} {position}, but {ack}",
                             usize::from(id)
@@ -710,7 +710,7 @@ pub fn second_outcome(state: &BerthState) -> Option<String> {
         for (bucket, bucket_replica) in &replica.buckets {
             let mut seen = BTreeSet::new();
             for (position, entry) in bucket_replica.durable.log.iter() {
-                let Some(token) = entry.token() else {
+                let Some(token) = crate::rules::decided_token(entry) else {
                     continue;
                 };
                 if !seen.insert(token) {

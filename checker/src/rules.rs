@@ -265,3 +265,14 @@ fn bucket_against_the_rules(
     }
     None
 }
+
+/// The token an entry decides, read from its payload rather than
+/// through the model's `Entry::token`, so that a mistake there cannot hide
+/// itself from the properties that use it.
+pub fn decided_token(entry: &Entry) -> Option<Token> {
+    match &*entry.payload {
+        Payload::Command(command) => Some(command.token),
+        Payload::Void(token) => Some(*token),
+        Payload::EpochStart | Payload::Noop | Payload::Expire { .. } | Payload::Barrier => None,
+    }
+}

@@ -109,6 +109,15 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "a token query delivered twice: the leader voids the token once, and the second copy waits for that void",
+            ScenarioConfig {
+                clients: 1,
+                query: true,
+                network: NetworkKind::UnorderedDuplicating,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
             "a crashed replica recovers from disk",
             ScenarioConfig {
                 crashes: 1,

@@ -51,6 +51,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario replication --network ordered",
     "--scenario replication",
     "--scenario replication --network lossy",
+    "--scenario replication --network unordered-duplicating --clients 1 --query",
     "--scenario replication --sync-followers 2",
     "--scenario cutover --network ordered --retained-entries 1 --snapshot-chunk 1",
     "--scenario replication --retained-entries 1",
