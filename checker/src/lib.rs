@@ -11,6 +11,7 @@
 //! `berth-check` binary is thin glue over this library.
 
 pub mod banner;
+pub mod epochs;
 pub mod explore;
 pub mod gallery;
 pub mod history;

@@ -500,7 +500,7 @@ pub fn stale_router_redirected(model: &BerthModel, state: &BerthState) -> bool {
 }
 
 /// The placement of `bucket` in the map the controller started with.
-fn initial_placement(model: &BerthModel, bucket: Bucket) -> Option<&BucketPlacement> {
+pub(crate) fn initial_placement(model: &BerthModel, bucket: Bucket) -> Option<&BucketPlacement> {
     model.actors.iter().find_map(|actor| match actor {
         BerthActor::Controller(controller) => controller.initial_map.placement(bucket),
         _ => None,
@@ -514,7 +514,7 @@ fn initial_leader(model: &BerthModel, bucket: Bucket) -> Option<Id> {
 
 /// Whether the leader `placement` names has committed an entry of the
 /// placement's epoch: the new commit quorum works.
-fn committed_at_current_epoch(
+pub(crate) fn committed_at_current_epoch(
     state: &BerthState,
     bucket: Bucket,
     placement: &BucketPlacement,
@@ -573,7 +573,7 @@ fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &ReplicaState)> {
 }
 
 /// The controller's current placement map.
-fn controller_map(state: &BerthState) -> Option<&PlacementMap> {
+pub(crate) fn controller_map(state: &BerthState) -> Option<&PlacementMap> {
     state
         .actor_states
         .iter()

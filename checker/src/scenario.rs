@@ -442,6 +442,9 @@ impl ScenarioConfig {
             Scenario::Cutover => properties::cutover_properties(),
             Scenario::All => properties::all_properties(),
         };
+        if self.scenario == Scenario::Failover && self.failovers >= 2 {
+            properties.push(crate::epochs::replacement_promoted_property());
+        }
         if self.reads() {
             properties.extend(properties::session_read_properties());
         }

@@ -218,6 +218,15 @@ pub fn battery() -> Vec<Check> {
                 ..on(Scenario::Failover)
             },
         ),
+        pass(
+            "two epoch changes for one bucket: a replacement or a failover, then another; the promotion check at the second (ordered network, no crash)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                crashes: 0,
+                failovers: 2,
+                ..on(Scenario::Failover)
+            },
+        ),
         pass("a live move through the barrier", on(Scenario::Cutover)),
         pass(
             "a crash during a move (ordered network)",

@@ -70,6 +70,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario cutover",
     "--scenario failover --network ordered --crashes 0 --probes",
     "--scenario failover --network ordered --crashes 0 --sync-followers 2",
+    "--scenario failover --network ordered --crashes 0 --failovers 2",
 ];
 
 /// Goal: the correct design holds on every scenario of the battery, the
