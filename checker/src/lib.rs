@@ -11,13 +11,13 @@
 //! `berth-check` binary is thin glue over this library.
 
 pub mod banner;
-pub mod epochs;
 pub mod explore;
 pub mod gallery;
 pub mod history;
 pub mod liveness;
 pub mod promises;
 pub mod properties;
+pub mod reach;
 pub mod recovery;
 pub mod rules;
 pub mod run;

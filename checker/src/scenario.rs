@@ -443,7 +443,10 @@ impl ScenarioConfig {
             Scenario::All => properties::all_properties(),
         };
         if self.scenario == Scenario::Failover && self.failovers >= 2 {
-            properties.push(crate::epochs::replacement_promoted_property());
+            properties.push(crate::reach::replacement_promoted_property());
+        }
+        if self.retained_entries.is_some() {
+            properties.push(crate::reach::log_folded_property());
         }
         if self.reads() {
             properties.extend(properties::session_read_properties());

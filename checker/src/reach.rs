@@ -1,0 +1,69 @@
+//! What particular runs must reach, beyond each scenario's own
+//! sometimes-properties: code that only those runs can execute, whose
+//! removal no always-property notices (it only refuses, or only costs).
+//!
+//! - `replacement promoted` (`--failovers 2` and more): at the first epoch
+//!   change every sync follower holds the first epoch's prefix, so the
+//!   controller's promotion check (the fenced follower's log ends in the
+//!   epoch being replaced) cannot fail there. Only at a later change can a
+//!   follower lack that epoch's start — and only a run that reaches a
+//!   promotion there shows the check does not refuse every later one.
+//! - `log folded` (`--retained-entries N`): a replica's log starts after
+//!   entries it folded into its state. Folding is what bounds a replica's
+//!   memory; without it every property still holds.
+
+use crate::history::{BerthModel, BerthState};
+use crate::properties::{
+    committed_at_current_epoch, controller_map, initial_placement, PropertySpec,
+};
+use berth_model::{Bucket, Position};
+
+pub const REPLACEMENT_PROMOTED: &str = "replacement promoted";
+
+/// The property, for runs that allow two epoch changes or more.
+pub fn replacement_promoted_property() -> PropertySpec {
+    PropertySpec::sometimes(
+        REPLACEMENT_PROMOTED,
+        replacement_promoted,
+        "a remote follower that took the sync role through one epoch change was promoted to leader at a later one, and committed under its epoch",
+    )
+}
+
+/// `replacement promoted`: the controller's map names as leader a replica
+/// that started as an async follower (it became a sync follower at one
+/// epoch change, then leader at another), and it has committed an entry
+/// of its epoch.
+pub fn replacement_promoted(model: &BerthModel, state: &BerthState) -> bool {
+    let Some(map) = controller_map(state) else {
+        return false;
+    };
+    map.buckets.iter().enumerate().any(|(index, placement)| {
+        let bucket = Bucket(index as u32);
+        initial_placement(model, bucket)
+            .is_some_and(|initial| initial.async_followers.contains(&placement.leader))
+            && committed_at_current_epoch(state, bucket, placement)
+    })
+}
+
+pub const LOG_FOLDED: &str = "log folded";
+
+/// The property, for runs that fold logs (`--retained-entries`).
+pub fn log_folded_property() -> PropertySpec {
+    PropertySpec::sometimes(
+        LOG_FOLDED,
+        |_, state| log_folded(state),
+        "a replica folded committed entries into its state: its log starts after them",
+    )
+}
+
+/// `log folded`: some replica's log of some bucket starts after position 0.
+pub fn log_folded(state: &BerthState) -> bool {
+    state.actor_states.iter().any(|node| {
+        node.as_replica().is_some_and(|replica| {
+            replica
+                .buckets
+                .iter()
+                .any(|(_, bucket)| bucket.durable.log.start() > Position(0))
+        })
+    })
+}
