@@ -67,3 +67,43 @@ pub fn log_folded(state: &BerthState) -> bool {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Scenario, ScenarioConfig};
+    use berth_model::log::Entry;
+    use berth_model::replica::DurableBucket;
+    use berth_model::{Epoch, NodeState};
+    use stateright::Model;
+    use std::sync::Arc;
+
+    /// Goal: `log folded` is not reached at the start, and is reached by a
+    /// state whose one replica folded its log (a forged state: the run that
+    /// must reach it is in the battery).
+    #[test]
+    fn log_folded_tells_a_folded_log_from_a_whole_one() {
+        let config = ScenarioConfig {
+            retained_entries: Some(1),
+            ..ScenarioConfig::new(Scenario::Replication)
+        };
+        let mut state = config.build().init_states().remove(0);
+        assert!(!log_folded(&state));
+        let index = state
+            .actor_states
+            .iter()
+            .position(|node| node.as_replica().is_some())
+            .unwrap();
+        let mut node = (*state.actor_states[index]).clone();
+        let NodeState::Replica(replica) = &mut node else {
+            unreachable!("a replica")
+        };
+        let bucket = replica.buckets.get_mut(&Bucket(0)).unwrap();
+        let durable = DurableBucket::edit(&mut bucket.durable);
+        durable.log.push(Entry::noop(Epoch::FIRST));
+        durable.log.push(Entry::noop(Epoch::FIRST));
+        durable.log.compact_through(Position(1));
+        state.actor_states[index] = Arc::new(node);
+        assert!(log_folded(&state));
+    }
+}

@@ -38,7 +38,7 @@ pub struct DurableBucket {
     pub moving_to: Option<BucketPlacement>,
     /// The hash of the fields above, once computed (never saved).
     #[serde(skip)]
-    pub memo: HashMemo,
+    memo: HashMemo,
 }
 
 impl Hash for DurableBucket {

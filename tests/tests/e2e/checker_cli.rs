@@ -443,7 +443,7 @@ fn verify_runs_the_battery_and_prints_a_table() {
     assert_eq!(report["passes"], true);
     let row = &report["rows"][0];
     assert_eq!(row["variant"], "resends-run-out");
-    assert!(row["seconds"].as_f64().unwrap() >= 0.0);
+    assert!(row["seconds"].as_f64().is_some(), "{row}");
     assert!(
         row["failed"]
             .as_array()
