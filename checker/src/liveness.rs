@@ -29,6 +29,7 @@ use stateright::Model;
 
 pub const FOLLOWERS_CATCH_UP: &str = "followers catch up";
 pub const CLIENTS_FINISH: &str = "clients finish";
+pub const HOLDS_END: &str = "holds end";
 
 /// The liveness properties of the scenarios that run the runtime's
 /// settings.
@@ -47,6 +48,19 @@ pub fn liveness_properties() -> Vec<PropertySpec> {
             "at rest, every client has its answers or has spent its retries (and says the outcome is unknown)",
         ),
     ]
+}
+
+/// The liveness property of the scenarios whose holds expire: a hold's
+/// clock survives what a leader goes through. A leader that recovers, or a
+/// follower promoted in its place, restarts the clock of every hold it
+/// inherits; without that the hold would keep its cabin forever.
+pub fn hold_liveness_property() -> PropertySpec {
+    PropertySpec::at_rest(
+        HOLDS_END,
+        |model, state| lasting_hold(state).is_none() || !at_rest(model, state),
+        lasting_hold,
+        "at rest, no live leader keeps a committed hold that nothing in its log ends (each hold is confirmed or expires)",
+    )
 }
 
 /// Whether no delivery and no timer can change `state` (faults aside).
@@ -114,6 +128,37 @@ pub fn lagging_follower(state: &BerthState) -> Option<String> {
         })
 }
 
+/// A live leader whose bucket holds a cabin for a hold that was neither
+/// confirmed nor expired, named in one sentence.
+pub fn lasting_hold(state: &BerthState) -> Option<String> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !state.crashed[*index])
+        .find_map(|(index, node)| {
+            node.as_replica()?.buckets.iter().find_map(|(bucket, led)| {
+                let durable = &led.durable;
+                if !durable.is_leader(Id::from(index)) {
+                    return None;
+                }
+                // Committed, and no entry ending it in the log: a hold
+                // whose own entry is still uncommitted, or whose end is,
+                // waits for the log to move, which `followers catch up`
+                // covers (without the runtime's resends, a lost append may
+                // stop it for good).
+                let last = durable.state_through_last();
+                let (unit, hold) = durable
+                    .applied
+                    .holds()
+                    .find(|(_, hold)| last.holds().any(|(_, active)| active == *hold))?;
+                Some(format!(
+                    "replica {index} leads {bucket} and still holds {unit} for {hold}, committed"
+                ))
+            })
+        })
+}
+
 /// A client with a task left and retries left, named in one sentence.
 pub fn unfinished_client(state: &BerthState) -> Option<String> {
     state
@@ -134,4 +179,69 @@ pub fn unfinished_client(state: &BerthState) -> Option<String> {
                     .then(|| format!("client {index} never started")),
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Scenario, ScenarioConfig};
+    use berth_model::bucket::{Command, Op};
+    use berth_model::log::Entry;
+    use berth_model::replica::DurableBucket;
+    use berth_model::types::{Bucket, Customer, Epoch, InventoryUnit, Position, Token};
+    use std::sync::Arc;
+
+    /// Goal: `holds end` names a live leader that keeps a committed hold,
+    /// and not one whose log already ends it, nor a hold still uncommitted,
+    /// nor a crashed leader's (a forged state: the run in which a
+    /// promoted leader must restart the clock is in the battery).
+    #[test]
+    fn a_lasting_hold_is_a_committed_one_that_nothing_ends() {
+        let config = ScenarioConfig {
+            expiring_holds: true,
+            ..ScenarioConfig::new(Scenario::Replication)
+        };
+        let mut state = config.build().init_states().remove(0);
+        assert_eq!(lasting_hold(&state), None);
+        let leader = 1;
+        let unit = InventoryUnit::new("BCN-JFK", "C14");
+        let hold = Token { client: 4, seq: 0 };
+        let edit = |state: &mut BerthState, change: &dyn Fn(&mut DurableBucket)| {
+            let mut node = (*state.actor_states[leader]).clone();
+            let NodeState::Replica(replica) = &mut node else {
+                unreachable!("replica 1 leads")
+            };
+            let bucket = replica.buckets.get_mut(&Bucket(0)).unwrap();
+            change(DurableBucket::edit(&mut bucket.durable));
+            state.actor_states[leader] = Arc::new(node);
+        };
+        let held = Entry::command(
+            Epoch::FIRST,
+            Command {
+                token: hold,
+                op: Op::Hold {
+                    unit: unit.clone(),
+                    customer: Customer::new("alice"),
+                },
+            },
+        );
+        edit(&mut state, &|durable| {
+            durable.log.push(held.clone());
+        });
+        assert_eq!(lasting_hold(&state), None, "uncommitted");
+        edit(&mut state, &|durable| {
+            durable.applied.apply_entry(Position(1), &held);
+            durable.commit_position = Position(1);
+        });
+        assert!(lasting_hold(&state).is_some_and(|what| what.contains("C14")));
+        state.crashed[leader] = true;
+        assert_eq!(lasting_hold(&state), None, "crashed");
+        state.crashed[leader] = false;
+        edit(&mut state, &|durable| {
+            durable
+                .log
+                .push(Entry::expire(Epoch::FIRST, unit.clone(), hold));
+        });
+        assert_eq!(lasting_hold(&state), None, "its expiry is in the log");
+    }
 }

@@ -468,6 +468,7 @@ impl ScenarioConfig {
             .collect();
         if self.expiring_holds {
             properties.push(properties::hold_expired_property());
+            properties.push(crate::liveness::hold_liveness_property());
         }
         if self.stream {
             properties.extend(properties::stream_properties());

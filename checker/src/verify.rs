@@ -133,6 +133,15 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "holds expire across a failover: the promoted leader restarts the clock of every hold it inherits (ordered network, no crash)",
+            ScenarioConfig {
+                expiring_holds: true,
+                network: NetworkKind::Ordered,
+                crashes: 0,
+                ..on(Scenario::Failover)
+            },
+        ),
+        pass(
             "a client retry across a replica's crash",
             ScenarioConfig {
                 clients: 1,
