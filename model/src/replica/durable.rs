@@ -211,16 +211,6 @@ impl DurableBucket {
             .collect()
     }
 
-    /// Whether everything this replica's log inherited from earlier epochs
-    /// is committed: its commit position reached an entry of the current
-    /// epoch (the epoch-start entry at the latest), or the bucket is at its
-    /// first epoch. Only then does the committed state hold every outcome
-    /// that was ever acknowledged.
-    pub fn inherited_committed(&self) -> bool {
-        self.placement.epoch == Epoch::FIRST
-            || self.log.epoch_at(self.commit_position) == Some(self.placement.epoch)
-    }
-
     /// Whether `replica` leads this bucket now: it is the placement's leader
     /// and has promised no newer epoch.
     pub fn is_leader(&self, replica: Id) -> bool {
