@@ -30,6 +30,8 @@ use stateright::Model;
 pub const FOLLOWERS_CATCH_UP: &str = "followers catch up";
 pub const CLIENTS_FINISH: &str = "clients finish";
 pub const HOLDS_END: &str = "holds end";
+pub const COMES_TO_REST: &str = "comes to rest";
+pub const COMMITS_KNOWN: &str = "followers learn the commit";
 
 /// The liveness properties of the scenarios that run the runtime's
 /// settings.
@@ -47,7 +49,40 @@ pub fn liveness_properties() -> Vec<PropertySpec> {
             unfinished_client,
             "at rest, every client has its answers or has spent its retries (and says the outcome is unknown)",
         ),
+        comes_to_rest_property(),
     ]
+}
+
+/// Once the faults stop with every replica up, the cluster falls quiet: a
+/// leader's resends and heartbeat stop once no follower lags. A heartbeat
+/// that outlives its reason costs messages on every idle bucket and hides
+/// from every property stated at rest (a state never at rest satisfies
+/// them all). Only `recovery` can check it, over the whole state graph: at
+/// rest it holds by definition, so the exploration's condition is `true`.
+pub fn comes_to_rest_property() -> PropertySpec {
+    PropertySpec {
+        violation: None,
+        ..PropertySpec::at_rest(
+            COMES_TO_REST,
+            |_, _| true,
+            |_| None,
+            "once faults stop with every replica up, some run comes to rest: resends and heartbeats stop once nothing lags",
+        )
+    }
+}
+
+/// On a network that loses nothing, a follower learns every commit: the
+/// leader announces it once the commit moves, and again when a follower
+/// completes its log without moving it. (On a lossy network a lost
+/// announcement is repaired by the next write, not at rest: there a
+/// follower may rest on an old commit, which `followers catch up` allows.)
+pub fn commit_liveness_property() -> PropertySpec {
+    PropertySpec::at_rest(
+        COMMITS_KNOWN,
+        |model, state| uninformed_follower(state).is_none() || !at_rest(model, state),
+        uninformed_follower,
+        "at rest on a network that loses nothing, every live follower holding its leader's log holds its commit too",
+    )
 }
 
 /// The liveness property of the scenarios whose holds expire: a hold's
@@ -121,6 +156,46 @@ pub fn lagging_follower(state: &BerthState) -> Option<String> {
                             usize::from(follower_id),
                             copy.log.last_position(),
                             durable.log.last_position(),
+                        )
+                    })
+                })
+            })
+        })
+}
+
+/// A live follower of a live leader, at its epoch and holding its whole
+/// log, that has not learned the leader's commit, named in one sentence.
+pub fn uninformed_follower(state: &BerthState) -> Option<String> {
+    let live = |index: usize| state.crashed.get(index) == Some(&false);
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| live(*index))
+        .find_map(|(index, node)| {
+            node.as_replica()?.buckets.iter().find_map(|(bucket, led)| {
+                let durable = &led.durable;
+                if !durable.is_leader(Id::from(index)) {
+                    return None;
+                }
+                durable.placement.followers().find_map(|follower_id| {
+                    let follower = usize::from(follower_id);
+                    if !live(follower) {
+                        return None;
+                    }
+                    let copy = &state.actor_states[follower]
+                        .as_replica()?
+                        .buckets
+                        .get(bucket)?
+                        .durable;
+                    let holds_log = copy.placement.epoch == durable.placement.epoch
+                        && copy.log.last_position() >= durable.log.last_position();
+                    (holds_log && copy.commit_position < durable.commit_position).then(|| {
+                        format!(
+                            "replica {follower} holds {bucket}'s log through {} but committed only through {}, its leader replica {index} through {}",
+                            copy.log.last_position(),
+                            copy.commit_position,
+                            durable.commit_position,
                         )
                     })
                 })

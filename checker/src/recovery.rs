@@ -88,8 +88,19 @@ fn drop_extra_copies(state: &mut BerthState) {
 }
 
 /// Checks that every goal stays reachable without new faults from every
-/// state reachable in `model`, exploring at most `limit` states.
-pub fn check(model: &BerthModel, goals: &[Goal], limit: usize) -> Recovery {
+/// state reachable in `model`, exploring at most `limit` states. With
+/// `rest` (a property's name), coming to rest is one more goal: a state
+/// where no delivery and no timer changes anything, or where a replica is
+/// down (whose leader rightly keeps calling it).
+pub fn check(
+    model: &BerthModel,
+    goals: &[Goal],
+    rest: Option<&'static str>,
+    limit: usize,
+) -> Recovery {
+    // Coming to rest is known once a state's steps are: its bit is set
+    // when the state is expanded, after every state-based goal's.
+    let rest_bit = 1u64 << goals.len();
     let mut index: HashMap<u64, u32> = HashMap::new();
     // How each state was first reached: its parent and the step taken.
     let mut parent: Vec<Option<(u32, BerthAction)>> = Vec::new();
@@ -100,11 +111,14 @@ pub fn check(model: &BerthModel, goals: &[Goal], limit: usize) -> Recovery {
     let mut met: Vec<u64> = Vec::new();
     let mut queue: VecDeque<(BerthState, u32)> = VecDeque::new();
     let goal_bits = |state: &BerthState| -> u64 {
+        let down = rest.is_some() && state.crashed.iter().any(|crashed| *crashed);
         goals
             .iter()
             .enumerate()
             .filter(|(_, (_, missing))| missing(state).is_none())
-            .fold(0, |bits, (bit, _)| bits | (1 << bit))
+            .fold(if down { rest_bit } else { 0 }, |bits, (bit, _)| {
+                bits | (1 << bit)
+            })
     };
     for state in model.init_states() {
         if let Entry::Vacant(slot) = index.entry(fingerprint(&state)) {
@@ -122,15 +136,17 @@ pub fn check(model: &BerthModel, goals: &[Goal], limit: usize) -> Recovery {
     while let Some((state, id)) = queue.pop_front() {
         actions.clear();
         model.actions(&state, &mut actions);
+        let mut at_rest = true;
         for action in actions.drain(..) {
             let Some(mut next) = model.next_state(&state, action.clone()) else {
                 continue;
             };
+            let fault = is_fault(&action);
+            at_rest &= fault;
             drop_extra_copies(&mut next);
             if !model.within_boundary(&next) {
                 continue;
             }
-            let fault = is_fault(&action);
             let next_id = match index.entry(fingerprint(&next)) {
                 Entry::Occupied(slot) => *slot.get(),
                 Entry::Vacant(slot) => {
@@ -151,9 +167,13 @@ pub fn check(model: &BerthModel, goals: &[Goal], limit: usize) -> Recovery {
                 into[next_id as usize].push(id);
             }
         }
+        if at_rest && rest.is_some() {
+            met[id as usize] |= rest_bit;
+        }
     }
+    let names = goals.iter().map(|(name, _)| *name).chain(rest);
     let mut stuck = Vec::new();
-    for (bit, (name, _)) in goals.iter().enumerate() {
+    for (bit, name) in names.enumerate() {
         let mut reaches = vec![false; parent.len()];
         let mut walk: VecDeque<u32> = VecDeque::new();
         for (id, bits) in met.iter().enumerate() {

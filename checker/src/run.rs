@@ -449,8 +449,12 @@ pub fn run(
             .filter(|spec| spec.at_rest)
             .filter_map(|spec| Some((spec.name, spec.violation?)))
             .collect();
+        let rest = specs
+            .iter()
+            .find(|spec| spec.name == crate::liveness::COMES_TO_REST)
+            .map(|spec| spec.name);
         if let recovery::Recovery::Stuck(stuck) =
-            recovery::check(&model, &goals, RECOVERY_STATE_LIMIT)
+            recovery::check(&model, &goals, rest, RECOVERY_STATE_LIMIT)
         {
             for found in stuck {
                 discoveries.insert(found.goal, found.path);

@@ -475,6 +475,12 @@ impl ScenarioConfig {
         }
         if self.runtime_settings {
             properties.extend(crate::liveness::liveness_properties());
+            if matches!(
+                self.network,
+                NetworkKind::Ordered | NetworkKind::Unordered | NetworkKind::UnorderedDuplicating
+            ) {
+                properties.push(crate::liveness::commit_liveness_property());
+            }
         }
         properties.extend(crate::promises::promise_properties());
         properties.push(crate::rules::rules_property());

@@ -176,6 +176,15 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "the runtime's settings on a network that loses nothing: followers learn every commit, and the leader falls quiet",
+            ScenarioConfig {
+                clients: 1,
+                network: NetworkKind::Ordered,
+                runtime_settings: true,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
             "two sync followers: a commit waits for both",
             ScenarioConfig {
                 sync_followers: 2,

@@ -56,6 +56,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario cutover --network ordered --retained-entries 1 --snapshot-chunk 1",
     "--scenario replication --retained-entries 1",
     "--scenario replication --network ordered-lossy --clients 1 --runtime-settings",
+    "--scenario replication --network ordered --clients 1 --runtime-settings",
     "--scenario cutover --network ordered --query",
     "--scenario cutover --network ordered --crashes 1",
     "--scenario replication --network unordered-duplicating",
