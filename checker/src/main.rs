@@ -119,6 +119,9 @@ struct ScenarioArgs {
     /// Run the protocol with the runtime's own settings (leader resends, re-sent fences, commit announcements, appends of one entry, batches of one bucket, catch-up, and where the scenario fails over the probe detector), and check liveness: once faults stop, followers catch up, failovers finish, clients are answered.
     #[arg(long)]
     runtime_settings: bool,
+    /// The second client holds the cabin, then confirms that hold without waiting for the answer (a client that does not follow the protocol): a confirm of a refused hold must be refused as never matching.
+    #[arg(long)]
+    blind_confirm: bool,
     /// Add a support client that asks, once, what became of the first client's hold (a token query).
     #[arg(long)]
     query: bool,
@@ -204,6 +207,7 @@ impl ScenarioArgs {
             retained_entries: self.retained_entries.map(usize::from),
             snapshot_chunk: self.snapshot_chunk.map(usize::from),
             runtime_settings: self.runtime_settings || base.runtime_settings,
+            blind_confirm: self.blind_confirm,
             query: self.query,
             leader_resends: self.leader_resends,
             resend_unanswered: self.resend_unanswered,

@@ -120,6 +120,12 @@ pub struct ScenarioConfig {
     /// detector (one miss, `PROBE_ROUNDS` rounds) instead of suspicion at
     /// any moment. With it the scenario also checks liveness.
     pub runtime_settings: bool,
+    /// The second client holds the contended cabin, then confirms that
+    /// hold without waiting to learn whether it was granted: a client the
+    /// service cannot trust to follow the protocol. A confirm of a hold
+    /// that was refused must be refused as one that never matched, not as
+    /// one that expired.
+    pub blind_confirm: bool,
     /// A support client (the last) asks what became of the first client's
     /// hold, once, at any moment: before the hold arrives, while it is
     /// pending, after it committed, across a failover.
@@ -351,6 +357,9 @@ impl ScenarioConfig {
         if self.runtime_settings {
             flags.push("--runtime-settings".to_owned());
         }
+        if self.blind_confirm {
+            flags.push("--blind-confirm".to_owned());
+        }
         if self.query {
             flags.push("--query".to_owned());
         }
@@ -395,6 +404,7 @@ impl ScenarioConfig {
             retained_entries: None,
             snapshot_chunk: None,
             runtime_settings: false,
+            blind_confirm: false,
             query: false,
             leader_resends: 0,
             resend_unanswered: false,
@@ -425,8 +435,20 @@ impl ScenarioConfig {
             && !self.resends_messages()
     }
 
-    /// What client `offset` (counted from the first client) does.
-    pub fn tasks(&self, offset: usize) -> Vec<Task> {
+    /// What client `offset` (counted from the first client), whose tokens
+    /// carry `client`, does.
+    pub fn tasks(&self, offset: usize, client: u64) -> Vec<Task> {
+        if self.blind_confirm && offset == 1 {
+            // Its hold's token is its first.
+            let hold = Token { client, seq: 0 };
+            return vec![
+                Task::Hold(contended_unit()),
+                Task::Confirm {
+                    unit: contended_unit(),
+                    hold,
+                },
+            ];
+        }
         let mut tasks = vec![Task::Book(contended_unit())];
         if offset == 0 && self.reads() {
             tasks.push(Task::Read(contended_unit()));
@@ -561,7 +583,7 @@ impl ScenarioConfig {
                     client: (layout.first_client + offset) as u64,
                     controller: layout::id(layout::CONTROLLER),
                     customer: Customer::new(format!("customer {}", layout.first_client + offset)),
-                    tasks: self.tasks(offset),
+                    tasks: self.tasks(offset, (layout.first_client + offset) as u64),
                     observed: Default::default(),
                     reader: None,
                     initial_map: map.clone(),

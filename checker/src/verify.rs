@@ -185,6 +185,14 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "a client that confirms its hold without waiting for the answer: a refused hold's confirm is refused as never matching (ordered network)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                blind_confirm: true,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
             "two sync followers: a commit waits for both",
             ScenarioConfig {
                 sync_followers: 2,

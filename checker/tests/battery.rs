@@ -49,6 +49,7 @@ fn quick_battery_holds() {
 /// `sometimes` properties of the correct runs.
 const CHEAP_FIRST: &[&str] = &[
     "--scenario replication --network ordered",
+    "--scenario replication --network ordered --blind-confirm",
     "--scenario replication",
     "--scenario replication --network lossy",
     "--scenario replication --network unordered-duplicating --clients 1 --query",
