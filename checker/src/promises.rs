@@ -6,12 +6,13 @@
 use crate::history::{BerthModel, BerthState};
 use crate::properties::PropertySpec;
 use berth_model::bucket::{Refusal, UnitStatus};
-use berth_model::{Outcome, Token};
+use berth_model::{Msg, Outcome, Token};
 use stateright::actor::Id;
 
 pub const ANSWERS_MATCH_HISTORY: &str = "answers match the history";
 pub const NOT_DECIDED_IS_FINAL: &str = "not decided is final";
 pub const TOKEN_QUERY_ANSWERED: &str = "token query answered";
+pub const ONE_ANSWER_PER_ACTION: &str = "one answer per action";
 
 /// The promise properties every scenario checks.
 pub fn promise_properties() -> Vec<PropertySpec> {
@@ -28,7 +29,43 @@ pub fn promise_properties() -> Vec<PropertySpec> {
             decided_after_not_decided,
             "a token a client was told is not decided never takes effect later: every replica that decides it commits the void, no client is told an outcome for it",
         ),
+        PropertySpec::always(
+            ONE_ANSWER_PER_ACTION,
+            |_, state| answer_taken_twice(state).is_none(),
+            answer_taken_twice,
+            "a client takes one answer for each of its actions: a duplicate or late answer for a token it already has, or is not waiting on, never ends a step",
+        ),
     ]
+}
+
+/// A client that kept two answers for one token (a duplicate taken for
+/// the answer to the step under way), named in one sentence. The network
+/// may deliver an answer twice, or long after the client moved on; only
+/// the answer to the action in flight may end a step.
+pub fn answer_taken_twice(state: &BerthState) -> Option<String> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .find_map(|(index, node)| {
+            let berth_model::NodeState::Client(client) = &**node else {
+                return None;
+            };
+            let tokens: Vec<Token> = client
+                .answers
+                .iter()
+                .filter_map(|answer| match answer {
+                    Msg::Reply(reply) => Some(reply.token),
+                    Msg::NotDecided { token, .. } => Some(*token),
+                    _ => None,
+                })
+                .collect();
+            tokens.iter().enumerate().find_map(|(at, token)| {
+                tokens[..at]
+                    .contains(token)
+                    .then(|| format!("client {index} took two answers for {token}"))
+            })
+        })
 }
 
 /// The sometimes-property of scenarios with a token query.
