@@ -43,14 +43,22 @@ pub fn liveness_properties() -> Vec<PropertySpec> {
             lagging_follower,
             "at rest, every live follower of a live leader holds the leader's whole log",
         ),
-        PropertySpec::at_rest(
-            CLIENTS_FINISH,
-            |model, state| unfinished_client(state).is_none() || !at_rest(model, state),
-            unfinished_client,
-            "at rest, every client has its answers or has spent its retries (and says the outcome is unknown)",
-        ),
+        clients_finish_property(),
         comes_to_rest_property(),
     ]
+}
+
+/// A client with retries left keeps its retry timer while it waits, so it
+/// never rests before it has its answers or has spent its retries: this
+/// holds wherever clients retry, with or without the runtime's other
+/// settings.
+pub fn clients_finish_property() -> PropertySpec {
+    PropertySpec::at_rest(
+        CLIENTS_FINISH,
+        |model, state| unfinished_client(state).is_none() || !at_rest(model, state),
+        unfinished_client,
+        "at rest, every client has its answers or has spent its retries (and says the outcome is unknown)",
+    )
 }
 
 /// Once the faults stop with every replica up, the cluster falls quiet: a

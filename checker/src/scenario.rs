@@ -495,6 +495,9 @@ impl ScenarioConfig {
         if self.stream {
             properties.extend(properties::stream_properties());
         }
+        if self.retries > 0 && !self.runtime_settings {
+            properties.push(crate::liveness::clients_finish_property());
+        }
         if self.runtime_settings {
             properties.extend(crate::liveness::liveness_properties());
             if matches!(
