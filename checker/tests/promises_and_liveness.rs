@@ -219,3 +219,55 @@ fn at_rest_is_judged_by_what_can_still_happen() {
     let initial = model.init_states().remove(0);
     assert!(!liveness::at_rest(&model, &initial));
 }
+
+/// Goal: `one answer per action` and `followers learn the commit` hold on
+/// a reachable state and catch what they name: a client that kept a
+/// second copy of an answer, and a follower holding its leader's whole
+/// log without its commit.
+#[test]
+fn answer_twice_and_uninformed_follower_are_caught() {
+    let state = state_after_a_reply();
+    assert_eq!(promises::answer_taken_twice(&state), None);
+    let client = state
+        .actor_states
+        .iter()
+        .position(|node| matches!(&**node, NodeState::Client(c) if !c.answers.is_empty()))
+        .expect("a client has an answer");
+    let mut forged = state.clone();
+    let mut node = forged.actor_states[client].as_ref().clone();
+    if let NodeState::Client(c) = &mut node {
+        let first = c.answers[0].clone();
+        c.answers.push(first);
+    }
+    forged.actor_states[client] = Arc::new(node);
+    let twice = promises::answer_taken_twice(&forged).expect("a duplicate answer kept");
+    assert!(twice.contains("two answers"), "{twice}");
+
+    // Every follower a copy of the leader's bucket: informed.
+    let leader = match &*state.actor_states[1] {
+        NodeState::Replica(replica) => replica.buckets.get(&Bucket(0)).unwrap().durable.clone(),
+        _ => unreachable!("replica 1 leads"),
+    };
+    assert!(leader.commit_position > Position(0), "the reply committed");
+    let mut informed = state.clone();
+    for index in 2..informed.actor_states.len() {
+        let mut node = informed.actor_states[index].as_ref().clone();
+        if let NodeState::Replica(replica) = &mut node {
+            if let Some(copy) = replica.buckets.get_mut(&Bucket(0)) {
+                copy.durable = leader.clone();
+            }
+        }
+        informed.actor_states[index] = Arc::new(node);
+    }
+    assert_eq!(liveness::uninformed_follower(&informed), None);
+    let mut uninformed = informed.clone();
+    let mut node = uninformed.actor_states[2].as_ref().clone();
+    if let NodeState::Replica(replica) = &mut node {
+        let copy = replica.buckets.get_mut(&Bucket(0)).unwrap();
+        Arc::make_mut(&mut copy.durable).commit_position = Position(0);
+    }
+    uninformed.actor_states[2] = Arc::new(node);
+    let missing =
+        liveness::uninformed_follower(&uninformed).expect("a follower without the commit");
+    assert!(missing.contains("committed only through"), "{missing}");
+}

@@ -432,10 +432,10 @@ fn verify_runs_the_battery_and_prints_a_table() {
     let progress = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{text}\n{progress}");
     assert!(
-        progress.contains("[1/2]") && progress.contains("[2/2]"),
+        progress.contains("[1/3]") && progress.contains("[3/3]"),
         "{progress}"
     );
-    assert!(text.contains("2 of 2 runs as they must"), "{text}");
+    assert!(text.contains("3 of 3 runs as they must"), "{text}");
     assert!(text.contains("refuted by `followers catch up`"), "{text}");
 
     let json = berth_check(&["verify", "--only", "resends-run-out", "--json"]);
