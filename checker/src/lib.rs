@@ -10,6 +10,7 @@
 //! Explorer so that each state shows what it violates ([`explore`]). The
 //! `berth-check` binary is thin glue over this library.
 
+pub mod agree;
 pub mod banner;
 pub mod explore;
 pub mod gallery;

@@ -507,6 +507,7 @@ impl ScenarioConfig {
                 properties.push(crate::liveness::commit_liveness_property());
             }
         }
+        properties.push(crate::agree::agreement_property());
         properties.extend(crate::promises::promise_properties());
         properties.push(crate::rules::rules_property());
         properties.push(crate::saved::saved_property());

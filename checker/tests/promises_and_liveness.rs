@@ -3,6 +3,7 @@
 //! final), and liveness at rest under the runtime's own settings — each
 //! shown to hold where it must and to catch what it names.
 
+use berth_checker::agree;
 use berth_checker::history::BerthState;
 use berth_checker::liveness::{self, FOLLOWERS_CATCH_UP};
 use berth_checker::promises::{self, NOT_DECIDED_IS_FINAL, TOKEN_QUERY_ANSWERED};
@@ -12,6 +13,7 @@ use berth_checker::saved;
 use berth_checker::{
     run, NetworkKind, PropertyStatus, RunOptions, Scenario, ScenarioConfig, StopAt, Verdict,
 };
+use berth_model::log::Entry;
 use berth_model::{Bucket, NodeState, Outcome, Position, Refusal, Storage, Token, Variant};
 use stateright::{Checker, Model};
 use std::sync::Arc;
@@ -270,4 +272,32 @@ fn answer_twice_and_uninformed_follower_are_caught() {
     let missing =
         liveness::uninformed_follower(&uninformed).expect("a follower without the commit");
     assert!(missing.contains("committed only through"), "{missing}");
+}
+
+/// Goal: `committed logs agree` holds on a reachable state and catches a
+/// follower that committed another entry where the leader committed the
+/// booking (a divergent suffix kept instead of truncated).
+#[test]
+fn committed_logs_agree_catches_a_divergent_commit() {
+    let state = state_after_a_reply();
+    assert_eq!(agree::disagreement(&state), None);
+    let leader = match &*state.actor_states[1] {
+        NodeState::Replica(replica) => replica.buckets.get(&Bucket(0)).unwrap().durable.clone(),
+        _ => unreachable!("replica 1 leads"),
+    };
+    let mut forged = state.clone();
+    let mut node = forged.actor_states[2].as_ref().clone();
+    if let NodeState::Replica(replica) = &mut node {
+        let copy = replica.buckets.get_mut(&Bucket(0)).unwrap();
+        copy.durable = leader.clone();
+        let durable = Arc::make_mut(&mut copy.durable);
+        let epoch = durable.log.last_epoch();
+        durable.log.truncate_after(Position(0));
+        for _ in 0..leader.log.last_position().0 {
+            durable.log.push(Entry::noop(epoch));
+        }
+    }
+    forged.actor_states[2] = Arc::new(node);
+    let broken = agree::disagreement(&forged).expect("a divergent commit");
+    assert!(broken.contains("different entries"), "{broken}");
 }
