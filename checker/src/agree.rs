@@ -19,7 +19,7 @@ pub fn agreement_property() -> PropertySpec {
     PropertySpec::always(
         COMMITTED_LOGS_AGREE,
         |_, state| disagreement(state).is_none(),
-        disagreement,
+        |_, state| disagreement(state),
         "any two copies of a bucket hold the same entry at every position both committed, and the same committed state when committed through the same position",
     )
 }

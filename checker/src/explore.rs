@@ -78,7 +78,7 @@ impl ExploredModel {
             .filter(|spec| spec.expectation == Expectation::Always)
             .filter(|spec| !(spec.condition)(&self.inner, &state))
             .filter_map(|spec| {
-                let explanation = (spec.violation?)(&state)?;
+                let explanation = (spec.violation?)(&self.inner, &state)?;
                 Some((spec.name, explanation))
             })
             .collect();

@@ -66,7 +66,7 @@ pub struct RunControl {
     /// When set, the model checks only `VIOLATED_WHILE_LEADER_DOWN`: the
     /// checker uses it to look for a counterexample of this violation in
     /// which the leader has really crashed, not merely been suspected.
-    pub witness: Option<fn(&BerthState) -> Option<String>>,
+    pub witness: Option<crate::properties::Violation>,
 }
 
 impl RunControl {

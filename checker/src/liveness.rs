@@ -40,7 +40,7 @@ pub fn liveness_properties() -> Vec<PropertySpec> {
         PropertySpec::at_rest(
             FOLLOWERS_CATCH_UP,
             |model, state| lagging_follower(state).is_none() || !at_rest(model, state),
-            lagging_follower,
+            |_, state| lagging_follower(state),
             "at rest, every live follower of a live leader holds the leader's whole log",
         ),
         clients_finish_property(),
@@ -56,7 +56,7 @@ pub fn clients_finish_property() -> PropertySpec {
     PropertySpec::at_rest(
         CLIENTS_FINISH,
         |model, state| unfinished_client(state).is_none() || !at_rest(model, state),
-        unfinished_client,
+        |_, state| unfinished_client(state),
         "at rest, every client has its answers or has spent its retries (and says the outcome is unknown)",
     )
 }
@@ -73,7 +73,7 @@ pub fn comes_to_rest_property() -> PropertySpec {
         ..PropertySpec::at_rest(
             COMES_TO_REST,
             |_, _| true,
-            |_| None,
+            |_, _| None,
             "once faults stop with every replica up, some run comes to rest: resends and heartbeats stop once nothing lags",
         )
     }
@@ -88,7 +88,7 @@ pub fn commit_liveness_property() -> PropertySpec {
     PropertySpec::at_rest(
         COMMITS_KNOWN,
         |model, state| uninformed_follower(state).is_none() || !at_rest(model, state),
-        uninformed_follower,
+        |_, state| uninformed_follower(state),
         "at rest on a network that loses nothing, every live follower holding its leader's log holds its commit too",
     )
 }
@@ -101,7 +101,7 @@ pub fn hold_liveness_property() -> PropertySpec {
     PropertySpec::at_rest(
         HOLDS_END,
         |model, state| lasting_hold(state).is_none() || !at_rest(model, state),
-        lasting_hold,
+        |_, state| lasting_hold(state),
         "at rest, no live leader keeps a committed hold that nothing in its log ends (each hold is confirmed or expires)",
     )
 }

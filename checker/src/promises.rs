@@ -13,6 +13,7 @@ pub const ANSWERS_MATCH_HISTORY: &str = "answers match the history";
 pub const NOT_DECIDED_IS_FINAL: &str = "not decided is final";
 pub const TOKEN_QUERY_ANSWERED: &str = "token query answered";
 pub const ONE_ANSWER_PER_ACTION: &str = "one answer per action";
+pub const CLIENTS_DO_AS_ASKED: &str = "clients do as asked";
 
 /// The promise properties every scenario checks.
 pub fn promise_properties() -> Vec<PropertySpec> {
@@ -20,20 +21,26 @@ pub fn promise_properties() -> Vec<PropertySpec> {
         PropertySpec::always(
             ANSWERS_MATCH_HISTORY,
             |_, state| answer_against_history(state).is_none(),
-            answer_against_history,
+            |_, state| answer_against_history(state),
             "every answer a client receives is what the committed history decided for that action, at that position; a client told `refused` holds nothing by that action",
         ),
         PropertySpec::always(
             NOT_DECIDED_IS_FINAL,
             |_, state| decided_after_not_decided(state).is_none(),
-            decided_after_not_decided,
+            |_, state| decided_after_not_decided(state),
             "a token a client was told is not decided never takes effect later: every replica that decides it commits the void, no client is told an outcome for it",
         ),
         PropertySpec::always(
             ONE_ANSWER_PER_ACTION,
             |_, state| answer_taken_twice(state).is_none(),
-            answer_taken_twice,
+            |_, state| answer_taken_twice(state),
             "a client takes one answer for each of its actions: a duplicate or late answer for a token it already has, or is not waiting on, never ends a step",
+        ),
+        PropertySpec::always(
+            CLIENTS_DO_AS_ASKED,
+            |model, state| step_not_asked(model, state).is_none(),
+            step_not_asked,
+            "a client takes exactly the steps its tasks ask for, each about the task's cabin: a booking is a hold and, once held, its confirm; a hold, a confirm, a query or a read is one step",
         ),
     ]
 }
@@ -64,6 +71,82 @@ pub fn answer_taken_twice(state: &BerthState) -> Option<String> {
                 tokens[..at]
                     .contains(token)
                     .then(|| format!("client {index} took two answers for {token}"))
+            })
+        })
+}
+
+/// A client whose answers are not those of the steps its script asks for,
+/// named in one sentence. The client's answers (one per finished step) are
+/// walked beside its tasks: a `Book` is a hold and, if the answer was
+/// `Held`, its confirm; every other task one step. An answer left over is a
+/// step nobody asked for (a hold confirmed as if it were a booking, a late
+/// read reply taken for a step); an answer about another cabin, or another
+/// token than the one queried, is a step about the wrong thing.
+pub fn step_not_asked(model: &BerthModel, state: &BerthState) -> Option<String> {
+    use berth_model::{BerthActor, NodeState, Task};
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .find_map(|(index, node)| {
+            let (NodeState::Client(client), Some(BerthActor::Client(actor))) =
+                (&**node, model.actors.get(index))
+            else {
+                return None;
+            };
+            let mut answers = client.answers.iter();
+            for task in &actor.tasks {
+                let Some(answer) = answers.next() else {
+                    return None;
+                };
+                let about = |what: &str| {
+                    Some(format!(
+                        "client {index} took {answer} as the answer to its task to {what}"
+                    ))
+                };
+                match (task, answer) {
+                    (Task::Book(unit), Msg::Reply(reply)) if reply.unit == *unit => {
+                        if reply.outcome == Outcome::Held {
+                            match answers.next() {
+                                Some(Msg::Reply(confirm)) if confirm.unit == *unit => {}
+                                Some(Msg::NotDecided { .. }) | None => {}
+                                Some(other) => {
+                                    return Some(format!(
+                                        "client {index} took {other} as the answer to the confirm of its booking of {unit}"
+                                    ))
+                                }
+                            }
+                        }
+                    }
+                    (Task::Book(unit) | Task::Hold(unit) | Task::Confirm { unit, .. }, _) => {
+                        if !matches!(answer, Msg::Reply(reply) if reply.unit == *unit)
+                            && !matches!(answer, Msg::NotDecided { .. })
+                        {
+                            return about(&format!("act on {unit}"));
+                        }
+                    }
+                    (Task::Query { token, .. }, _) => {
+                        let answered = match answer {
+                            Msg::Reply(reply) => reply.token == *token,
+                            Msg::NotDecided { token: asked, .. } => asked == token,
+                            _ => false,
+                        };
+                        if !answered {
+                            return about(&format!("ask about {token}"));
+                        }
+                    }
+                    (Task::Read(unit), _) => {
+                        if !matches!(answer, Msg::ReadReply(read) if read.unit == *unit) {
+                            return about(&format!("read {unit}"));
+                        }
+                    }
+                }
+            }
+            answers.next().map(|extra| {
+                format!(
+                    "client {index} took {extra}, an answer none of its {} tasks asks for",
+                    actor.tasks.len()
+                )
             })
         })
 }

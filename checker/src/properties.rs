@@ -43,7 +43,7 @@ pub fn stream_properties() -> Vec<PropertySpec> {
         PropertySpec::always(
             CHANGE_STREAM_EXACT,
             |_, state| inexact_stream(state).is_none(),
-            inexact_stream,
+            |_, state| inexact_stream(state),
             "a subscriber's stream holds exactly the committed history: every outcome a client was told through its position, and nothing a replica committed differently",
         ),
         PropertySpec::sometimes(
@@ -144,7 +144,7 @@ pub fn session_read_properties() -> Vec<PropertySpec> {
         PropertySpec::always(
             SESSION_READS,
             |_, state| stale_session_read(state).is_none(),
-            stale_session_read,
+            |_, state| stale_session_read(state),
             "a read never returns state older than what the same client already observed",
         ),
         PropertySpec::sometimes(
@@ -264,13 +264,18 @@ pub fn hold_expired_property() -> PropertySpec {
 }
 
 /// A property as the checker registers it.
+/// Names what violates a property in a state of a model, in one sentence,
+/// or `None` where it holds. The model is there for what the state does not
+/// carry: each actor's script (a client's tasks), the scenario's layout.
+pub type Violation = fn(&BerthModel, &BerthState) -> Option<String>;
+
 pub struct PropertySpec {
     pub expectation: Expectation,
     pub name: &'static str,
     pub condition: fn(&BerthModel, &BerthState) -> bool,
     /// For an always-property: names what violates it in a state, in one
     /// sentence, or `None` where it holds.
-    pub violation: Option<fn(&BerthState) -> Option<String>>,
+    pub violation: Option<Violation>,
     /// One sentence a person reads next to the property's status.
     pub meaning: &'static str,
     /// A liveness property stated at rest (`liveness`): `violation` names
@@ -282,7 +287,7 @@ impl PropertySpec {
     pub fn always(
         name: &'static str,
         condition: fn(&BerthModel, &BerthState) -> bool,
-        violation: fn(&BerthState) -> Option<String>,
+        violation: Violation,
         meaning: &'static str,
     ) -> Self {
         PropertySpec {
@@ -300,7 +305,7 @@ impl PropertySpec {
     pub fn at_rest(
         name: &'static str,
         condition: fn(&BerthModel, &BerthState) -> bool,
-        missing: fn(&BerthState) -> Option<String>,
+        missing: Violation,
         meaning: &'static str,
     ) -> Self {
         PropertySpec {
@@ -331,37 +336,37 @@ pub fn replication_properties() -> Vec<PropertySpec> {
         PropertySpec::always(
             NO_SPLIT_OWNERSHIP,
             |_, state| split_ownership(state).is_none(),
-            split_ownership,
+            |_, state| split_ownership(state),
             "never two leaders of one bucket at one epoch, and a log position never holds two different acknowledged entries",
         ),
         PropertySpec::always(
             NO_LOST_CONFIRMED_BOOKING,
             |_, state| lost_confirmed_booking(state).is_none(),
-            lost_confirmed_booking,
+            |_, state| lost_confirmed_booking(state),
             "every booking acknowledged as confirmed is in the durable state of the bucket's current owner",
         ),
         PropertySpec::always(
             NO_DOUBLE_SALE,
             |_, state| double_sale(state).is_none(),
-            double_sale,
+            |_, state| double_sale(state),
             "no inventory unit is confirmed to two different bookings",
         ),
         PropertySpec::always(
             ONE_OUTCOME_PER_TOKEN,
             |_, state| second_outcome(state).is_none(),
-            second_outcome,
+            |_, state| second_outcome(state),
             "a client never receives two different outcomes for one token, and no log holds one token twice",
         ),
         PropertySpec::always(
             COMMIT_QUORUM_DURABLE,
             |_, state| commit_quorum_gap(state).is_none(),
-            commit_quorum_gap,
+            |_, state| commit_quorum_gap(state),
             "every entry acknowledged at the bucket's current epoch is durable on every sync follower of that epoch",
         ),
         PropertySpec::always(
             REPLICA_INVARIANTS,
             |_, state| broken_replica_invariant(state).is_none(),
-            broken_replica_invariant,
+            |_, state| broken_replica_invariant(state),
             "every replica's durable state keeps its own invariants: commit within the log, a promise no older than the placement, an idempotency table of exactly the committed decisions",
         ),
         PropertySpec::sometimes(
@@ -410,9 +415,9 @@ pub fn violated_while_leader_down_property() -> PropertySpec {
             model
                 .cfg
                 .witness
-                .is_none_or(|violation| !leader_down(state) || violation(state).is_none())
+                .is_none_or(|violation| !leader_down(state) || violation(model, state).is_none())
         },
-        |_| None,
+        |_, _| None,
         "the witnessed violation happens while the leader is down",
     )
 }

@@ -28,7 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// A goal: names what is missing in a state, or `None` where it is met.
-pub type Goal = (&'static str, fn(&BerthState) -> Option<String>);
+pub type Goal = (&'static str, crate::properties::Violation);
 
 /// A state from which a goal can no longer be met.
 pub struct Stuck {
@@ -115,7 +115,7 @@ pub fn check(
         goals
             .iter()
             .enumerate()
-            .filter(|(_, (_, missing))| missing(state).is_none())
+            .filter(|(_, (_, missing))| missing(model, state).is_none())
             .fold(if down { rest_bit } else { 0 }, |bits, (bit, _)| {
                 bits | (1 << bit)
             })

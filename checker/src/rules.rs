@@ -23,7 +23,7 @@ pub fn rules_property() -> PropertySpec {
     PropertySpec::always(
         FOLLOWS_THE_RULES,
         |_, state| against_the_rules(state).is_none(),
-        against_the_rules,
+        |_, state| against_the_rules(state),
         "every replica's committed state (units and idempotency table) is what the booking rules make of its committed log",
     )
 }

@@ -263,7 +263,7 @@ const CRASH_WITNESS_EXTRA_STEPS: usize = 4;
 /// `violation` while a leader is crashed.
 fn shortest_crash_witness(
     scenario: &ScenarioConfig,
-    violation: fn(&BerthState) -> Option<String>,
+    violation: properties::Violation,
     lower: usize,
     upper: usize,
 ) -> Option<Path<BerthState, BerthAction>> {
@@ -533,7 +533,7 @@ pub fn run(
                 meaning: spec.meaning,
                 explanation: discovery.filter(|_| show_path).and_then(|path| {
                     spec.violation
-                        .and_then(|explain| explain(path.last_state()))
+                        .and_then(|explain| explain(&model, path.last_state()))
                 }),
                 trace: discovery
                     .filter(|_| show_path)

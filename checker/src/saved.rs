@@ -21,7 +21,7 @@ pub fn saved_property() -> PropertySpec {
     PropertySpec::always(
         SAVED_IS_DURABLE,
         |_, state| unsaved_change(state).is_none(),
-        unsaved_change,
+        |_, state| unsaved_change(state),
         "what each replica last saved, rebuilt from its change records as recovery rebuilds it, is its durable state in memory; what the controller last saved is its map and the failovers and moves in progress",
     )
 }

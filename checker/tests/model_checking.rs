@@ -284,10 +284,11 @@ fn confirmed_ack(state: &BerthState) -> Acknowledgement {
 #[test]
 fn always_properties_catch_forged_violations() {
     let state = state_after_confirmed_booking();
+    let model = ScenarioConfig::default().build();
     for spec in properties::replication_properties() {
         if let Some(violation) = spec.violation {
             assert_eq!(
-                violation(&state),
+                violation(&model, &state),
                 None,
                 "{} fails on a reachable state",
                 spec.name

@@ -301,3 +301,46 @@ fn committed_logs_agree_catches_a_divergent_commit() {
     let broken = agree::disagreement(&forged).expect("a divergent commit");
     assert!(broken.contains("different entries"), "{broken}");
 }
+
+/// Goal: `clients do as asked` holds for a client's own answers, and
+/// names a client that kept an answer no task asks for, or an answer about
+/// another cabin.
+#[test]
+fn a_step_nobody_asked_for_is_caught() {
+    let model = runtime_settings().build();
+    let state = state_after_a_reply();
+    assert_eq!(promises::step_not_asked(&model, &state), None);
+    let client = state
+        .actor_states
+        .iter()
+        .position(|node| matches!(&**node, NodeState::Client(c) if !c.answers.is_empty()))
+        .expect("a client has an answer");
+    let forge = |change: &dyn Fn(&mut Vec<berth_model::Msg>)| {
+        let mut forged = state.clone();
+        let mut node = forged.actor_states[client].as_ref().clone();
+        if let NodeState::Client(c) = &mut node {
+            change(&mut c.answers);
+        }
+        forged.actor_states[client] = Arc::new(node);
+        promises::step_not_asked(&model, &forged)
+    };
+    // A booking is at most two steps: a third answer is one nobody asked for.
+    let extra = forge(&|answers| {
+        while answers.len() < 3 {
+            answers.push(answers[0].clone());
+        }
+    })
+    .expect("an answer no task asks for");
+    assert!(extra.contains("none of its 1 tasks asks for"), "{extra}");
+    // An answer about another cabin.
+    let other = forge(&|answers| {
+        if let berth_model::Msg::Reply(reply) = &mut answers[0] {
+            reply.unit = berth_model::InventoryUnit::new("BCN-JFK-2026-07-14", "A01");
+        }
+    })
+    .expect("an answer about another cabin");
+    assert!(
+        other.contains("as the answer to its task to act on"),
+        "{other}"
+    );
+}
