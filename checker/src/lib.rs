@@ -16,6 +16,7 @@ pub mod explore;
 pub mod gallery;
 pub mod history;
 pub mod liveness;
+pub mod outsider;
 pub mod promises;
 pub mod properties;
 pub mod reach;

@@ -122,6 +122,9 @@ struct ScenarioArgs {
     /// The second client holds the cabin, then confirms that hold without waiting for the answer (a client that does not follow the protocol): a confirm of a refused hold must be refused as never matching.
     #[arg(long)]
     blind_confirm: bool,
+    /// Add an outsider that sends, in its own name, what only the controller or the bucket's leader may send (a fence, a placement, a move order, an append, an acknowledgement): no replica may act on it.
+    #[arg(long)]
+    outsider: bool,
     /// Add a support client that asks, once, what became of the first client's hold (a token query).
     #[arg(long)]
     query: bool,
@@ -208,6 +211,7 @@ impl ScenarioArgs {
             snapshot_chunk: self.snapshot_chunk.map(usize::from),
             runtime_settings: self.runtime_settings || base.runtime_settings,
             blind_confirm: self.blind_confirm,
+            outsider: self.outsider,
             query: self.query,
             leader_resends: self.leader_resends,
             resend_unanswered: self.resend_unanswered,

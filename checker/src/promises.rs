@@ -95,7 +95,12 @@ pub fn step_not_asked(model: &BerthModel, state: &BerthState) -> Option<String> 
                 return None;
             };
             let mut answers = client.answers.iter();
-            for task in &actor.tasks {
+            // A `Send` awaits no answer.
+            let asking = actor
+                .tasks
+                .iter()
+                .filter(|task| !matches!(task, Task::Send { .. }));
+            for task in asking {
                 // Answers so far are a prefix of the script's: fine.
                 let answer = answers.next()?;
                 let about = |what: &str| {
@@ -139,6 +144,7 @@ pub fn step_not_asked(model: &BerthModel, state: &BerthState) -> Option<String> 
                             return about(&format!("read {unit}"));
                         }
                     }
+                    (Task::Send { .. }, _) => {}
                 }
             }
             answers.next().map(|extra| {

@@ -126,6 +126,11 @@ pub struct ScenarioConfig {
     /// that was refused must be refused as one that never matched, not as
     /// one that expired.
     pub blind_confirm: bool,
+    /// An outsider (the last actor) sends, in its own name, what only the
+    /// controller or the bucket's leader may send (`outsider.rs`): a
+    /// fence, a placement, a move order, an append, an acknowledgement.
+    /// Checks `outsiders are ignored`.
+    pub outsider: bool,
     /// A support client (the last) asks what became of the first client's
     /// hold, once, at any moment: before the hold arrives, while it is
     /// pending, after it committed, across a failover.
@@ -360,6 +365,9 @@ impl ScenarioConfig {
         if self.blind_confirm {
             flags.push("--blind-confirm".to_owned());
         }
+        if self.outsider {
+            flags.push("--outsider".to_owned());
+        }
         if self.query {
             flags.push("--query".to_owned());
         }
@@ -405,6 +413,7 @@ impl ScenarioConfig {
             snapshot_chunk: None,
             runtime_settings: false,
             blind_confirm: false,
+            outsider: false,
             query: false,
             leader_resends: 0,
             resend_unanswered: false,
@@ -514,6 +523,9 @@ impl ScenarioConfig {
         if self.query {
             properties.push(crate::promises::query_property());
         }
+        if self.outsider {
+            properties.push(crate::outsider::outsider_property());
+        }
         properties
     }
 
@@ -608,6 +620,20 @@ impl ScenarioConfig {
                             seq: 0,
                         },
                     }],
+                    observed: Default::default(),
+                    reader: None,
+                    initial_map: map.clone(),
+                    regional_replica: None,
+                    config: protocol.clone(),
+                })
+            }))
+            .actors(self.outsider.then(|| {
+                let outsider = layout.first_client + self.clients + usize::from(self.query);
+                BerthActor::Client(ClientActor {
+                    client: outsider as u64,
+                    controller: layout::id(layout::CONTROLLER),
+                    customer: Customer::new("outsider"),
+                    tasks: crate::outsider::tasks(&layout.groups[0], outsider as u64),
                     observed: Default::default(),
                     reader: None,
                     initial_map: map.clone(),

@@ -185,6 +185,15 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "an outsider sends, in its own name, a fence, a placement, a move order, an append and an acknowledgement: no replica acts on any (ordered network)",
+            ScenarioConfig {
+                clients: 1,
+                network: NetworkKind::Ordered,
+                outsider: true,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
             "a client that confirms its hold without waiting for the answer: a refused hold's confirm is refused as never matching (ordered network)",
             ScenarioConfig {
                 network: NetworkKind::Ordered,

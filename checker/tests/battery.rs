@@ -49,6 +49,7 @@ fn quick_battery_holds() {
 /// `sometimes` properties of the correct runs.
 const CHEAP_FIRST: &[&str] = &[
     "--scenario replication --network ordered",
+    "--scenario replication --network ordered --clients 1 --outsider",
     "--scenario replication --network ordered --blind-confirm",
     "--scenario replication",
     "--scenario replication --network lossy",

@@ -42,6 +42,13 @@ pub enum Task {
     /// Read `unit`'s status, at a follower if it has applied through the
     /// client's observed position of the unit's bucket.
     Read(InventoryUnit),
+    /// Send `msg` to actor `to` as it is, and go straight on (no answer is
+    /// awaited): a client that does not follow the protocol. The checker's
+    /// outsider sends with it what only the controller or a bucket's
+    /// leader may send, and the protocol must ignore that: a replica acts
+    /// on who sent a message (the runtime authenticates the sender), never
+    /// on what the message claims.
+    Send { to: Id, msg: Msg },
 }
 
 /// A client process and its script.
@@ -285,8 +292,12 @@ impl ClientActor {
     }
 
     fn start_task(&self, state: &mut ClientState, o: &mut Out<impl Emits>) {
+        while let Some(Task::Send { to, msg }) = self.tasks.get(state.task_index) {
+            o.send(*to, msg.clone());
+            state.task_index += 1;
+        }
         let action = match self.tasks.get(state.task_index) {
-            None => return,
+            None | Some(Task::Send { .. }) => return,
             Some(Task::Book(unit) | Task::Hold(unit)) => Action::Command(self.command(
                 state,
                 Op::Hold {

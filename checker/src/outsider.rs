@@ -1,0 +1,136 @@
+//! The outsider (`--outsider`): an actor that sends, in its own name, what
+//! only the controller or a bucket's leader may send — a fence, a new
+//! placement, a move order, an append, an acknowledgement — and the property
+//! that none of it changes anything.
+//!
+//! A replica decides whom to believe by the sender's identity, which the
+//! runtime authenticates, never by what a message claims: a placement
+//! naming a new leader is worth nothing unless the controller sent it. The
+//! model's actors all play by the rules, so without an outsider every one
+//! of those identity checks could be removed and no scenario would notice.
+//! Each forged message is one the protocol would act on if it came from the
+//! right sender, and each carries a mark the property looks for: the epoch
+//! `OUTSIDER_EPOCH`, which the controller never reaches, or the outsider's
+//! own token and identity.
+
+use crate::history::{BerthModel, BerthState};
+use crate::properties::PropertySpec;
+use crate::scenario::contended_unit;
+use berth_model::bucket::{Command, Op};
+use berth_model::log::Entry;
+use berth_model::placement::{BucketPlacement, GroupLayout};
+use berth_model::{BerthActor, Bucket, Customer, Epoch, Msg, Position, Task, Token};
+use stateright::actor::Id;
+
+pub const OUTSIDERS_IGNORED: &str = "outsiders are ignored";
+
+/// The epoch of every placement and fence the outsider forges: beyond any
+/// the controller reaches in a scenario (its failover limit is at most
+/// three epochs past the first), so a replica that holds it took it from
+/// the outsider.
+pub const OUTSIDER_EPOCH: Epoch = Epoch(9);
+
+/// The outsider's script: each forged message to the replica it would
+/// mislead. The sync follower is told to promise the outsider's epoch and
+/// to lead at it, and is sent an entry of the outsider's own making; the
+/// leader is ordered to move the bucket away and told that the outsider
+/// holds its log.
+pub fn tasks(group: &GroupLayout, client: u64) -> Vec<Task> {
+    let bucket = Bucket(0);
+    let sync = group.sync_followers[0];
+    let forged = BucketPlacement {
+        epoch: OUTSIDER_EPOCH,
+        group: group.group,
+        leader: sync,
+        sync_followers: vec![group.leader],
+        async_followers: group.async_followers.clone(),
+    };
+    let hold = Command {
+        token: Token { client, seq: 0 },
+        op: Op::Hold {
+            unit: contended_unit(),
+            customer: Customer::new("outsider"),
+        },
+    };
+    let send = |to: Id, msg: Msg| Task::Send { to, msg };
+    vec![
+        send(sync, Msg::Fence(vec![(bucket, OUTSIDER_EPOCH)])),
+        send(sync, Msg::Placements(vec![(bucket, forged.clone())])),
+        send(
+            sync,
+            Msg::Append {
+                bucket,
+                epoch: Epoch::FIRST,
+                prev_position: Position(0),
+                prev_epoch: Epoch(0),
+                entries: vec![Entry::command(Epoch::FIRST, hold)],
+                commit_position: Position(1),
+            },
+        ),
+        send(
+            group.leader,
+            Msg::MoveOut {
+                bucket,
+                epoch: Epoch::FIRST,
+                destination: forged,
+            },
+        ),
+        send(
+            group.leader,
+            Msg::Appended {
+                bucket,
+                epoch: Epoch::FIRST,
+                position: Position(1),
+            },
+        ),
+    ]
+}
+
+/// `outsiders are ignored`.
+pub fn outsider_property() -> PropertySpec {
+    PropertySpec::always(
+        OUTSIDERS_IGNORED,
+        |model, state| outsider_heeded(model, state).is_none(),
+        outsider_heeded,
+        "no replica acts on what an outsider sent in its own name: no promise, placement or move at the outsider's epoch, no entry of its making, no acknowledgement of its counted",
+    )
+}
+
+/// A replica that acted on the outsider's word, named in one sentence.
+pub fn outsider_heeded(model: &BerthModel, state: &BerthState) -> Option<String> {
+    let outsider = model.actors.iter().rposition(|actor| {
+        matches!(actor, BerthActor::Client(client) if client.tasks.iter().any(|task| matches!(task, Task::Send { .. })))
+    })?;
+    let outsider_id = Id::from(outsider);
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .find_map(|(index, node)| {
+            let replica = node.as_replica()?;
+            replica.buckets.iter().find_map(|(bucket, copy)| {
+                let durable = &copy.durable;
+                let heeded =
+                    if durable.promised_epoch == OUTSIDER_EPOCH {
+                        "promised the outsider's epoch"
+                    } else if durable.placement.epoch == OUTSIDER_EPOCH {
+                        "took the outsider's placement"
+                    } else if durable
+                        .moving_to
+                        .as_ref()
+                        .is_some_and(|to| to.epoch == OUTSIDER_EPOCH)
+                    {
+                        "took the outsider's move order"
+                    } else if durable.log.iter().any(|(_, entry)| {
+                        entry.token().is_some_and(|t| t.client == outsider as u64)
+                    }) {
+                        "logged an entry of the outsider's making"
+                    } else if copy.leader.match_positions.contains_key(&outsider_id) {
+                        "counted the outsider's acknowledgement"
+                    } else {
+                        return None;
+                    };
+                Some(format!("replica {index} {heeded} for {bucket}"))
+            })
+        })
+}
