@@ -128,3 +128,47 @@ fn a_client_is_done_only_when_its_booking_is_confirmed() {
     deliver(&actor, &mut state, 4, LEADER, reply(1, Outcome::Confirmed));
     assert!(done(&state));
 }
+
+/// Goal: a `Send` task sends its message as it is and goes straight on,
+/// awaiting no answer: the next task starts in the same step, and a client
+/// whose script is only `Send`s is done at once (the checker's outsider).
+#[test]
+fn a_send_task_sends_and_goes_on() {
+    use stateright::actor::Actor;
+    let unit = InventoryUnit::new("T", "C1");
+    let forged = Msg::FetchPlacement {
+        bucket: crate::types::Bucket(0),
+    };
+    let mut actor = client(0);
+    if let BerthActor::Client(client) = &mut actor {
+        client.tasks = vec![
+            Task::Send {
+                to: Id::from(2),
+                msg: forged.clone(),
+            },
+            Task::Book(unit),
+        ];
+    }
+    let mut out = stateright::actor::Out::new();
+    let state = actor.on_start(Id::from(4), &None, &mut out);
+    let commands: Commands = out.into_iter().collect();
+    assert!(commands.iter().any(
+        |command| matches!(command, Command::Send(to, msg) if *to == Id::from(2) && *msg == forged)
+    ));
+    assert!(commands.iter().any(
+        |command| matches!(command, Command::Send(to, Msg::Request { .. }) if *to == Id::from(LEADER))
+    ));
+    let NodeState::Client(client_state) = &state else {
+        unreachable!("a client runs a client state")
+    };
+    assert_eq!(client_state.task_index, 1);
+
+    if let BerthActor::Client(client) = &mut actor {
+        client.tasks.truncate(1);
+        let state = client.on_start(
+            Id::from(4),
+            &mut stateright::actor::Out::<BerthActor>::new(),
+        );
+        assert!(state.done(client));
+    }
+}
