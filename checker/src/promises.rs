@@ -40,7 +40,7 @@ pub fn promise_properties() -> Vec<PropertySpec> {
             CLIENTS_DO_AS_ASKED,
             |model, state| step_not_asked(model, state).is_none(),
             step_not_asked,
-            "a client takes exactly the steps its tasks ask for, each about the task's cabin: a booking is a hold and, once held, its confirm; a hold, a confirm, a query or a read is one step",
+            "a client takes exactly the steps its tasks ask for, each about the task's cabin: a booking is a hold and, once held, its confirm; a hold, a confirm, a query or a read is one step; and it is done (the runtime's client stops) exactly when it is through them",
         ),
     ]
 }
@@ -81,7 +81,10 @@ pub fn answer_taken_twice(state: &BerthState) -> Option<String> {
 /// `Held`, its confirm; every other task one step. An answer left over is a
 /// step nobody asked for (a hold confirmed as if it were a booking, a late
 /// read reply taken for a step); an answer about another cabin, or another
-/// token than the one queried, is a step about the wrong thing.
+/// token than the one queried, is a step about the wrong thing. And a
+/// client is `done` (what the runtime's client loop stops on) exactly when
+/// its answers cover its script and nothing is in flight: a stop test that
+/// says otherwise stops a client early or never.
 pub fn step_not_asked(model: &BerthModel, state: &BerthState) -> Option<String> {
     use berth_model::{BerthActor, NodeState, Task};
     state
@@ -100,9 +103,15 @@ pub fn step_not_asked(model: &BerthModel, state: &BerthState) -> Option<String> 
                 .tasks
                 .iter()
                 .filter(|task| !matches!(task, Task::Send { .. }));
+            // Whether the answers cover every task: with nothing in flight,
+            // the client is through its script.
+            let mut through = true;
             for task in asking {
                 // Answers so far are a prefix of the script's: fine.
-                let answer = answers.next()?;
+                let Some(answer) = answers.next() else {
+                    through = false;
+                    break;
+                };
                 let about = |what: &str| {
                     Some(format!(
                         "client {index} took {answer} as the answer to its task to {what}"
@@ -113,7 +122,8 @@ pub fn step_not_asked(model: &BerthModel, state: &BerthState) -> Option<String> 
                         if reply.outcome == Outcome::Held {
                             match answers.next() {
                                 Some(Msg::Reply(confirm)) if confirm.unit == *unit => {}
-                                Some(Msg::NotDecided { .. }) | None => {}
+                                Some(Msg::NotDecided { .. }) => {}
+                                None => through = false,
                                 Some(other) => {
                                     return Some(format!(
                                         "client {index} took {other} as the answer to the confirm of its booking of {unit}"
@@ -147,10 +157,20 @@ pub fn step_not_asked(model: &BerthModel, state: &BerthState) -> Option<String> 
                     (Task::Send { .. }, _) => {}
                 }
             }
-            answers.next().map(|extra| {
-                format!(
+            if let Some(extra) = answers.next() {
+                return Some(format!(
                     "client {index} took {extra}, an answer none of its {} tasks asks for",
                     actor.tasks.len()
+                ));
+            }
+            // The runtime's client stops when `done` says so: it must say
+            // so exactly when the client is through its script.
+            let through = through && client.pending.is_none();
+            (client.done(actor) != through).then(|| {
+                format!(
+                    "client {index} is {}through its script, yet its stop test says it is {}done",
+                    if through { "" } else { "not " },
+                    if through { "not " } else { "" }
                 )
             })
         })

@@ -343,4 +343,16 @@ fn a_step_nobody_asked_for_is_caught() {
         other.contains("as the answer to its task to act on"),
         "{other}"
     );
+    // The booking is confirmed: the client is through its script. A stop
+    // test that says otherwise (the runtime's client would wait until its
+    // deadline) is named.
+    let mut forged = state.clone();
+    let mut node = forged.actor_states[client].as_ref().clone();
+    if let NodeState::Client(c) = &mut node {
+        assert!(c.pending.is_none(), "nothing in flight once confirmed");
+        c.task_index = 0;
+    }
+    forged.actor_states[client] = Arc::new(node);
+    let stop = promises::step_not_asked(&model, &forged).expect("a stop test that disagrees");
+    assert!(stop.contains("its stop test says it is not done"), "{stop}");
 }
