@@ -4,8 +4,8 @@
 //! run's controls, which the actors never see.
 
 use berth_model::messages::Reply;
-use berth_model::{BerthActor, Bucket, Epoch, InventoryUnit, Msg, Outcome, Position, Timer, Token};
-use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Envelope, Id};
+use berth_model::{Bucket, Epoch, InventoryUnit, Msg, Outcome, Position, Token};
+use stateright::actor::{Envelope, Id};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,12 +75,7 @@ impl RunControl {
     }
 }
 
-/// The model the checker runs.
-pub type BerthModel = ActorModel<BerthActor, RunControl, History>;
-/// One state of that model.
-pub type BerthState = ActorModelState<BerthActor, History>;
-/// One step of that model.
-pub type BerthAction = ActorModelAction<Msg, Timer, ()>;
+pub use crate::checked::{BerthAction, BerthModel, BerthState};
 
 /// Records each `Reply` as it reaches its client.
 pub fn record_msg_in(

@@ -37,15 +37,23 @@ pub const COMMITS_KNOWN: &str = "followers learn the commit";
 /// settings.
 pub fn liveness_properties() -> Vec<PropertySpec> {
     vec![
-        PropertySpec::at_rest(
-            FOLLOWERS_CATCH_UP,
-            |model, state| lagging_follower(state).is_none() || !at_rest(model, state),
-            |_, state| lagging_follower(state),
-            "at rest, every live follower of a live leader holds the leader's whole log",
-        ),
+        followers_catch_up_property(),
         clients_finish_property(),
         comes_to_rest_property(),
     ]
+}
+
+/// Once the faults stop, every live follower of a live leader holds the
+/// leader's whole log. On a network that loses nothing this needs only
+/// `ProtocolConfig::catch_up` (a recovering follower asks, the leader
+/// sends what it lacks); on a lossy one the leader's resends as well.
+pub fn followers_catch_up_property() -> PropertySpec {
+    PropertySpec::at_rest(
+        FOLLOWERS_CATCH_UP,
+        |model, state| lagging_follower(state).is_none() || !at_rest(model, state),
+        |_, state| lagging_follower(state),
+        "at rest, every live follower of a live leader holds the leader's whole log",
+    )
 }
 
 /// A client with retries left keeps its retry timer while it waits, so it

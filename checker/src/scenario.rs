@@ -13,7 +13,7 @@ use berth_model::{
 };
 use berth_model::{Epoch, Token};
 use serde::Serialize;
-use stateright::actor::{Id, LossyNetwork, Network};
+use stateright::actor::{ActorModel, Id, LossyNetwork, Network};
 use std::fmt;
 
 /// The scenarios `berth-check` knows.
@@ -507,14 +507,22 @@ impl ScenarioConfig {
         if self.retries > 0 && !self.runtime_settings {
             properties.push(crate::liveness::clients_finish_property());
         }
+        let loses_nothing = matches!(
+            self.network,
+            NetworkKind::Ordered | NetworkKind::Unordered | NetworkKind::UnorderedDuplicating
+        );
         if self.runtime_settings {
             properties.extend(crate::liveness::liveness_properties());
-            if matches!(
-                self.network,
-                NetworkKind::Ordered | NetworkKind::Unordered | NetworkKind::UnorderedDuplicating
-            ) {
+            if loses_nothing {
                 properties.push(crate::liveness::commit_liveness_property());
             }
+        } else if self.catch_up && self.announce_commits && loses_nothing {
+            // Without resends, what a crash loses is repaired only by
+            // the catch-up a restart starts: a restarted follower asks,
+            // a restarted leader announces its commit to every follower.
+            // Neither repairs a message the network itself loses.
+            properties.push(crate::liveness::followers_catch_up_property());
+            properties.push(crate::liveness::commit_liveness_property());
         }
         properties.push(crate::agree::agreement_property());
         properties.extend(crate::promises::promise_properties());
@@ -572,7 +580,7 @@ impl ScenarioConfig {
         let map = PlacementMap::uniform(1, layout.groups[0].placement_at(Epoch::FIRST));
         let moves = matches!(self.scenario, Scenario::Cutover | Scenario::All);
 
-        let mut model = BerthModel::new(control, Default::default())
+        let model = ActorModel::new(control, Default::default())
             .actor(BerthActor::Controller(ControllerActor {
                 initial_map: map.clone(),
                 config: protocol.clone(),
@@ -675,13 +683,14 @@ impl ScenarioConfig {
                     servers_crash_only(control, state) && copies_within_bound(state)
                 },
             });
+        let mut model = BerthModel::new(model);
         let properties = if model.cfg.witness.is_some() {
             vec![properties::violated_while_leader_down_property()]
         } else {
             self.properties()
         };
         for property in properties {
-            model = model.property(property.expectation, property.name, property.condition);
+            model = model.with_property(property.expectation, property.name, property.condition);
         }
         model
     }

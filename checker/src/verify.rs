@@ -185,6 +185,17 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "a crash loses what is sent to the crashed replica: a restarted follower asks to be caught up, a restarted leader asks its followers to report (catch-up and commit announcements, ordered network)",
+            ScenarioConfig {
+                clients: 1,
+                network: NetworkKind::Ordered,
+                crashes: 1,
+                catch_up: true,
+                announce_commits: true,
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
             "an outsider sends, in its own name, a fence, a placement, a move order, an append and an acknowledgement: no replica acts on any (ordered network)",
             ScenarioConfig {
                 clients: 1,

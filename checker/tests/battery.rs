@@ -65,6 +65,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario replication --crashes 1",
     "--scenario replication --clients 1 --crashes 1 --retries 1",
     "--scenario replication --network ordered --expiring-holds",
+    "--scenario replication --network ordered --clients 1 --crashes 1 --catch-up --announce-commits",
     "--scenario failover",
     "--scenario failover --resend-unanswered",
     "--scenario cutover --network ordered --announce-commits --max-append-entries 1 --max-batch 1",

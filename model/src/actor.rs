@@ -324,7 +324,17 @@ impl Actor for BerthActor {
                     Some(Storage::Replica(durable)) => Some(durable),
                     _ => None,
                 };
-                NodeState::Replica(actor.on_start(id, durable, o))
+                let replica = actor.on_start(id, durable, o);
+                if durable.is_none() {
+                    // A first start saves its placements at once: a
+                    // restart then always recovers from storage and asks
+                    // to be caught up, even one that crashed before its
+                    // first write while its leader's first append to it
+                    // was in flight (a fresh start and such a restart
+                    // would otherwise look the same).
+                    o.save(Storage::Replica(replica.storage()));
+                }
+                NodeState::Replica(replica)
             }
             BerthActor::Client(actor) => NodeState::Client(actor.on_start(id, o)),
             BerthActor::Subscriber(actor) => NodeState::Subscriber(actor.on_start(id, o)),
