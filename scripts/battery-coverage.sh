@@ -2,7 +2,7 @@
 # Which lines of the protocol does the standard battery never execute?
 # A mutant there survives for certain (the battery cannot see a change to
 # code it never runs), so each such line is a missing scenario, code only
-# the runtime or a test calls, or dead code (docs/mutation-testing.md,
+# the runtime or a test calls, or dead code (docs/mutation-results-2026-12-06.md,
 # "What the battery never runs").
 #
 # Usage: scripts/battery-coverage.sh [OUT_DIR] [VERIFY_ARGS...]

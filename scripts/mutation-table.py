@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-file table of cargo-mutants runs, for docs/mutation-testing.md, and the
+"""Per-file table of cargo-mutants runs, for docs/mutation-results.md, and the
 record that keeps their outcomes between runs.
 
 Usage:

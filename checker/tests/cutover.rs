@@ -42,7 +42,7 @@ fn cutover_with_a_crash_holds() {
         ..cutover()
     };
     let report = assert_holds_exhaustively(&config, &CUTOVER_REACHED);
-    assert_eq!(report.unique_states, 234_348);
+    assert_eq!(report.unique_states, 694_601);
 }
 
 fn assert_refuted_by(variant: Variant, property: &'static str) -> Vec<String> {

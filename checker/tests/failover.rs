@@ -37,7 +37,7 @@ fn failover_with_one_crash_holds() {
             properties::LAGGING_FOLLOWER_BYPASSED,
         ],
     );
-    assert_eq!(report.unique_states, 809_838);
+    assert_eq!(report.unique_states, 1_694_592);
 }
 
 /// Runs `variant` in the failover scenario until `no lost confirmed booking`

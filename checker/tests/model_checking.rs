@@ -104,7 +104,7 @@ fn replication_with_one_crash_holds() {
         crashes: 1,
         ..ScenarioConfig::default()
     };
-    assert_passes_with_state_count(&config, Strategy::Bfs, 511_688);
+    assert_passes_with_state_count(&config, Strategy::Bfs, 599_494);
 }
 
 /// Goal: the broken commit rule (variant `async-ack`: the leader
