@@ -122,7 +122,7 @@ struct ScenarioArgs {
     /// The second client holds the cabin, then confirms that hold without waiting for the answer (a client that does not follow the protocol): a confirm of a refused hold must be refused as never matching.
     #[arg(long)]
     blind_confirm: bool,
-    /// Add an outsider that sends, in its own name, what only the controller or the bucket's leader may send (a fence, a placement, a move order, an append, an acknowledgement): no replica may act on it.
+    /// Add an outsider that sends, in its own name, what only the controller or the bucket's leader may send (a fence, a placement, a move order, an append, an acknowledgement; in a move, a snapshot): no replica may act on it.
     #[arg(long)]
     outsider: bool,
     /// Add a support client that asks, once, what became of the first client's hold (a token query).

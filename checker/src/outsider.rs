@@ -18,8 +18,9 @@ use crate::properties::PropertySpec;
 use crate::scenario::contended_unit;
 use berth_model::bucket::{Command, Op};
 use berth_model::log::Entry;
+use berth_model::messages::Snapshot;
 use berth_model::placement::{BucketPlacement, GroupLayout};
-use berth_model::{BerthActor, Bucket, Customer, Epoch, Msg, Position, Task, Token};
+use berth_model::{BerthActor, Bucket, BucketState, Customer, Epoch, Msg, Position, Task, Token};
 use stateright::actor::Id;
 
 pub const OUTSIDERS_IGNORED: &str = "outsiders are ignored";
@@ -34,8 +35,13 @@ pub const OUTSIDER_EPOCH: Epoch = Epoch(9);
 /// mislead. The sync follower is told to promise the outsider's epoch and
 /// to lead at it, and is sent an entry of the outsider's own making; the
 /// leader is ordered to move the bucket away and told that the outsider
-/// holds its log.
-pub fn tasks(group: &GroupLayout, client: u64) -> Vec<Task> {
+/// holds its log. Where the bucket may move (a second group), the
+/// destination's leader and the sync follower are also sent a snapshot
+/// carrying the outsider's entry, in the name of the bucket's leader:
+/// what a replica takes a snapshot from is the sender, not the placement
+/// the snapshot names.
+pub fn tasks(groups: &[GroupLayout], client: u64) -> Vec<Task> {
+    let group = &groups[0];
     let bucket = Bucket(0);
     let sync = group.sync_followers[0];
     let forged = BucketPlacement {
@@ -53,7 +59,27 @@ pub fn tasks(group: &GroupLayout, client: u64) -> Vec<Task> {
         },
     };
     let send = |to: Id, msg: Msg| Task::Send { to, msg };
-    vec![
+    let snapshot = |to: Id| {
+        send(
+            to,
+            Msg::Snapshot(std::sync::Arc::new(Snapshot {
+                bucket,
+                epoch: Epoch::FIRST,
+                placement: group.placement_at(Epoch::FIRST),
+                position: Position(0),
+                position_epoch: Epoch(0),
+                state: BucketState::default(),
+                entries: vec![Entry::command(Epoch::FIRST, hold.clone())],
+                commit_position: Position(1),
+                chunk: None,
+            })),
+        )
+    };
+    let snapshots = groups
+        .get(1)
+        .map(|destination| vec![snapshot(destination.leader), snapshot(sync)])
+        .unwrap_or_default();
+    let mut tasks = vec![
         send(sync, Msg::Fence(vec![(bucket, OUTSIDER_EPOCH)])),
         send(sync, Msg::Placements(vec![(bucket, forged.clone())])),
         send(
@@ -83,7 +109,9 @@ pub fn tasks(group: &GroupLayout, client: u64) -> Vec<Task> {
                 position: Position(1),
             },
         ),
-    ]
+    ];
+    tasks.extend(snapshots);
+    tasks
 }
 
 /// `outsiders are ignored`.

@@ -641,7 +641,7 @@ impl ScenarioConfig {
                     client: outsider as u64,
                     controller: layout::id(layout::CONTROLLER),
                     customer: Customer::new("outsider"),
-                    tasks: crate::outsider::tasks(&layout.groups[0], outsider as u64),
+                    tasks: crate::outsider::tasks(&layout.groups, outsider as u64),
                     observed: Default::default(),
                     reader: None,
                     initial_map: map.clone(),

@@ -205,6 +205,14 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "an outsider during a move: also a snapshot carrying its own entry, in the name of the bucket's leader, to the destination and to the sync follower; no replica takes it (ordered network)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                outsider: true,
+                ..on(Scenario::Cutover)
+            },
+        ),
+        pass(
             "a client that confirms its hold without waiting for the answer: a refused hold's confirm is refused as never matching (ordered network)",
             ScenarioConfig {
                 network: NetworkKind::Ordered,
