@@ -37,9 +37,10 @@ pub const OUTSIDER_EPOCH: Epoch = Epoch(9);
 /// leader is ordered to move the bucket away and told that the outsider
 /// holds its log. Where the bucket may move (a second group), the
 /// destination's leader and the sync follower are also sent a snapshot
-/// carrying the outsider's entry, in the name of the bucket's leader:
-/// what a replica takes a snapshot from is the sender, not the placement
-/// the snapshot names.
+/// carrying the outsider's entry, in the name of the bucket's leader, and
+/// the sync follower one naming the outsider as its group's leader: what a
+/// replica takes a snapshot from is the sender, and a member takes it only
+/// from its own placement's leader.
 pub fn tasks(groups: &[GroupLayout], client: u64) -> Vec<Task> {
     let group = &groups[0];
     let bucket = Bucket(0);
@@ -59,13 +60,13 @@ pub fn tasks(groups: &[GroupLayout], client: u64) -> Vec<Task> {
         },
     };
     let send = |to: Id, msg: Msg| Task::Send { to, msg };
-    let snapshot = |to: Id| {
+    let snapshot = |to: Id, placement: BucketPlacement| {
         send(
             to,
             Msg::Snapshot(std::sync::Arc::new(Snapshot {
                 bucket,
                 epoch: Epoch::FIRST,
-                placement: group.placement_at(Epoch::FIRST),
+                placement,
                 position: Position(0),
                 position_epoch: Epoch(0),
                 state: BucketState::default(),
@@ -75,9 +76,26 @@ pub fn tasks(groups: &[GroupLayout], client: u64) -> Vec<Task> {
             })),
         )
     };
+    // The bucket's own placement, naming its leader; and one naming the
+    // outsider as the leader of the sync follower's group at the same
+    // epoch, which a member takes only from its own placement's leader.
+    // (A destination has no placement of its own to compare with: it
+    // believes the leader a snapshot names, which is why only members of
+    // the cluster, authenticated, can send it one.)
+    let own = group.placement_at(Epoch::FIRST);
+    let usurped = BucketPlacement {
+        leader: Id::from(client as usize),
+        ..own.clone()
+    };
     let snapshots = groups
         .get(1)
-        .map(|destination| vec![snapshot(destination.leader), snapshot(sync)])
+        .map(|destination| {
+            vec![
+                snapshot(destination.leader, own.clone()),
+                snapshot(sync, own.clone()),
+                snapshot(sync, usurped),
+            ]
+        })
         .unwrap_or_default();
     let mut tasks = vec![
         send(sync, Msg::Fence(vec![(bucket, OUTSIDER_EPOCH)])),
