@@ -41,7 +41,7 @@ fn hash_memos_are_current_in_every_state() {
     };
     let model = config
         .build()
-        .property(Expectation::Always, MEMOS_CURRENT, |_, state| {
+        .with_property(Expectation::Always, MEMOS_CURRENT, |_, state| {
             memos_current(state)
         });
     let checker = model.checker().spawn_bfs().join();
@@ -50,5 +50,5 @@ fn hash_memos_are_current_in_every_state() {
         checker.discovery(MEMOS_CURRENT).is_none(),
         "a stale hash memo"
     );
-    assert_eq!(checker.unique_state_count(), 234_348);
+    assert_eq!(checker.unique_state_count(), 694_601);
 }
