@@ -44,9 +44,11 @@ pub fn liveness_properties() -> Vec<PropertySpec> {
 }
 
 /// Once the faults stop, every live follower of a live leader holds the
-/// leader's whole log. On a network that loses nothing this needs only
-/// `ProtocolConfig::catch_up` (a recovering follower asks, the leader
-/// sends what it lacks); on a lossy one the leader's resends as well.
+/// leader's whole log. Where only crashes lose messages this needs
+/// `ProtocolConfig::catch_up` (a restarted follower asks, the leader sends
+/// what it lacks) and commit announcements (a restarted leader asks its
+/// followers to report, since its own crash may have lost their request);
+/// on a lossy network the leader's resends as well.
 pub fn followers_catch_up_property() -> PropertySpec {
     PropertySpec::at_rest(
         FOLLOWERS_CATCH_UP,
