@@ -17,6 +17,7 @@ pub mod explore;
 pub mod gallery;
 pub mod history;
 pub mod liveness;
+pub mod operator;
 pub mod outsider;
 pub mod promises;
 pub mod properties;

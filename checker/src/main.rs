@@ -122,6 +122,9 @@ struct ScenarioArgs {
     /// The second client holds the cabin, then confirms that hold without waiting for the answer (a client that does not follow the protocol): a confirm of a refused hold must be refused as never matching.
     #[arg(long)]
     blind_confirm: bool,
+    /// In a move, the operator's request arrives twice, as `berth move` resends it until the map shows the move: during the move, or after it, it must start nothing.
+    #[arg(long)]
+    resent_move: bool,
     /// Add an outsider that sends, in its own name, what only the controller or the bucket's leader may send (a fence, a placement, a move order, an append, an acknowledgement; in a move, a snapshot): no replica may act on it.
     #[arg(long)]
     outsider: bool,
@@ -211,6 +214,7 @@ impl ScenarioArgs {
             snapshot_chunk: self.snapshot_chunk.map(usize::from),
             runtime_settings: self.runtime_settings || base.runtime_settings,
             blind_confirm: self.blind_confirm,
+            resent_move: self.resent_move,
             outsider: self.outsider,
             query: self.query,
             leader_resends: self.leader_resends,

@@ -25,6 +25,10 @@ use stateright::actor::Id;
 
 pub const OUTSIDERS_IGNORED: &str = "outsiders are ignored";
 
+/// The outsider's customer name, by which the property finds it (the
+/// operator sends its commands with `Task::Send` too).
+pub const OUTSIDER: &str = "outsider";
+
 /// The epoch of every placement and fence the outsider forges: beyond any
 /// the controller reaches in a scenario (its failover limit is at most
 /// three epochs past the first), so a replica that holds it took it from
@@ -144,8 +148,8 @@ pub fn outsider_property() -> PropertySpec {
 
 /// A replica that acted on the outsider's word, named in one sentence.
 pub fn outsider_heeded(model: &BerthModel, state: &BerthState) -> Option<String> {
-    let outsider = model.actors.iter().rposition(|actor| {
-        matches!(actor, BerthActor::Client(client) if client.tasks.iter().any(|task| matches!(task, Task::Send { .. })))
+    let outsider = model.actors.iter().position(|actor| {
+        matches!(actor, BerthActor::Client(client) if client.customer == Customer::new(OUTSIDER))
     })?;
     let outsider_id = Id::from(outsider);
     state

@@ -505,7 +505,7 @@ pub fn stale_router_redirected(model: &BerthModel, state: &BerthState) -> bool {
 }
 
 /// The placement of `bucket` in the map the controller started with.
-pub(crate) fn initial_placement(model: &BerthModel, bucket: Bucket) -> Option<&BucketPlacement> {
+pub fn initial_placement(model: &BerthModel, bucket: Bucket) -> Option<&BucketPlacement> {
     model.actors.iter().find_map(|actor| match actor {
         BerthActor::Controller(controller) => controller.initial_map.placement(bucket),
         _ => None,
@@ -578,7 +578,7 @@ fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &ReplicaState)> {
 }
 
 /// The controller's current placement map.
-pub(crate) fn controller_map(state: &BerthState) -> Option<&PlacementMap> {
+pub fn controller_map(state: &BerthState) -> Option<&PlacementMap> {
     state
         .actor_states
         .iter()

@@ -11,7 +11,7 @@ use berth_model::{
     BerthActor, Bucket, ClientActor, ControllerActor, Customer, InventoryUnit, ReplicaActor, Task,
     Variant,
 };
-use berth_model::{Epoch, Token};
+use berth_model::{Epoch, Msg, Token};
 use serde::Serialize;
 use stateright::actor::{ActorModel, Id, LossyNetwork, Network};
 use std::fmt;
@@ -28,13 +28,14 @@ pub enum Scenario {
     /// at epoch N+1, promote only the durable prefix, publish; or replace a
     /// suspected sync follower through a new epoch.
     Failover,
-    /// Two replica groups (leader and sync follower each); the controller
-    /// moves the bucket live from the first to the second (snapshot, delta,
-    /// barrier, epoch N+1) while a client books.
+    /// Two replica groups (leader and sync follower each); the operator
+    /// asks the controller to move the bucket (`MoveBucket`, as `berth
+    /// move` does) and it moves live from the first group to the second
+    /// (snapshot, delta, barrier, epoch N+1) while a client books.
     Cutover,
     /// Replication, failover and cutover together: the first group has an
-    /// async follower too, the controller may fail over and moves the
-    /// bucket, and servers crash.
+    /// async follower too, the controller may fail over, the operator asks
+    /// for the move, and servers crash.
     All,
 }
 
@@ -126,6 +127,10 @@ pub struct ScenarioConfig {
     /// that was refused must be refused as one that never matched, not as
     /// one that expired.
     pub blind_confirm: bool,
+    /// In a move, the operator sends its `MoveBucket` twice (`berth move`
+    /// resends it until the map shows the move): the copy that arrives
+    /// during the move or after it must start nothing.
+    pub resent_move: bool,
     /// An outsider (the last actor) sends, in its own name, what only the
     /// controller or the bucket's leader may send (`outsider.rs`): a
     /// fence, a placement, a move order, an append, an acknowledgement.
@@ -156,6 +161,10 @@ pub struct ScenarioConfig {
 
 /// How many probe rounds the controller makes with `runtime_settings`.
 pub const PROBE_ROUNDS: u8 = 2;
+
+/// The operator's customer name (it books nothing; it names the actor in
+/// traces).
+pub const OPERATOR: &str = "operator";
 
 /// With resends, a message may be sent again before the first copy
 /// arrives. The checker keeps at most this many copies of one message in
@@ -365,6 +374,9 @@ impl ScenarioConfig {
         if self.blind_confirm {
             flags.push("--blind-confirm".to_owned());
         }
+        if self.resent_move {
+            flags.push("--resent-move".to_owned());
+        }
         if self.outsider {
             flags.push("--outsider".to_owned());
         }
@@ -413,6 +425,7 @@ impl ScenarioConfig {
             snapshot_chunk: None,
             runtime_settings: false,
             blind_confirm: false,
+            resent_move: false,
             outsider: false,
             query: false,
             leader_resends: 0,
@@ -534,6 +547,9 @@ impl ScenarioConfig {
         if self.outsider {
             properties.push(crate::outsider::outsider_property());
         }
+        if self.scenario == Scenario::Cutover {
+            properties.push(crate::operator::one_move_property());
+        }
         properties
     }
 
@@ -588,11 +604,6 @@ impl ScenarioConfig {
                     epoch_limit: Some(Epoch(Epoch::FIRST.0 + u64::from(self.failovers))),
                 }),
                 groups: layout.groups.clone(),
-                planned_moves: if moves {
-                    vec![(Bucket(0), layout.groups[1].group)]
-                } else {
-                    Vec::new()
-                },
             }))
             .actors(layout.regions.iter().map(|region| {
                 BerthActor::Replica(ReplicaActor {
@@ -640,7 +651,7 @@ impl ScenarioConfig {
                 BerthActor::Client(ClientActor {
                     client: outsider as u64,
                     controller: layout::id(layout::CONTROLLER),
-                    customer: Customer::new("outsider"),
+                    customer: Customer::new(crate::outsider::OUTSIDER),
                     tasks: crate::outsider::tasks(&layout.groups, outsider as u64),
                     observed: Default::default(),
                     reader: None,
@@ -654,6 +665,36 @@ impl ScenarioConfig {
                     controller: layout::id(layout::CONTROLLER),
                     initial_map: map.clone(),
                     buckets: vec![Bucket(0)],
+                    config: protocol.clone(),
+                })
+            }))
+            // The operator: `berth move` of the bucket to the second group,
+            // the `MoveBucket` request the runtime's command sends (and
+            // with `resent_move` once more, as the command resends it).
+            .actors(moves.then(|| {
+                let operator = layout.first_client
+                    + self.clients
+                    + usize::from(self.query)
+                    + usize::from(self.outsider)
+                    + usize::from(self.stream);
+                BerthActor::Client(ClientActor {
+                    client: operator as u64,
+                    controller: layout::id(layout::CONTROLLER),
+                    customer: Customer::new(OPERATOR),
+                    tasks: vec![
+                        Task::Send {
+                            to: layout::id(layout::CONTROLLER),
+                            msg: Msg::MoveBucket {
+                                bucket: Bucket(0),
+                                group: layout.groups[1].group,
+                            },
+                        };
+                        1 + usize::from(self.resent_move)
+                    ],
+                    observed: Default::default(),
+                    reader: None,
+                    initial_map: map.clone(),
+                    regional_replica: None,
                     config: protocol.clone(),
                 })
             }))
@@ -755,6 +796,9 @@ pub fn actor_name(model: &BerthModel, id: Id) -> String {
     match model.actors.get(index) {
         Some(BerthActor::Controller(_)) => format!("controller {index}"),
         Some(BerthActor::Replica(replica)) => format!("replica {index} ({})", replica.region),
+        Some(BerthActor::Client(client)) if client.customer == Customer::new(OPERATOR) => {
+            format!("operator {index}")
+        }
         Some(BerthActor::Client(_)) => format!("client {index}"),
         Some(BerthActor::Subscriber(_)) => format!("subscriber {index}"),
         None => format!("actor {index}"),

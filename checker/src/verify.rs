@@ -213,6 +213,14 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "the operator's move request resent, as `berth move` does: the copy that arrives during the move or after it starts nothing (ordered network)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                resent_move: true,
+                ..on(Scenario::Cutover)
+            },
+        ),
+        pass(
             "a client that confirms its hold without waiting for the answer: a refused hold's confirm is refused as never matching (ordered network)",
             ScenarioConfig {
                 network: NetworkKind::Ordered,

@@ -27,7 +27,6 @@ pub fn actor_of(config: &ClusterConfig, member: Member) -> Result<(Id, BerthActo
                 config: protocol,
                 failover: Some(FailoverPolicy { epoch_limit: None }),
                 groups: config.layouts(),
-                planned_moves: Vec::new(),
             }),
             "controller".to_owned(),
         ),

@@ -565,9 +565,6 @@ pub enum Timer {
     /// the commit quorum through a new epoch (one timer per sync follower,
     /// so that in a group of two either may be the one suspected).
     SuspectSyncFollower(Bucket, u8),
-    /// Controller: the operator's planned move of the bucket is due (the
-    /// checker's stand-in for `MoveBucket`).
-    PlannedMove(Bucket),
     /// Controller (`Detector::Probes`): probe every replica, count who did
     /// not answer the last probe, act on those that are down.
     Probe,
@@ -593,7 +590,6 @@ impl fmt::Display for Timer {
             Timer::SuspectSyncFollower(bucket, index) => {
                 write!(f, "suspect sync follower {index} of {bucket}")
             }
-            Timer::PlannedMove(bucket) => write!(f, "planned move of {bucket}"),
             Timer::Probe => f.write_str("probe"),
             Timer::Pull => f.write_str("pull"),
             Timer::AnnounceCommit(bucket) => write!(f, "announce the commit of {bucket}"),

@@ -55,7 +55,7 @@ pub use moves::Moving;
 use crate::config::{Detector, ProtocolConfig};
 use crate::messages::{batches, Emits, Msg, Timer};
 use crate::placement::{BucketPlacement, GroupLayout, PlacementMap};
-use crate::types::{Bucket, Epoch, GroupId};
+use crate::types::{Bucket, Epoch};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
@@ -107,9 +107,6 @@ pub struct ControllerActor {
     pub failover: Option<FailoverPolicy>,
     /// The replica groups buckets may move to.
     pub groups: Vec<GroupLayout>,
-    /// Moves the operator planned: each fires once, on `Timer::PlannedMove`
-    /// (the checker's stand-in for a `MoveBucket` request).
-    pub planned_moves: Vec<(Bucket, GroupId)>,
 }
 
 /// The controller's state. Durable: the map, and the failovers and moves in
@@ -149,14 +146,6 @@ impl ControllerActor {
             liveness: Liveness::default(),
         });
         state.liveness = Liveness::default();
-        if storage.is_none() {
-            for (bucket, _) in &self.planned_moves {
-                o.set_timer(
-                    Timer::PlannedMove(*bucket),
-                    self.config.timeouts.suspect.clone(),
-                );
-            }
-        }
         match self.config.detector {
             Detector::Anytime => {
                 for index in 0..state.map.bucket_count() {
@@ -240,7 +229,6 @@ impl ControllerActor {
                     o.set_timer(timer.clone(), self.config.timeouts.suspect.clone());
                 }
             }
-            Timer::PlannedMove(bucket) => self.on_planned_move(state, *bucket, &mut out, o),
             Timer::Probe => self.probe(state, &mut out, o),
             Timer::ClientRetry
             | Timer::Replicate(_)

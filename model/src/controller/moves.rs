@@ -4,7 +4,7 @@
 //! the barrier everywhere it must be.
 
 use super::{ControllerActor, ControllerState, Outbox};
-use crate::messages::{Emits, Msg, Timer};
+use crate::messages::{Emits, Msg};
 use crate::placement::BucketPlacement;
 use crate::types::{Bucket, Epoch, GroupId};
 use crate::variant::Variant;
@@ -69,10 +69,12 @@ impl ControllerActor {
         Ok(())
     }
 
-    /// Starts moving `bucket` to `group`: the destination placement is
-    /// saved, then the source leader is asked to stream the bucket and seal
-    /// it with a barrier. The map changes only once the barrier is
-    /// everywhere it must be (`MovedOut`).
+    /// Starts moving `bucket` to `group`, which `may_move` admitted: the
+    /// destination placement is saved, then the source leader is asked to
+    /// stream the bucket and seal it with a barrier. The map changes only
+    /// once the barrier is everywhere it must be (`MovedOut`). The
+    /// operator's command resends its request until the map shows the
+    /// move, so a request for a move in progress or done is ignored.
     pub(super) fn start_move(
         &self,
         state: &mut ControllerState,
@@ -87,11 +89,8 @@ impl ControllerActor {
         let Some(layout) = self.groups.iter().find(|layout| layout.group == group) else {
             return; // ignore_move_to_unknown_group
         };
-        if placement.group == group
-            || state.fencing.contains_key(&bucket)
-            || state.moving.contains_key(&bucket)
-        {
-            return; // already there, or another change of it is in progress
+        if placement.group == group || state.moving.contains_key(&bucket) {
+            return; // already there, or on its way
         }
         let destination = layout.placement_at(placement.epoch.next());
         o.send(
@@ -116,30 +115,6 @@ impl ControllerActor {
                 destination,
             },
         );
-    }
-
-    /// The operator's planned move of `bucket` is due (`Timer::PlannedMove`):
-    /// start it, or plan again later while the bucket is failing over.
-    pub(super) fn on_planned_move(
-        &self,
-        state: &mut ControllerState,
-        bucket: Bucket,
-        out: &mut Outbox,
-        o: &mut Out<impl Emits>,
-    ) {
-        if state.fencing.contains_key(&bucket) {
-            // One change of a bucket at a time: plan again later.
-            o.set_timer(
-                Timer::PlannedMove(bucket),
-                self.config.timeouts.suspect.clone(),
-            );
-            return;
-        }
-        for (planned, group) in &self.planned_moves {
-            if *planned == bucket {
-                self.start_move(state, bucket, *group, out, o);
-            }
-        }
     }
 
     /// The source leader reports its barrier committed in its group and

@@ -4,7 +4,7 @@ use super::*;
 use crate::actor::{BerthActor, NodeState};
 use crate::messages::{FenceReport, FollowerLag};
 use crate::test_support::{self, placement, Commands, ASYNC, CLIENT, CONTROLLER, LEADER, SYNC};
-use crate::types::Position;
+use crate::types::{GroupId, Position};
 use crate::variant::Variant;
 use stateright::actor::{Actor, Command as Cmd};
 
@@ -15,7 +15,6 @@ fn failing_over(map: PlacementMap, config: ProtocolConfig) -> (BerthActor, NodeS
         config,
         failover: Some(FailoverPolicy { epoch_limit: None }),
         groups: Vec::new(),
-        planned_moves: Vec::new(),
     });
     let state = test_support::start(&actor, CONTROLLER);
     (actor, state)
@@ -475,7 +474,6 @@ fn epoch_limit_and_restart() {
             epoch_limit: Some(Epoch(2)),
         }),
         groups: Vec::new(),
-        planned_moves: Vec::new(),
     });
     let mut state = actor.on_start(Id::from(CONTROLLER), &None, &mut Out::new());
     let before = state.clone();
@@ -523,7 +521,6 @@ fn mover(variant: Variant) -> (BerthActor, NodeState) {
             sync_followers: vec![Id::from(DEST_SYNC)],
             async_followers: vec![],
         }],
-        planned_moves: vec![],
     });
     let state = test_support::start(&actor, CONTROLLER);
     (actor, state)

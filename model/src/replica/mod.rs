@@ -324,7 +324,6 @@ impl ReplicaActor {
             Timer::ClientRetry
             | Timer::SuspectLeader(_)
             | Timer::SuspectSyncFollower(..)
-            | Timer::PlannedMove(_)
             | Timer::Probe
             | Timer::Pull => {}
         }

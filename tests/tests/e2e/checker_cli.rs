@@ -122,7 +122,10 @@ fn broken_cutover_designs_are_refuted() {
         text.contains(&format!("VIOLATION of `{property}`")),
         "{variant}: {text}"
     );
-    assert!(text.contains("planned move of b0"), "{variant}: {text}");
+    assert!(
+        text.contains("operator 6 → controller 0: MoveBucket { b0 to G2 }"),
+        "{variant}: {text}"
+    );
 }
 
 /// Goal: a broken variant run on a scenario that cannot expose it says
