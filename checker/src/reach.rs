@@ -8,15 +8,19 @@
 //!   epoch being replaced) cannot fail there. Only at a later change can a
 //!   follower lack that epoch's start — and only a run that reaches a
 //!   promotion there shows the check does not refuse every later one.
-//! - `log folded` (`--retained-entries N`): a replica's log starts after
-//!   entries it folded into its state. Folding is what bounds a replica's
-//!   memory; without it every property still holds.
+//! - `log folded` and `follower's log folded` (`--retained-entries N`): a
+//!   replica's log starts after entries it folded into its state, and one
+//!   of them is not the bucket's leader. Folding is what bounds a
+//!   replica's memory; without it every property still holds. A leader
+//!   and its followers fold by different paths (a leader keeps what its
+//!   followers still lack), so each must be seen.
 
 use crate::history::{BerthModel, BerthState};
 use crate::properties::{
     committed_at_current_epoch, controller_map, initial_placement, PropertySpec,
 };
 use berth_model::{Bucket, Position};
+use stateright::actor::Id;
 
 pub const REPLACEMENT_PROMOTED: &str = "replacement promoted";
 
@@ -46,24 +50,33 @@ pub fn replacement_promoted(model: &BerthModel, state: &BerthState) -> bool {
 }
 
 pub const LOG_FOLDED: &str = "log folded";
+pub const FOLLOWER_LOG_FOLDED: &str = "follower's log folded";
 
-/// The property, for runs that fold logs (`--retained-entries`).
-pub fn log_folded_property() -> PropertySpec {
-    PropertySpec::sometimes(
-        LOG_FOLDED,
-        |_, state| log_folded(state),
-        "a replica folded committed entries into its state: its log starts after them",
-    )
+/// The properties, for runs that fold logs (`--retained-entries`).
+pub fn log_folded_properties() -> Vec<PropertySpec> {
+    vec![
+        PropertySpec::sometimes(
+            LOG_FOLDED,
+            |_, state| log_folded(state, |_| true),
+            "a replica folded committed entries into its state: its log starts after them",
+        ),
+        PropertySpec::sometimes(
+            FOLLOWER_LOG_FOLDED,
+            |_, state| log_folded(state, |leads| !leads),
+            "a replica that does not lead the bucket folded committed entries into its state",
+        ),
+    ]
 }
 
-/// `log folded`: some replica's log of some bucket starts after position 0.
-pub fn log_folded(state: &BerthState) -> bool {
-    state.actor_states.iter().any(|node| {
+/// Whether some replica's log of some bucket starts after position 0, of
+/// a replica whose leading (of that bucket) `role` accepts.
+pub fn log_folded(state: &BerthState, role: impl Fn(bool) -> bool) -> bool {
+    state.actor_states.iter().enumerate().any(|(index, node)| {
         node.as_replica().is_some_and(|replica| {
-            replica
-                .buckets
-                .iter()
-                .any(|(_, bucket)| bucket.durable.log.start() > Position(0))
+            replica.buckets.iter().any(|(_, bucket)| {
+                bucket.durable.log.start() > Position(0)
+                    && role(bucket.durable.is_leader(Id::from(index)))
+            })
         })
     })
 }
@@ -88,7 +101,7 @@ mod tests {
             ..ScenarioConfig::new(Scenario::Replication)
         };
         let mut state = config.build().init_states().remove(0);
-        assert!(!log_folded(&state));
+        assert!(!log_folded(&state, |_| true));
         let index = state
             .actor_states
             .iter()
@@ -104,6 +117,8 @@ mod tests {
         durable.log.push(Entry::noop(Epoch::FIRST));
         durable.log.compact_through(Position(1));
         state.actor_states[index] = Arc::new(node);
-        assert!(log_folded(&state));
+        assert!(log_folded(&state, |_| true));
+        // Replica 1 leads the bucket: its folded log is a leader's.
+        assert!(!log_folded(&state, |leads| !leads));
     }
 }

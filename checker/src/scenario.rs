@@ -490,7 +490,7 @@ impl ScenarioConfig {
             properties.push(crate::reach::replacement_promoted_property());
         }
         if self.retained_entries.is_some() {
-            properties.push(crate::reach::log_folded_property());
+            properties.extend(crate::reach::log_folded_properties());
         }
         if self.reads() {
             properties.extend(properties::session_read_properties());

@@ -343,3 +343,46 @@ pub(super) fn recorded_reply(bucket: Bucket, durable: &DurableBucket, token: Tok
         outcome: recorded.outcome,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Entry;
+    use crate::test_support::{placement, ASYNC, LEADER, SYNC};
+
+    /// A bucket of `committed` committed no-op entries, none folded.
+    fn committed(committed: u64) -> DurableBucket {
+        let mut durable = DurableBucket::empty(placement(1, LEADER, SYNC, ASYNC));
+        for _ in 0..committed {
+            durable.log.push(Entry::noop(Epoch::FIRST));
+        }
+        durable.commit_through(Position(committed));
+        durable
+    }
+
+    /// Goal: a leader keeps the entries a follower still lacks, but never
+    /// more than `FOLD_SLACK` × `retained` committed ones (a follower that
+    /// far behind is sent a snapshot); a follower folds all but `retained`.
+    /// The checker's logs are a few entries long, far inside the slack, so
+    /// the bound is tested here.
+    #[test]
+    fn a_leader_keeps_what_followers_lack_within_the_slack() {
+        // Needed from 30: within the slack (8 × 2 = 16 committed entries),
+        // kept from there.
+        let mut leader = committed(40);
+        leader.fold_keeping(Some(2), Position(30));
+        assert_eq!(leader.log.start(), Position(30));
+        // Needed from 5: beyond the slack, folded through 40 − 16.
+        let mut leader = committed(40);
+        leader.fold_keeping(Some(2), Position(5));
+        assert_eq!(leader.log.start(), Position(24));
+        // A follower keeps `retained`.
+        let mut follower = committed(40);
+        follower.fold(Some(2));
+        assert_eq!(follower.log.start(), Position(38));
+        // `None`: everything stays.
+        let mut whole = committed(40);
+        whole.fold(None);
+        assert_eq!(whole.log.start(), Position(0));
+    }
+}
