@@ -356,6 +356,25 @@ mod tests {
         )
     }
 
+    /// Goal: compacting through the log's start, before it, or beyond its
+    /// end changes nothing (a leader folds through what its slowest
+    /// follower lacks, which may be before the start).
+    #[test]
+    fn compacting_outside_the_kept_entries_changes_nothing() {
+        let mut log = Log::default();
+        for seq in 0..4 {
+            log.push(entry(1, seq));
+        }
+        log.compact_through(Position(2));
+        let before = log.clone();
+        for position in [0, 1, 2, 5] {
+            log.compact_through(Position(position));
+            assert_eq!(log, before, "through {position}");
+        }
+        log.compact_through(Position(3));
+        assert_eq!(log.start(), Position(3));
+    }
+
     #[test]
     fn divergent_uncommitted_suffix_is_replaced() {
         let mut log = Log::default();
