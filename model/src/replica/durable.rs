@@ -315,14 +315,6 @@ impl DurableBucket {
     }
 }
 
-/// Whether `token`'s entry is at or below the commit position.
-pub(super) fn entry_committed(durable: &DurableBucket, token: Token) -> bool {
-    durable
-        .applied
-        .recorded(&token)
-        .is_some_and(|recorded| recorded.position <= durable.commit_position)
-}
-
 /// The `Reply` telling the recorded outcome of `token`, if it is committed.
 /// A token a query closed (`Refusal::Voided`) is told `NotDecided`.
 pub(super) fn recorded_reply(bucket: Bucket, durable: &DurableBucket, token: Token) -> Option<Msg> {

@@ -3,7 +3,7 @@
 //! timer), commits once every sync follower holds an entry (the commit
 //! rule), answers the clients waiting on what committed, and expires holds.
 
-use super::durable::{entry_committed, recorded_reply};
+use super::durable::recorded_reply;
 use super::{
     BucketReplica, Delivery, DurableBucket, LeaderState, ReplicaActor, ReplicaState, Waiter,
 };
@@ -513,15 +513,17 @@ impl ReplicaActor {
                 // Every hold granted by the entries just committed starts
                 // its clock.
                 let durable = &replica.durable;
-                for (_, entry) in durable.log.iter_after(before) {
+                let committed = durable
+                    .log
+                    .iter_after(before)
+                    .take_while(|(position, _)| *position <= durable.commit_position);
+                for (_, entry) in committed {
                     let Some(command) = entry.as_command() else {
                         continue;
                     };
                     if let crate::bucket::Op::Confirm { hold, .. } = &command.op {
                         // A confirmed hold no longer expires.
-                        if entry_committed(durable, command.token) {
-                            o.cancel_timer(Timer::HoldExpiry(bucket, *hold));
-                        }
+                        o.cancel_timer(Timer::HoldExpiry(bucket, *hold));
                         continue;
                     }
                     if matches!(command.op, crate::bucket::Op::Hold { .. })
@@ -529,7 +531,6 @@ impl ReplicaActor {
                             .applied
                             .recorded(&command.token)
                             .is_some_and(|r| r.outcome == crate::Outcome::Held)
-                        && entry_committed(durable, command.token)
                     {
                         o.set_timer(Timer::HoldExpiry(bucket, command.token), ttl.clone());
                     }
