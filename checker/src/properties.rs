@@ -751,7 +751,7 @@ pub fn commit_quorum_gap(state: &BerthState) -> Option<String> {
         }
         placement.sync_followers.iter().find_map(|follower| {
             let durable = durable_bucket(state, *follower, ack.bucket)
-                .is_some_and(|durable| durable.holds(ack.position, ack.token));
+                .is_some_and(|durable| holds(durable, ack.position, ack.token));
             (!durable).then(|| {
                 format!(
                     "{ack}, but sync follower replica {} does not have it on disk",
@@ -760,6 +760,23 @@ pub fn commit_quorum_gap(state: &BerthState) -> Option<String> {
             })
         })
     })
+}
+
+/// Whether `durable` holds the entry deciding `token` at `position`: in
+/// its log, or compacted into its snapshot (the entry itself is gone then;
+/// the idempotency table's record of the token at that position stands
+/// for it).
+fn holds(durable: &DurableBucket, position: Position, token: Token) -> bool {
+    match durable.log.entry(position) {
+        Some(entry) => entry.token() == Some(token),
+        None => {
+            position <= durable.log.start()
+                && durable
+                    .applied
+                    .recorded(&token)
+                    .is_some_and(|recorded| recorded.position == position)
+        }
+    }
 }
 
 /// `booking confirmed`: some client is told its booking is confirmed.

@@ -103,21 +103,6 @@ impl DurableBucket {
         state
     }
 
-    /// Whether this replica durably holds the entry deciding `token` at
-    /// `position`: in its log, or compacted into its snapshot.
-    pub fn holds(&self, position: Position, token: Token) -> bool {
-        match self.log.entry(position) {
-            Some(entry) => entry.token() == Some(token),
-            None => {
-                position <= self.log.start()
-                    && self
-                        .applied
-                        .recorded(&token)
-                        .is_some_and(|recorded| recorded.position == position)
-            }
-        }
-    }
-
     /// The position of the uncommitted entry deciding `token`, if any.
     pub fn uncommitted_position(&self, token: &Token) -> Option<Position> {
         self.log
