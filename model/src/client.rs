@@ -398,20 +398,20 @@ impl ClientActor {
         };
         o.send(writer, msg);
         if pending.retries_left > 0 {
-            let attempt = self.config.client_retries - pending.retries_left;
-            o.set_timer(Timer::ClientRetry, self.backoff(attempt));
+            o.set_timer(Timer::ClientRetry, self.backoff(pending.retries_left));
         }
     }
 
-    /// How long to wait for an answer after `attempt` earlier tries: the
-    /// configured interval, doubled per try up to 4 times it. An answer
+    /// How long to wait for an answer with `retries_left` retries left:
+    /// the configured interval, doubled per earlier try up to 4 times it. An answer
     /// that is late because the leader is busy is not fetched sooner by
     /// asking again, and every resend (with its map request to the
     /// controller) adds to the queue it waits in: backing off keeps an
     /// overloaded cluster's throughput flat instead of collapsing. (The
     /// checker fires timers whenever it likes, so this changes no state
     /// it explores.)
-    fn backoff(&self, attempt: u8) -> std::ops::Range<std::time::Duration> {
+    fn backoff(&self, retries_left: u8) -> std::ops::Range<std::time::Duration> {
+        let attempt = self.config.client_retries - retries_left;
         let factor = 1u32 << attempt.min(2);
         let base = &self.config.timeouts.client_retry;
         base.start * factor..base.end * factor
