@@ -287,12 +287,12 @@ impl ControllerActor {
             // sync follower — gets time to take it on before it can be
             // suspected (the probe detector only). A replica that did not
             // answer the last probe is given no such grace.
+            // (`hold_down` of no rounds, as with `Detector::Anytime`, holds
+            // nobody down.)
             if let Some(placement) = state.map.placement(bucket) {
-                if hold_down > 0 {
-                    for id in placement.members() {
-                        if state.liveness.answered_last(id) {
-                            state.liveness.hold_down(id, hold_down);
-                        }
+                for id in placement.members() {
+                    if state.liveness.answered_last(id) {
+                        state.liveness.hold_down(id, hold_down);
                     }
                 }
             }
