@@ -130,9 +130,10 @@ pub struct ClientState {
 }
 
 impl ClientState {
-    /// Whether every task has been answered.
+    /// Whether every task has been answered. (An action is pending only
+    /// for the task at `task_index`: past the last task nothing is.)
     pub fn done(&self, actor: &ClientActor) -> bool {
-        self.pending.is_none() && self.task_index >= actor.tasks.len()
+        self.task_index >= actor.tasks.len()
     }
 }
 
