@@ -131,9 +131,11 @@ impl ControllerActor {
         let Some(moving) = state.moving.get(&bucket).cloned() else {
             return; // ignore_moved_out_of_aborted_move
         };
-        let current = state.map.placement(bucket).map(|p| p.epoch);
-        if moving.epoch != epoch || current != Some(epoch) {
-            return; // compare-and-set on the epoch
+        // Every publication of the bucket drops its move (`publish`), so
+        // while a move is in progress the map is at `moving.epoch`: the
+        // report's epoch compared with it is the compare-and-set.
+        if moving.epoch != epoch {
+            return;
         }
         if src != state.map.buckets[bucket.0 as usize].leader {
             return;
