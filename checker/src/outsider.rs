@@ -18,7 +18,7 @@ use crate::properties::PropertySpec;
 use crate::scenario::contended_unit;
 use berth_model::bucket::{Command, Op};
 use berth_model::log::Entry;
-use berth_model::messages::Snapshot;
+use berth_model::messages::{FenceReport, Snapshot};
 use berth_model::placement::{BucketPlacement, GroupLayout};
 use berth_model::{BerthActor, Bucket, BucketState, Customer, Epoch, Msg, Position, Task, Token};
 use stateright::actor::Id;
@@ -44,8 +44,13 @@ pub const OUTSIDER_EPOCH: Epoch = Epoch(9);
 /// carrying the outsider's entry, in the name of the bucket's leader, and
 /// the sync follower one naming the outsider as its group's leader: what a
 /// replica takes a snapshot from is the sender, and a member takes it only
-/// from its own placement's leader.
-pub fn tasks(groups: &[GroupLayout], client: u64) -> Vec<Task> {
+/// from its own placement's leader. Where buckets fail over (`controller`
+/// given), the script is instead a forged fence report to the controller
+/// (`forged_fence_report`).
+pub fn tasks(groups: &[GroupLayout], client: u64, controller: Option<Id>) -> Vec<Task> {
+    if let Some(controller) = controller {
+        return vec![forged_fence_report(controller)];
+    }
     let group = &groups[0];
     let bucket = Bucket(0);
     let sync = group.sync_followers[0];
@@ -136,13 +141,32 @@ pub fn tasks(groups: &[GroupLayout], client: u64) -> Vec<Task> {
     tasks
 }
 
+/// Where buckets fail over, the outsider's script is one message: it
+/// tells the controller, in its own name, that it promised the epoch a
+/// failover of the bucket fences (the first after the scenario's) and
+/// holds the whole log — the report that makes the controller promote the
+/// sender. Only a sync follower of the bucket may be promoted; the other
+/// forgeries are the replication and cutover runs' (each forged message
+/// multiplies the states).
+fn forged_fence_report(controller: Id) -> Task {
+    Task::Send {
+        to: controller,
+        msg: Msg::Fenced(vec![FenceReport {
+            bucket: Bucket(0),
+            epoch: Epoch::FIRST.next(),
+            last_position: Position(1),
+            last_epoch: Epoch::FIRST,
+        }]),
+    }
+}
+
 /// `outsiders are ignored`.
 pub fn outsider_property() -> PropertySpec {
     PropertySpec::always(
         OUTSIDERS_IGNORED,
         |model, state| outsider_heeded(model, state).is_none(),
         outsider_heeded,
-        "no replica acts on what an outsider sent in its own name: no promise, placement or move at the outsider's epoch, no entry of its making, no acknowledgement of its counted",
+        "no replica acts on what an outsider sent in its own name: no promise, placement or move at the outsider's epoch, no entry of its making, no acknowledgement of its counted; and the controller makes no outsider a member of a bucket",
     )
 }
 
@@ -152,6 +176,19 @@ pub fn outsider_heeded(model: &BerthModel, state: &BerthState) -> Option<String>
         matches!(actor, BerthActor::Client(client) if client.customer == Customer::new(OUTSIDER))
     })?;
     let outsider_id = Id::from(outsider);
+    let promoted = state.actor_states.iter().find_map(|node| {
+        let controller = node.as_controller()?;
+        controller
+            .map
+            .buckets
+            .iter()
+            .enumerate()
+            .find(|(_, placement)| placement.role_of(outsider_id).is_some())
+            .map(|(index, _)| format!("the controller made the outsider a member of b{index}"))
+    });
+    if promoted.is_some() {
+        return promoted;
+    }
     state
         .actor_states
         .iter()

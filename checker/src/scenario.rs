@@ -652,7 +652,11 @@ impl ScenarioConfig {
                     client: outsider as u64,
                     controller: layout::id(layout::CONTROLLER),
                     customer: Customer::new(crate::outsider::OUTSIDER),
-                    tasks: crate::outsider::tasks(&layout.groups, outsider as u64),
+                    tasks: crate::outsider::tasks(
+                        &layout.groups,
+                        outsider as u64,
+                        fails_over.then(|| layout::id(layout::CONTROLLER)),
+                    ),
                     observed: Default::default(),
                     reader: None,
                     initial_map: map.clone(),

@@ -213,6 +213,15 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "an outsider during a failover: a fence report in its own name, claiming the whole log at the epoch being fenced; the controller promotes only a sync follower (ordered network)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                crashes: 0,
+                outsider: true,
+                ..on(Scenario::Failover)
+            },
+        ),
+        pass(
             "the operator's move request resent, as `berth move` does: the copy that arrives during the move or after it starts nothing (ordered network)",
             ScenarioConfig {
                 network: NetworkKind::Ordered,

@@ -61,6 +61,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario replication --network ordered --clients 1 --runtime-settings",
     "--scenario cutover --network ordered --query",
     "--scenario cutover --network ordered --outsider",
+    "--scenario failover --network ordered --crashes 0 --outsider",
     "--scenario cutover --network ordered --resent-move",
     "--scenario cutover --network ordered --crashes 1",
     "--scenario replication --network unordered-duplicating",

@@ -176,9 +176,12 @@ impl ControllerActor {
         if state.fencing.get(&bucket) != Some(&epoch) {
             return None; // ignore_stale_fenced: not the failover in progress
         }
+        // A failover in progress is dropped by every publication of its
+        // bucket (`publish`), so the map is still at the epoch before the
+        // one fenced: the epoch compared above is the compare-and-set.
         let placement = state.map.placement(bucket).cloned()?;
-        if placement.epoch.next() != epoch || !placement.sync_followers.contains(&follower) {
-            return None; // compare-and-set on the epoch and the quorum
+        if !placement.sync_followers.contains(&follower) {
+            return None; // only the commit quorum is fenced, or promoted
         }
         let mut next = placement.clone();
         next.epoch = epoch;
