@@ -35,6 +35,7 @@ pub mod config;
 pub mod controller;
 pub mod hashing;
 pub mod log;
+mod log_lines;
 pub mod memo;
 pub mod messages;
 pub mod placement;

@@ -3,9 +3,9 @@
 //! buckets need; and the lag each leader reports, which can hold up a
 //! planned move.
 
-use super::failover::Buckets;
 use super::{ControllerActor, ControllerState, Outbox};
 use crate::config::Detector;
+use crate::log_lines::{failing_over, Buckets};
 use crate::messages::{Emits, FollowerLag, Msg, Timer};
 use crate::placement::BucketPlacement;
 use crate::types::Bucket;
@@ -266,22 +266,7 @@ impl ControllerActor {
                 }
             }
         }
-        for (leader, buckets) in &failing {
-            let fenced: Vec<Bucket> = buckets
-                .iter()
-                .copied()
-                .filter(|bucket| state.fencing.contains_key(bucket))
-                .collect();
-            if !fenced.is_empty() {
-                tracing::info!(
-                    leader = usize::from(*leader),
-                    buckets = %Buckets(&fenced),
-                    "failing over {} bucket(s) of replica {}: fencing their commit quorums",
-                    fenced.len(),
-                    usize::from(*leader)
-                );
-            }
-        }
+        failing_over(&failing, |bucket| state.fencing.contains_key(bucket));
         for (suspect, buckets) in &replaced {
             tracing::info!(
                 replica = usize::from(*suspect),

@@ -5,6 +5,7 @@
 
 use super::{ControllerActor, ControllerState, Outbox};
 use crate::config::Detector;
+use crate::log_lines::Buckets;
 use crate::messages::FenceReport;
 use crate::types::{Bucket, Epoch};
 use crate::variant::Variant;
@@ -210,36 +211,5 @@ impl ControllerActor {
         tracing::debug!(%bucket, %epoch, leader = usize::from(next.leader), promoted = promoted.is_some(), "failover decided");
         self.publish(state, bucket, next, out);
         Some((epoch, promoted))
-    }
-}
-
-/// Buckets for a log line: ranges, e.g. `b0-b1023,b1030`.
-pub(crate) struct Buckets<'a>(pub &'a [Bucket]);
-
-impl std::fmt::Display for Buckets<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut sorted: Vec<u32> = self.0.iter().map(|bucket| bucket.0).collect();
-        sorted.sort_unstable();
-        let mut first = true;
-        let mut index = 0;
-        while index < sorted.len() {
-            let start = sorted[index];
-            let mut end = start;
-            while index + 1 < sorted.len() && sorted[index + 1] == end + 1 {
-                index += 1;
-                end = sorted[index];
-            }
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            if start == end {
-                write!(f, "b{start}")?;
-            } else {
-                write!(f, "b{start}-b{end}")?;
-            }
-            index += 1;
-        }
-        Ok(())
     }
 }

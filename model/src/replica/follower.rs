@@ -5,6 +5,7 @@
 
 use super::{BucketReplica, DurableBucket, LeaderState, ReplicaActor, ReplicaState};
 use crate::log::Entry;
+use crate::log_lines::Tally;
 use crate::messages::{batches, Emits, FenceReport, Msg};
 use crate::placement::BucketPlacement;
 use crate::types::{Bucket, Epoch, Position};
@@ -110,7 +111,7 @@ impl ReplicaActor {
         o: &mut Out<impl Emits>,
     ) {
         let mut reports = Vec::new();
-        let mut promised = 0usize;
+        let mut promised = Tally::default();
         for &(bucket, epoch) in fences {
             let Some(replica) = state.buckets.get_mut(&bucket) else {
                 continue;
@@ -118,10 +119,11 @@ impl ReplicaActor {
             if epoch <= replica.durable.placement.epoch || epoch < replica.durable.promised_epoch {
                 continue; // ignore_stale_fence: that epoch is already settled
             }
-            if epoch > replica.durable.promised_epoch {
+            let promising = epoch > replica.durable.promised_epoch;
+            promised.count_if(promising);
+            if promising {
                 DurableBucket::edit(&mut replica.durable).promised_epoch = epoch;
                 replica.leader = LeaderState::new(&self.config);
-                promised += 1;
                 tracing::debug!(%bucket, %epoch, "fenced: promised the new epoch");
             }
             let durable = &replica.durable;
@@ -132,9 +134,9 @@ impl ReplicaActor {
                 last_epoch: durable.log.last_epoch(),
             });
         }
-        if promised > 0 {
-            tracing::info!("fenced {promised} bucket(s): promised their new epochs");
-        }
+        promised.log_if_any(|count| {
+            tracing::info!("fenced {count} bucket(s): promised their new epochs")
+        });
         for batch in batches(reports, self.config.max_batch) {
             o.send(controller, Msg::Fenced(batch));
         }
@@ -145,6 +147,8 @@ impl ReplicaActor {
     /// dropped (clients retry by token). A replica that now leads appends
     /// its epoch-start entry and sends every follower what it lacks; it
     /// commits what it inherited once its sync followers hold that entry.
+    /// Returns whether this replica took up the bucket's leadership at the
+    /// new epoch (for the log line).
     pub(super) fn on_placement(
         &self,
         id: Id,
@@ -152,12 +156,12 @@ impl ReplicaActor {
         bucket: Bucket,
         placement: BucketPlacement,
         o: &mut Out<impl Emits>,
-    ) {
+    ) -> bool {
         let replica = match state.buckets.entry(bucket) {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::btree_map::Entry::Vacant(entry) => {
                 if placement.role_of(id).is_none() {
-                    return; // ignore_placement_of_foreign_bucket
+                    return false; // ignore_placement_of_foreign_bucket
                 }
                 // A replica new to the bucket starts empty, one epoch behind,
                 // so that the placement below is adopted.
@@ -170,7 +174,7 @@ impl ReplicaActor {
         if placement.epoch <= replica.durable.placement.epoch
             || placement.epoch < replica.durable.promised_epoch
         {
-            return; // ignore_older_placement
+            return false; // ignore_older_placement
         }
         let durable = DurableBucket::edit(&mut replica.durable);
         let epoch = placement.epoch;
@@ -179,11 +183,12 @@ impl ReplicaActor {
         durable.moving_to = None;
         replica.leader = LeaderState::new(&self.config);
         if !durable.is_leader(id) {
-            return;
+            return false;
         }
         tracing::debug!(%bucket, %epoch, "leading");
         self.arm_hold_expiries(bucket, durable, o);
         self.append_as_leader(bucket, replica, Entry::epoch_start, o);
         self.commit_and_reply(bucket, replica, o);
+        true
     }
 }

@@ -46,6 +46,7 @@ pub(crate) use transfer::chunk_of;
 pub use transfer::{Sending, Staged};
 
 use crate::config::ProtocolConfig;
+use crate::log_lines::Tally;
 use crate::messages::{Emits, FollowerLag, Msg, Timer};
 use crate::placement::PlacementMap;
 use crate::types::{Bucket, Position, Token};
@@ -114,15 +115,6 @@ struct Delivery {
     id: Id,
     src: Id,
     bucket: Bucket,
-}
-
-impl ReplicaState {
-    /// Whether `id` (this replica) leads `bucket` now.
-    fn leads(&self, id: Id, bucket: Bucket) -> bool {
-        self.buckets
-            .get(&bucket)
-            .is_some_and(|replica| replica.durable.is_leader(id))
-    }
 }
 
 impl LeaderState {
@@ -230,17 +222,15 @@ impl ReplicaActor {
             Msg::Fence(fences) if src == self.controller => self.on_fence(state, src, &fences, o),
             Msg::Placements(placements) if src == self.controller => {
                 let count = placements.len();
-                let mut leading = 0usize;
+                let mut leading = Tally::default();
                 for (bucket, placement) in placements {
-                    let was_leading = state.leads(id, bucket);
-                    self.on_placement(id, state, bucket, placement, o);
-                    leading += usize::from(!was_leading && state.leads(id, bucket));
+                    leading.count_if(self.on_placement(id, state, bucket, placement, o));
                 }
-                if leading > 0 {
+                leading.log_if_any(|leading| {
                     tracing::info!(
-                        "now leading {leading} more bucket(s) ({count} placement(s) published)"
-                    );
-                }
+                        "leading {leading} bucket(s) at a new epoch ({count} placement(s) published)"
+                    )
+                });
             }
             Msg::Query {
                 bucket,
