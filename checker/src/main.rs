@@ -125,6 +125,9 @@ struct ScenarioArgs {
     /// In a move, the operator's request arrives twice, as `berth move` resends it until the map shows the move: during the move, or after it, it must start nothing.
     #[arg(long)]
     resent_move: bool,
+    /// Failover scenario: a planned failover — the operator asks for the failover of the bucket (`berth failover`) while its leader serves, and no failure detector runs.
+    #[arg(long)]
+    planned_failover: bool,
     /// Add an outsider that sends, in its own name, what only the controller or the bucket's leader may send (a fence, a placement, a move order, an append, an acknowledgement; in a move, a snapshot): no replica may act on it.
     #[arg(long)]
     outsider: bool,
@@ -215,6 +218,7 @@ impl ScenarioArgs {
             runtime_settings: self.runtime_settings || base.runtime_settings,
             blind_confirm: self.blind_confirm,
             resent_move: self.resent_move,
+            planned_failover: self.planned_failover,
             outsider: self.outsider,
             query: self.query,
             leader_resends: self.leader_resends,

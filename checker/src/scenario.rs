@@ -131,6 +131,11 @@ pub struct ScenarioConfig {
     /// resends it until the map shows the move): the copy that arrives
     /// during the move or after it must start nothing.
     pub resent_move: bool,
+    /// In a failover, the operator asks for the bucket's failover (the
+    /// `Failover` request `berth failover` sends) while its leader serves,
+    /// and the probe detector makes no round: the failover the operator
+    /// plans, not one a suspicion starts.
+    pub planned_failover: bool,
     /// An outsider (the last actor) sends, in its own name, what only the
     /// controller or the bucket's leader may send (`outsider.rs`): a
     /// fence, a placement, a move order, an append, an acknowledgement.
@@ -377,6 +382,9 @@ impl ScenarioConfig {
         if self.resent_move {
             flags.push("--resent-move".to_owned());
         }
+        if self.planned_failover {
+            flags.push("--planned-failover".to_owned());
+        }
         if self.outsider {
             flags.push("--outsider".to_owned());
         }
@@ -426,6 +434,7 @@ impl ScenarioConfig {
             runtime_settings: false,
             blind_confirm: false,
             resent_move: false,
+            planned_failover: false,
             outsider: false,
             query: false,
             leader_resends: 0,
@@ -509,6 +518,10 @@ impl ScenarioConfig {
             .into_iter()
             .filter(|property| self.clients >= 2 || property.name != properties::CABIN_CONTENDED)
             .filter(|property| follower_reads || property.name != properties::FOLLOWER_READ_SERVED)
+            // With no detector nobody suspects a sync follower.
+            .filter(|property| {
+                !self.planned_failover || property.name != properties::SYNC_FOLLOWER_REPLACED
+            })
             .collect();
         if self.expiring_holds {
             properties.push(properties::hold_expired_property());
@@ -575,12 +588,16 @@ impl ScenarioConfig {
             // Two pulls: one may see an entry before a failover or a move,
             // the other what follows it.
             max_pulls: Some(2),
-            detector: if (runtime || self.probes) && fails_over {
+            detector: if (runtime || self.probes || self.planned_failover) && fails_over {
                 Detector::Probes { misses: 1 }
             } else {
                 Detector::Anytime
             },
-            max_probe_rounds: Some(PROBE_ROUNDS),
+            max_probe_rounds: Some(if self.planned_failover {
+                0
+            } else {
+                PROBE_ROUNDS
+            }),
             max_append_entries: self.max_append_entries.or(runtime.then_some(1)),
             max_batch: self.max_batch.or(runtime.then_some(1)),
             // The checker ignores durations: the timer may fire at any moment.
@@ -595,6 +612,7 @@ impl ScenarioConfig {
         let layout = layout::Layout::of(self.scenario, self.sync_followers);
         let map = PlacementMap::uniform(1, layout.groups[0].placement_at(Epoch::FIRST));
         let moves = matches!(self.scenario, Scenario::Cutover | Scenario::All);
+        let planned_failover = self.planned_failover && fails_over;
 
         let model = ActorModel::new(control, Default::default())
             .actor(BerthActor::Controller(ControllerActor {
@@ -674,8 +692,9 @@ impl ScenarioConfig {
             }))
             // The operator: `berth move` of the bucket to the second group,
             // the `MoveBucket` request the runtime's command sends (and
-            // with `resent_move` once more, as the command resends it).
-            .actors(moves.then(|| {
+            // with `resent_move` once more, as the command resends it); in
+            // a planned failover, `berth failover` of the bucket.
+            .actors((moves || planned_failover).then(|| {
                 let operator = layout.first_client
                     + self.clients
                     + usize::from(self.query)
@@ -685,16 +704,23 @@ impl ScenarioConfig {
                     client: operator as u64,
                     controller: layout::id(layout::CONTROLLER),
                     customer: Customer::new(OPERATOR),
-                    tasks: vec![
-                        Task::Send {
+                    tasks: if moves {
+                        vec![
+                            Task::Send {
+                                to: layout::id(layout::CONTROLLER),
+                                msg: Msg::MoveBucket {
+                                    bucket: Bucket(0),
+                                    group: layout.groups[1].group,
+                                },
+                            };
+                            1 + usize::from(self.resent_move)
+                        ]
+                    } else {
+                        vec![Task::Send {
                             to: layout::id(layout::CONTROLLER),
-                            msg: Msg::MoveBucket {
-                                bucket: Bucket(0),
-                                group: layout.groups[1].group,
-                            },
-                        };
-                        1 + usize::from(self.resent_move)
-                    ],
+                            msg: Msg::Failover { bucket: Bucket(0) },
+                        }]
+                    },
                     observed: Default::default(),
                     reader: None,
                     initial_map: map.clone(),

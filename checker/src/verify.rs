@@ -213,6 +213,15 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "a planned failover: the operator asks for it (`berth failover`, the `Failover` request) while the leader serves, and no detector runs; it must complete and lose nothing (ordered network)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                crashes: 0,
+                planned_failover: true,
+                ..on(Scenario::Failover)
+            },
+        ),
+        pass(
             "an outsider during a failover: a fence report in its own name, claiming the whole log at the epoch being fenced; the controller promotes only a sync follower (ordered network)",
             ScenarioConfig {
                 network: NetworkKind::Ordered,

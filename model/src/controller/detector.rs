@@ -153,6 +153,15 @@ impl ControllerActor {
         let Detector::Probes { misses } = self.config.detector else {
             return;
         };
+        // The checker's bound (`ProtocolConfig::max_probe_rounds`; zero:
+        // no detector at all, as in a planned failover).
+        let max = self.config.max_probe_rounds;
+        if max.is_some_and(|max| state.liveness.rounds >= max) {
+            return;
+        }
+        if max.is_some() {
+            state.liveness.rounds = state.liveness.rounds.saturating_add(1);
+        }
         let replicas: BTreeSet<Id> = state
             .map
             .buckets
@@ -210,13 +219,9 @@ impl ControllerActor {
         if self.failover.is_some() && !down.is_empty() {
             self.act_on_down(state, &down, out);
         }
-        if let Some(max) = self.config.max_probe_rounds {
-            state.liveness.rounds = state.liveness.rounds.saturating_add(1);
-            if state.liveness.rounds >= max {
-                return;
-            }
+        if max.is_none_or(|max| state.liveness.rounds < max) {
+            o.set_timer(Timer::Probe, self.config.timeouts.probe.clone());
         }
-        o.set_timer(Timer::Probe, self.config.timeouts.probe.clone());
     }
 
     /// The changes the replicas in `down` call for: fail over each bucket
