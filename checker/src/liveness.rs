@@ -32,6 +32,7 @@ pub const CLIENTS_FINISH: &str = "clients finish";
 pub const HOLDS_END: &str = "holds end";
 pub const COMES_TO_REST: &str = "comes to rest";
 pub const COMMITS_KNOWN: &str = "followers learn the commit";
+pub const FAILOVERS_COMPLETE: &str = "failovers complete";
 
 /// The liveness properties of the scenarios that run the runtime's
 /// settings.
@@ -114,6 +115,45 @@ pub fn hold_liveness_property() -> PropertySpec {
         |_, state| lasting_hold(state),
         "at rest, no live leader keeps a committed hold that nothing in its log ends (each hold is confirmed or expires)",
     )
+}
+
+/// A failover the controller started ends once a sync follower it fenced
+/// is up to answer: the controller resends the fence while it waits
+/// (`ProtocolConfig::resend_unanswered`, the runtime's setting), so where
+/// a fence can be lost it never rests with one unanswered. Stated where
+/// the controller resends, and where nothing loses a fence (an ordered
+/// network, no crash).
+pub fn failovers_complete_property() -> PropertySpec {
+    PropertySpec::at_rest(
+        FAILOVERS_COMPLETE,
+        |model, state| stuck_failover(state).is_none() || !at_rest(model, state),
+        |_, state| stuck_failover(state),
+        "at rest, the controller (if up) has no failover in progress whose bucket has a sync follower up to answer its fence",
+    )
+}
+
+/// A failover in progress at a live controller while a sync follower of
+/// the bucket is up, named in one sentence.
+pub fn stuck_failover(state: &BerthState) -> Option<String> {
+    let up = |index: usize| !state.crashed.get(index).copied().unwrap_or(false);
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .find_map(|(index, node)| {
+            let controller = node.as_controller().filter(|_| up(index))?;
+            controller.fencing.iter().find_map(|(bucket, epoch)| {
+                let placement = controller.map.placement(*bucket)?;
+                let follower = placement
+                    .sync_followers
+                    .iter()
+                    .find(|follower| up(usize::from(**follower)))?;
+                Some(format!(
+                    "the failover of {bucket} to {epoch} never ends, though its sync follower replica {} is up",
+                    usize::from(*follower)
+                ))
+            })
+        })
 }
 
 /// Whether no delivery and no timer can change `state` (faults aside).

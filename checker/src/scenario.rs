@@ -550,6 +550,15 @@ impl ScenarioConfig {
             properties.push(crate::liveness::followers_catch_up_property());
             properties.push(crate::liveness::commit_liveness_property());
         }
+        // A lost fence is resent only with `resend_unanswered`; without
+        // it only a network that loses nothing, with no crash, brings
+        // every fence through.
+        if matches!(self.scenario, Scenario::Failover)
+            && (self.resend_unanswered
+                || (self.network == NetworkKind::Ordered && self.crashes == 0))
+        {
+            properties.push(crate::liveness::failovers_complete_property());
+        }
         properties.push(crate::agree::agreement_property());
         properties.extend(crate::promises::promise_properties());
         properties.push(crate::rules::rules_property());

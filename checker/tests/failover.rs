@@ -37,7 +37,7 @@ fn failover_with_one_crash_holds() {
             properties::LAGGING_FOLLOWER_BYPASSED,
         ],
     );
-    assert_eq!(report.unique_states, 1_694_592);
+    assert_eq!(report.unique_states, 1_688_129);
 }
 
 /// Runs `variant` in the failover scenario until `no lost confirmed booking`

@@ -15,9 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 impl ControllerActor {
     /// Fails `bucket` over from its leader: fence the commit quorum at N+1
     /// (the promotion follows their report, `on_fenced`). Returns whether
-    /// the suspicion is settled (acted on, or moot because the bucket may
-    /// not advance) rather than to be tried again later. The fences go out
-    /// with the step's other fences, one message per follower.
+    /// the suspicion is settled (the bucket published at a new epoch, or
+    /// moot because it may not advance) rather than to be tried again
+    /// later: a failover started is not settled until its report arrives,
+    /// so that the suspicion comes back and resends a fence that was lost
+    /// (`ProtocolConfig::resend_unanswered`). The fences go out with the
+    /// step's other fences, one message per follower.
     pub(super) fn suspect_leader(
         &self,
         state: &mut ControllerState,
@@ -66,7 +69,7 @@ impl ControllerActor {
         for follower in &placement.sync_followers {
             out.fence(*follower, bucket, epoch);
         }
-        true
+        false
     }
 
     /// Moves the first async follower of `bucket` that is not `down` into
