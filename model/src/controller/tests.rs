@@ -191,6 +191,37 @@ fn probes_do_not_act_on_dead_replacements() {
     assert_eq!(map.buckets[0].sync_followers, vec![Id::from(ASYNC)]);
 }
 
+/// Goal: a replica's extra patience grows by `misses` each time it comes
+/// back, up to `MAX_PATIENCE` × `misses` in all, and shrinks by one miss
+/// every `DECAY_ROUNDS` rounds it answers, until it is forgotten; a
+/// hold-down of no rounds holds nobody. (Timing policy: the checker makes
+/// two probe rounds, so only these tests see the decay and the cap.)
+#[test]
+fn patience_grows_to_a_cap_and_decays_while_a_replica_answers() {
+    let mut liveness = super::detector::Liveness::default();
+    let replica = Id::from(1);
+    let misses = 2;
+    let grown: Vec<u8> = (0..4)
+        .map(|_| liveness.recovered(replica, misses))
+        .collect();
+    assert_eq!(
+        grown,
+        vec![4, 6, 8, 8],
+        "doubling, then capped at 4 × misses"
+    );
+    for extra in (0..6u8).rev() {
+        for _ in 0..39 {
+            liveness.heard_rounds(replica);
+        }
+        assert_eq!(liveness.patience(replica, misses), misses + extra + 1);
+        liveness.heard_rounds(replica);
+        assert_eq!(liveness.patience(replica, misses), misses + extra);
+    }
+    assert!(liveness.patience.is_empty() && liveness.steady.is_empty());
+    liveness.hold_down(replica, 0);
+    assert!(liveness.held.is_empty(), "a hold-down of no rounds");
+}
+
 /// Goal: the probe detector does not depose the living. The replica a
 /// failover just promoted is held down — not suspected — for twice
 /// `misses` probe rounds however silent it is (it is busy taking over),
