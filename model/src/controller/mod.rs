@@ -40,12 +40,14 @@
 //!
 //! The files: this one holds the actor and its state, routes each message
 //! and timer, and publishes placements; `detector` the probes and what
-//! they heard; `failover` the leader and sync-follower changes; `moves`
-//! the operator's moves (cutover).
+//! they heard; `patience` how many probe rounds a replica may miss;
+//! `failover` the leader and sync-follower changes; `moves` the
+//! operator's moves (cutover).
 
 mod detector;
 mod failover;
 mod moves;
+mod patience;
 #[cfg(test)]
 mod tests;
 

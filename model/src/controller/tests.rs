@@ -198,7 +198,7 @@ fn probes_do_not_act_on_dead_replacements() {
 /// two probe rounds, so only these tests see the decay and the cap.)
 #[test]
 fn patience_grows_to_a_cap_and_decays_while_a_replica_answers() {
-    let mut liveness = super::detector::Liveness::default();
+    let mut liveness = super::Liveness::default();
     let replica = Id::from(1);
     let misses = 2;
     let grown: Vec<u8> = (0..4)
