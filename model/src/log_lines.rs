@@ -6,7 +6,7 @@
 //! `Display` impls: no scenario can be asked to notice a wrong count in a
 //! log line.)
 
-use crate::types::Bucket;
+use crate::types::{Bucket, Epoch};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 
@@ -41,6 +41,55 @@ pub(crate) fn failing_over(failing: &BTreeMap<Id, Vec<Bucket>>, fencing: impl Fn
                 fenced.len(),
                 usize::from(*leader)
             );
+        }
+    }
+}
+
+/// A failover the controller decided for one bucket (`promote`): the
+/// leader before and after (the same when it aborted).
+#[derive(Debug)]
+pub(crate) struct FailoverDecided {
+    pub bucket: Bucket,
+    pub epoch: Epoch,
+    pub old_leader: Id,
+    pub new_leader: Id,
+}
+
+/// One line per outcome of a fence report: the buckets failed over to
+/// each new leader, and those whose failover aborted (the sync follower
+/// lacked the prefix, so the old leader keeps them at the new epoch).
+pub(crate) fn failed_over(decided: &[FailoverDecided]) {
+    let mut outcomes: BTreeMap<(Epoch, Option<Id>), Vec<Bucket>> = BTreeMap::new();
+    for decision in decided {
+        let promoted = (decision.new_leader != decision.old_leader).then_some(decision.new_leader);
+        tracing::debug!(
+            bucket = %decision.bucket,
+            epoch = %decision.epoch,
+            leader = usize::from(decision.new_leader),
+            promoted = promoted.is_some(),
+            "failover decided"
+        );
+        outcomes
+            .entry((decision.epoch, promoted))
+            .or_default()
+            .push(decision.bucket);
+    }
+    for ((epoch, leader), buckets) in outcomes {
+        match leader {
+            Some(leader) => tracing::info!(
+                buckets = %Buckets(&buckets),
+                %epoch,
+                leader = usize::from(leader),
+                "failed over {} bucket(s): promoted replica {} at {epoch}",
+                buckets.len(),
+                usize::from(leader)
+            ),
+            None => tracing::info!(
+                buckets = %Buckets(&buckets),
+                %epoch,
+                "failover of {} bucket(s) aborted: the sync follower lacks the prefix",
+                buckets.len()
+            ),
         }
     }
 }

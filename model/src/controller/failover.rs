@@ -5,12 +5,12 @@
 
 use super::{ControllerActor, ControllerState, Outbox};
 use crate::config::Detector;
-use crate::log_lines::Buckets;
+use crate::log_lines::{failed_over, FailoverDecided};
 use crate::messages::FenceReport;
 use crate::types::{Bucket, Epoch};
 use crate::variant::Variant;
 use stateright::actor::Id;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 impl ControllerActor {
     /// Fails `bucket` over from its leader: fence the commit quorum at N+1
@@ -130,47 +130,24 @@ impl ControllerActor {
         reports: &[FenceReport],
         out: &mut Outbox,
     ) {
-        // (new leader or None for aborted) → buckets, for one line per outcome.
-        let mut outcomes: BTreeMap<(Epoch, Option<Id>), Vec<Bucket>> = BTreeMap::new();
-        for report in reports {
-            if let Some((epoch, leader)) = self.promote(state, follower, report, out) {
-                outcomes
-                    .entry((epoch, leader))
-                    .or_default()
-                    .push(report.bucket);
-            }
-        }
-        for ((epoch, leader), buckets) in outcomes {
-            match leader {
-                Some(leader) => tracing::info!(
-                    buckets = %Buckets(&buckets),
-                    %epoch,
-                    leader = usize::from(leader),
-                    "failed over {} bucket(s): promoted replica {} at {epoch}",
-                    buckets.len(),
-                    usize::from(leader)
-                ),
-                None => tracing::info!(
-                    buckets = %Buckets(&buckets),
-                    %epoch,
-                    "failover of {} bucket(s) aborted: the sync follower lacks the prefix",
-                    buckets.len()
-                ),
-            }
-        }
+        let decided: Vec<FailoverDecided> = reports
+            .iter()
+            .filter_map(|report| self.promote(state, follower, report, out))
+            .collect();
+        failed_over(&decided);
     }
 
     /// One bucket of `on_fenced`: promotes `follower` if it holds the
     /// durable prefix, else aborts (the old leader keeps the bucket at the
-    /// new epoch). Returns the new epoch and leader (`None`: aborted), or
-    /// nothing if the report is not about the failover in progress.
+    /// new epoch). Returns what was decided, or nothing if the report is
+    /// not about the failover in progress.
     fn promote(
         &self,
         state: &mut ControllerState,
         follower: Id,
         report: &FenceReport,
         out: &mut Outbox,
-    ) -> Option<(Epoch, Option<Id>)> {
+    ) -> Option<FailoverDecided> {
         let FenceReport {
             bucket,
             epoch,
@@ -210,9 +187,13 @@ impl ControllerActor {
         // Otherwise the follower lacks the epoch-start entry of N and may
         // lack committed entries: the failover aborts, and the old leader
         // keeps the bucket at the new epoch.
-        let promoted = (next.leader != placement.leader).then_some(next.leader);
-        tracing::debug!(%bucket, %epoch, leader = usize::from(next.leader), promoted = promoted.is_some(), "failover decided");
+        let decided = FailoverDecided {
+            bucket,
+            epoch,
+            old_leader: placement.leader,
+            new_leader: next.leader,
+        };
         self.publish(state, bucket, next, out);
-        Some((epoch, promoted))
+        Some(decided)
     }
 }
