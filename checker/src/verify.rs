@@ -281,6 +281,14 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "the change stream across a cutover: the sealed source no longer leads, so the subscriber finds the new owner (ordered network)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                stream: true,
+                ..on(Scenario::Cutover)
+            },
+        ),
+        pass(
             "the runtime's probe detector: failover on missed probes (ordered network, no crash)",
             ScenarioConfig {
                 network: NetworkKind::Ordered,

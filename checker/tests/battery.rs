@@ -76,6 +76,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario failover --crashes 0 --query",
     "--scenario failover --crashes 0 --stream",
     "--scenario cutover",
+    "--scenario cutover --network ordered --stream",
     "--scenario failover --network ordered --crashes 0 --expiring-holds",
     "--scenario failover --network ordered --crashes 0 --probes",
     "--scenario failover --network ordered --crashes 0 --sync-followers 2",

@@ -315,6 +315,39 @@ pub const BATCH_BUCKETS: usize = 64;
 /// ...and at most about this many entries, so that it fits a datagram.
 pub const BATCH_ENTRIES: usize = 128;
 
+/// Packs the answers to one pull into messages that fit a datagram. A
+/// reset split in parts (`in_parts`, with `chunk`) goes alone, one part a
+/// message, so that one large bucket does not hold up the answers about
+/// the others; the other answers go together, at most `BATCH_BUCKETS`
+/// buckets and about `BATCH_ENTRIES` entries a message. Framing only: the
+/// subscriber applies each answer on its own, whatever message carries
+/// it, so no decision of the protocol depends on how they are packed.
+pub fn in_datagrams(answers: Vec<Changes>, chunk: Option<usize>) -> Vec<Msg> {
+    let mut messages = Vec::new();
+    let mut batch = Vec::new();
+    let mut entries = 0;
+    for changes in answers {
+        if changes.reset.is_some() && chunk.is_some() {
+            messages.extend(
+                in_parts(changes, chunk)
+                    .into_iter()
+                    .map(|part| changes_msg(vec![part])),
+            );
+            continue;
+        }
+        entries += changes.entries.len();
+        batch.push(changes);
+        if batch.len() >= BATCH_BUCKETS || entries >= BATCH_ENTRIES {
+            messages.push(changes_msg(std::mem::take(&mut batch)));
+            entries = 0;
+        }
+    }
+    if !batch.is_empty() {
+        messages.push(changes_msg(batch));
+    }
+    messages
+}
+
 /// Shares answers to a pull as one message.
 pub fn changes_msg(batch: Vec<Changes>) -> Msg {
     Msg::Changes(Arc::new(batch))
@@ -443,6 +476,62 @@ mod tests {
         assert_eq!(stream.position, Position(6));
         assert_eq!(stream.state, full.applied);
         assert!(stream.staged.is_none());
+    }
+
+    /// Goal: the answers to one pull fit datagrams: at most
+    /// `BATCH_BUCKETS` buckets or about `BATCH_ENTRIES` entries a message,
+    /// in the order asked, and a reset in parts goes alone, one part a
+    /// message, without holding up the others.
+    #[test]
+    fn answers_are_packed_into_datagrams() {
+        let sizes = |messages: &[Msg]| -> Vec<usize> {
+            messages
+                .iter()
+                .map(|message| match message {
+                    Msg::Changes(batch) => batch.len(),
+                    other => panic!("not an answer: {other:?}"),
+                })
+                .collect()
+        };
+        let empty = committed(0, placement(1, 1, 2, 3));
+        let answer = |bucket: u32, durable: &DurableBucket| {
+            changes_of(
+                Bucket(bucket),
+                durable,
+                true,
+                Position(0),
+                None,
+                Variant::Correct,
+            )
+        };
+        let quiet: Vec<Changes> = (0..150).map(|bucket| answer(bucket, &empty)).collect();
+        let messages = in_datagrams(quiet, None);
+        assert_eq!(sizes(&messages), vec![64, 64, 22]);
+        let Msg::Changes(last) = &messages[2] else {
+            unreachable!()
+        };
+        assert_eq!(last[0].bucket, Bucket(128), "in the order asked");
+        // 50 entries each: the third fills the entry budget.
+        let busy = committed(50, placement(1, 1, 2, 3));
+        let full: Vec<Changes> = (0..4).map(|bucket| answer(bucket, &busy)).collect();
+        assert_eq!(sizes(&in_datagrams(full, None)), vec![3, 1]);
+        // A reset in 3 parts between two quiet buckets: 3 messages alone.
+        let mut snapshotted = committed(6, placement(1, 1, 2, 3));
+        snapshotted.log = crate::log::Log::after_snapshot(Position(6), Epoch(1));
+        let mixed = vec![
+            answer(0, &empty),
+            answer(1, &snapshotted),
+            answer(2, &empty),
+        ];
+        assert_eq!(
+            sizes(&in_datagrams(mixed.clone(), Some(5))),
+            vec![1, 1, 1, 2]
+        );
+        assert_eq!(
+            sizes(&in_datagrams(mixed, None)),
+            vec![3],
+            "unchunked: together"
+        );
     }
 
     /// Goal: a subscriber keeps what it has and asks the controller for a

@@ -85,8 +85,7 @@ impl ReplicaActor {
         from: Vec<(Bucket, Position)>,
         o: &mut Out<impl Emits>,
     ) {
-        let mut batch = Vec::new();
-        let mut entries = 0;
+        let mut answers = Vec::new();
         // Each bucket is answered once, however often the pull names it
         // (else a pull naming one bucket thousands of times draws
         // megabytes: amplification). The first position given for it wins:
@@ -103,33 +102,18 @@ impl ReplicaActor {
             };
             let durable = &replica.durable;
             let leads = durable.is_leader(id) && !durable.sealed();
-            let changes = stream::changes_of(
+            answers.push(stream::changes_of(
                 bucket,
                 durable,
                 leads,
                 after,
                 self.config.max_append_entries,
                 self.config.variant,
-            );
-            if changes.reset.is_some() && self.config.snapshot_chunk.is_some() {
-                // A reset goes alone, in as many parts as it needs: each
-                // part is about a snapshot chunk, and one large bucket
-                // must not hold up the answers about the others.
-                for part in stream::in_parts(changes, self.config.snapshot_chunk) {
-                    o.send(src, stream::changes_msg(vec![part]));
-                }
-                continue;
-            }
-            entries += changes.entries.len();
-            batch.push(changes);
-            // Answers in messages that fit a datagram.
-            if batch.len() >= stream::BATCH_BUCKETS || entries >= stream::BATCH_ENTRIES {
-                o.send(src, stream::changes_msg(std::mem::take(&mut batch)));
-                entries = 0;
-            }
+            ));
         }
-        if !batch.is_empty() {
-            o.send(src, stream::changes_msg(batch));
+        // Packed into messages that fit a datagram (framing, in `stream`).
+        for message in stream::in_datagrams(answers, self.config.snapshot_chunk) {
+            o.send(src, message);
         }
     }
 }
