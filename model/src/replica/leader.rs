@@ -536,8 +536,6 @@ impl ReplicaActor {
                     }
                 }
             }
-        }
-        if replica.durable.commit_position > before {
             // Entries a follower still lacks stay (within a bound).
             let needed = replica
                 .durable
