@@ -167,6 +167,15 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "a move with snapshots in chunks of two items: where each chunk starts (with chunks of one, an index and an offset are the same number)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                retained_entries: Some(1),
+                snapshot_chunk: Some(2),
+                ..on(Scenario::Cutover)
+            },
+        ),
+        pass(
             "the runtime's settings, and liveness: lost appends on an idle bucket",
             ScenarioConfig {
                 clients: 1,

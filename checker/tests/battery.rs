@@ -56,6 +56,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario replication --network unordered-duplicating --clients 1 --query",
     "--scenario replication --sync-followers 2",
     "--scenario cutover --network ordered --retained-entries 1 --snapshot-chunk 1",
+    "--scenario cutover --network ordered --retained-entries 1 --snapshot-chunk 2",
     "--scenario replication --retained-entries 1",
     "--scenario replication --network ordered-lossy --clients 1 --runtime-settings",
     "--scenario replication --network ordered --clients 1 --runtime-settings",
