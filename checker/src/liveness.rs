@@ -33,6 +33,7 @@ pub const HOLDS_END: &str = "holds end";
 pub const COMES_TO_REST: &str = "comes to rest";
 pub const COMMITS_KNOWN: &str = "followers learn the commit";
 pub const FAILOVERS_COMPLETE: &str = "failovers complete";
+pub const MOVES_COMPLETE: &str = "moves complete";
 
 /// The liveness properties of the scenarios that run the runtime's
 /// settings.
@@ -152,6 +153,41 @@ pub fn stuck_failover(state: &BerthState) -> Option<String> {
                     "the failover of {bucket} to {epoch} never ends, though its sync follower replica {} is up",
                     usize::from(*follower)
                 ))
+            })
+        })
+}
+
+/// A move the operator started ends: the source streams the bucket to the
+/// destination, seals it once the destination caught up, and reports the
+/// barrier, and the controller publishes the new owner. Without resends
+/// nothing repairs a lost message or what a crash loses, so this is
+/// stated where nothing is lost (an ordered network, no crash). A transfer
+/// that stops halfway (a chunk never asked for, a barrier never reported)
+/// leaves the cluster at rest with the move in progress.
+pub fn moves_complete_property() -> PropertySpec {
+    PropertySpec::at_rest(
+        MOVES_COMPLETE,
+        |model, state| stuck_move(state).is_none() || !at_rest(model, state),
+        |_, state| stuck_move(state),
+        "at rest on a network that loses nothing, the controller has no move in progress: every move it started was published",
+    )
+}
+
+/// A move in progress at a live controller, named in one sentence.
+pub fn stuck_move(state: &BerthState) -> Option<String> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .find_map(|(index, node)| {
+            let controller = node
+                .as_controller()
+                .filter(|_| !state.crashed.get(index).copied().unwrap_or(false))?;
+            controller.moving.iter().next().map(|(bucket, moving)| {
+                format!(
+                    "the move of {bucket} to group {} never ends",
+                    moving.destination.group.0
+                )
             })
         })
 }

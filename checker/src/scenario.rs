@@ -559,6 +559,14 @@ impl ScenarioConfig {
         {
             properties.push(crate::liveness::failovers_complete_property());
         }
+        // A move has no resends: only a network that loses nothing, with
+        // no crash, brings every step of it through.
+        if self.scenario == Scenario::Cutover
+            && self.network == NetworkKind::Ordered
+            && self.crashes == 0
+        {
+            properties.push(crate::liveness::moves_complete_property());
+        }
         properties.push(crate::agree::agreement_property());
         properties.extend(crate::promises::promise_properties());
         properties.push(crate::rules::rules_property());

@@ -285,4 +285,17 @@ fn a_snapshot_travels_in_chunks_and_installs_once_complete() {
     test_support::deliver(&chunked, &mut leader, LEADER, ASYNC, appended(3));
     let replica = &leader.as_replica().unwrap().buckets[&Bucket(0)];
     assert!(replica.leader.snapshots.is_empty());
+    // A later copy of a chunk reaches the installed receiver, which holds
+    // no staging for it and asks from the start; the leader, with nothing
+    // pinned, sends what the receiver lacks — here nothing, then, after a
+    // new write, the entry (a dropped copy's entries are not lost).
+    let commands = test_support::deliver(&chunked, &mut leader, LEADER, ASYNC, received(0));
+    assert!(sent_to(&commands, ASYNC).is_empty(), "{commands:?}");
+    test_support::deliver(&chunked, &mut leader, LEADER, CLIENT, request(9));
+    let commands = test_support::deliver(&chunked, &mut leader, LEADER, ASYNC, received(0));
+    assert!(
+        matches!(&sent_to(&commands, ASYNC)[..], [Msg::Append { prev_position, entries, .. }]
+            if *prev_position == Position(3) && entries.len() == 1),
+        "{commands:?}"
+    );
 }

@@ -141,7 +141,8 @@ impl ReplicaActor {
     }
 
     /// A receiver holds the first `chunks` chunks of the snapshot this
-    /// leader pinned for it at `position`: send the next.
+    /// leader pinned for it at `position`: send the next (or, with nothing
+    /// pinned for it, what it lacks).
     pub(super) fn on_snapshot_received(
         &self,
         delivery: Delivery,
@@ -158,14 +159,19 @@ impl ReplicaActor {
         if !replica.durable.is_leader(id) || epoch != replica.durable.placement.epoch {
             return;
         }
-        let Some(sending) = replica.leader.snapshots.get_mut(&src) else {
-            return; // installed already, or pinned by a leader since restarted
-        };
-        if sending.position != position {
-            return;
+        if let Some(sending) = replica.leader.snapshots.get_mut(&src) {
+            if sending.position != position {
+                return;
+            }
+            sending.acked = chunks.min(sending.count - 1);
+            replica.leader.retransmits_left = self.config.leader_resends;
         }
-        sending.acked = chunks.min(sending.count - 1);
-        replica.leader.retransmits_left = self.config.leader_resends;
+        // With no snapshot pinned for it, the receiver installed it already
+        // and has since dropped a later copy of its last chunk, with the
+        // entries that copy carried (it holds no staging for it), or this
+        // leader restarted: either way, send what the receiver lacks.
+        // Without this only a resend repaired the drop, and a move whose
+        // last chunk went out twice stalled where there are none.
         let learners = replica.durable.learners();
         if let Some(next) = self.append_for(bucket, replica, src, &learners) {
             o.send(src, next);
