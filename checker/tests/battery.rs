@@ -7,16 +7,20 @@ use berth_checker::verify::{battery, quick_battery, verify, Check, Expect};
 
 /// `BERTH_BATTERY_ONLY=TEXT[,TEXT…]` keeps the runs whose flags or
 /// variant contain one of the texts (`berth-check verify --only`): a mutant
-/// of code only some runs execute meets those first.
+/// of code only some runs execute meets those first. `=FLAGS` keeps the
+/// run whose flags are exactly these.
 fn holds(checks: &[Check]) {
     let only = std::env::var("BERTH_BATTERY_ONLY").ok();
     let checks: Vec<Check> = checks
         .iter()
         .filter(|check| {
             only.as_deref().is_none_or(|texts| {
-                texts.split(',').any(|text| {
-                    check.config.flags().contains(text)
-                        || check.config.variant.to_string().contains(text)
+                texts.split(',').any(|text| match text.strip_prefix('=') {
+                    Some(exact) => check.config.flags() == exact,
+                    None => {
+                        check.config.flags().contains(text)
+                            || check.config.variant.to_string().contains(text)
+                    }
                 })
             })
         })
