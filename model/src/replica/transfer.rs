@@ -117,7 +117,8 @@ impl ReplicaActor {
                 count: items.div_ceil(size).max(1) as u32,
             }
         });
-        let index = sending.acked.min(sending.count - 1);
+        // Below `count`: `on_snapshot_received` caps what a receiver reports.
+        let index = sending.acked;
         let last = index + 1 == sending.count;
         let entries = if last && sending.position >= durable.log.start() {
             self.limited(durable.log.entries_after(sending.position))
