@@ -6,10 +6,11 @@
 //! Probe rounds are the model's only clock, and the checker fires the
 //! probe timer at any moment, so a count of rounds is a duration: a
 //! patience of two misses or five reaches the same decisions in a run
-//! without a bound on rounds, only after more of them. Which replica is down and what that calls for are
-//! decisions, and live in `detector`; these counts are tuning, which the
-//! engine tests pin (`controller/tests.rs`) and the mutation run leaves
-//! out, as it does every duration (docs/mutation-testing.md).
+//! without a bound on rounds, only after more of them. Which replica is
+//! down and what that calls for are decisions, and live in `detector`;
+//! these counts are tuning, which the engine tests pin
+//! (`controller/tests.rs`) and the mutation run leaves out, as it does
+//! every duration (docs/mutation-testing.md).
 
 use super::detector::Liveness;
 use super::ControllerActor;
