@@ -436,14 +436,15 @@ pub fn run(
         }
     }
     // Liveness beyond rest (`recovery`): only once the exploration itself
-    // finished, and only where the scenario states liveness.
+    // finished, and wherever the scenario states liveness at rest.
     let explored_all = !timed_out
         && options.strategy != Strategy::Simulation
         && options.max_depth.is_none_or(|depth| max_depth < depth);
     let liveness_found = specs
         .iter()
         .any(|spec| spec.at_rest && discoveries.contains_key(spec.name));
-    if scenario.runtime_settings && explored_all && !liveness_found {
+    let states_liveness = specs.iter().any(|spec| spec.at_rest);
+    if states_liveness && explored_all && !liveness_found {
         let goals: Vec<recovery::Goal> = specs
             .iter()
             .filter(|spec| spec.at_rest)
