@@ -31,7 +31,7 @@ pub mod trace;
 pub mod verify;
 
 pub use run::{
-    run, PropertyReport, PropertyStatus, RunOptions, RunReport, StopAt, StopReason, Strategy,
-    Verdict,
+    run, BeyondRest, PropertyReport, PropertyStatus, RunOptions, RunReport, StopAt, StopReason,
+    Strategy, Verdict,
 };
 pub use scenario::{NetworkKind, Scenario, ScenarioConfig};

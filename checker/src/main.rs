@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use berth_checker::banner::Banner;
 use berth_checker::explore::ExploredModel;
 use berth_checker::properties::expected_violations;
-use berth_checker::run::{Progress, PropertyStatus, RunReport, StopAt};
+use berth_checker::run::{BeyondRest, Progress, PropertyStatus, RunReport, StopAt};
 use berth_checker::{run, NetworkKind, RunOptions, Scenario, ScenarioConfig, Strategy, Verdict};
 use berth_model::Variant;
 use clap::{Args, Parser, Subcommand};
@@ -308,10 +308,15 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         },
         |row| {
             eprintln!(
-                "      {} — {} states, {:.1}s{}",
+                "      {} — {} states, {:.1}s{}{}",
                 if row.passes { "ok" } else { "FAILED" },
                 row.unique_states,
                 row.seconds,
+                match row.beyond_rest {
+                    BeyondRest::Holds => ", liveness beyond rest checked",
+                    BeyondRest::TooLarge => ", liveness beyond rest NOT checked (too many states)",
+                    _ => "",
+                },
                 if row.failed.is_empty() {
                     String::new()
                 } else {
@@ -342,6 +347,18 @@ fn verify(args: &VerifyArgs) -> ExitCode {
                 row.seconds,
                 if row.passes { "ok" } else { "FAILED" },
                 expect_text(&row.expect)
+            );
+        }
+        let unchecked: Vec<&str> = report
+            .rows
+            .iter()
+            .filter(|row| row.beyond_rest == BeyondRest::TooLarge)
+            .map(|row| row.scenario.as_str())
+            .collect();
+        if !unchecked.is_empty() {
+            println!(
+                "\nliveness beyond rest not checked (more states than its graph keeps): {}",
+                unchecked.join("; ")
             );
         }
         println!(
@@ -593,6 +610,9 @@ fn print_report(report: &RunReport) {
             berth_checker::StopReason::Simulation => "NOT exhaustive: random simulation",
         }
     );
+    if let Some(beyond_rest) = report.beyond_rest.describe() {
+        println!("liveness beyond rest: {beyond_rest}");
+    }
     println!("properties:");
     for property in &report.properties {
         println!(

@@ -87,6 +87,37 @@ fn drop_extra_copies(state: &mut BerthState) {
     }
 }
 
+/// The parent of an initial state.
+const NO_PARENT: u32 = u32::MAX;
+
+/// The steps from `start` through the states numbered `ids` (in `index`):
+/// at each state, the first step whose successor is the next one.
+fn steps_along(
+    model: &BerthModel,
+    index: &HashMap<u64, u32>,
+    start: BerthState,
+    ids: &[u32],
+) -> Vec<BerthAction> {
+    let mut steps = Vec::new();
+    let mut state = start;
+    let mut actions = Vec::new();
+    for id in ids {
+        actions.clear();
+        model.actions(&state, &mut actions);
+        let found = actions.drain(..).find_map(|action| {
+            let mut next = model.next_state(&state, action.clone())?;
+            drop_extra_copies(&mut next);
+            (index.get(&fingerprint(&next)) == Some(id)).then_some((action, next))
+        });
+        let Some((action, next)) = found else {
+            break;
+        };
+        steps.push(action);
+        state = next;
+    }
+    steps
+}
+
 /// Checks that every goal stays reachable without new faults from every
 /// state reachable in `model`, exploring at most `limit` states. With
 /// `rest` (a property's name), coming to rest is one more goal: a state
@@ -102,8 +133,10 @@ pub fn check(
     // when the state is expanded, after every state-based goal's.
     let rest_bit = 1u64 << goals.len();
     let mut index: HashMap<u64, u32> = HashMap::new();
-    // How each state was first reached: its parent and the step taken.
-    let mut parent: Vec<Option<(u32, BerthAction)>> = Vec::new();
+    // How each state was first reached: its parent (`NO_PARENT` for an
+    // initial state). The step taken is found again for the one path
+    // reported, so the graph keeps no actions.
+    let mut parent: Vec<u32> = Vec::new();
     let mut init: Vec<BerthState> = Vec::new();
     let mut init_of: Vec<u32> = Vec::new();
     // The fault-free steps into each state (the graph walked backwards).
@@ -124,7 +157,7 @@ pub fn check(
         if let Entry::Vacant(slot) = index.entry(fingerprint(&state)) {
             let id = parent.len() as u32;
             slot.insert(id);
-            parent.push(None);
+            parent.push(NO_PARENT);
             into.push(Vec::new());
             met.push(goal_bits(&state));
             init_of.push(init.len() as u32);
@@ -138,10 +171,10 @@ pub fn check(
         model.actions(&state, &mut actions);
         let mut at_rest = true;
         for action in actions.drain(..) {
-            let Some(mut next) = model.next_state(&state, action.clone()) else {
+            let fault = is_fault(&action);
+            let Some(mut next) = model.next_state(&state, action) else {
                 continue;
             };
-            let fault = is_fault(&action);
             at_rest &= fault;
             drop_extra_copies(&mut next);
             if !model.within_boundary(&next) {
@@ -155,7 +188,7 @@ pub fn check(
                     }
                     let next_id = parent.len() as u32;
                     slot.insert(next_id);
-                    parent.push(Some((id, action)));
+                    parent.push(id);
                     into.push(Vec::new());
                     met.push(goal_bits(&next));
                     init_of.push(init_of[id as usize]);
@@ -193,14 +226,13 @@ pub fn check(
         // States are numbered in breadth-first order: the first stuck one
         // has a shortest path.
         if let Some(first) = reaches.iter().position(|reached| !reached) {
-            let mut steps = Vec::new();
-            let mut at = first as u32;
-            while let Some((from, action)) = &parent[at as usize] {
-                steps.push(action.clone());
-                at = *from;
+            let mut ids = vec![first as u32];
+            while parent[*ids.last().unwrap() as usize] != NO_PARENT {
+                ids.push(parent[*ids.last().unwrap() as usize]);
             }
-            steps.reverse();
+            ids.reverse();
             let start = init[init_of[first] as usize].clone();
+            let steps = steps_along(model, &index, start.clone(), &ids[1..]);
             if let Some(path) = Path::from_actions(model, start, steps.iter()) {
                 stuck.push(Stuck { goal: name, path });
             }

@@ -169,6 +169,48 @@ pub struct RunReport {
     /// counterexample of each violated property and for one with a crashed
     /// leader.
     pub search_seconds: f64,
+    /// Whether the liveness-beyond-rest check (`recovery`) ran, and what it
+    /// found (its time is in `search_seconds`).
+    pub beyond_rest: BeyondRest,
+}
+
+/// The liveness-beyond-rest check of a run: from every reachable state,
+/// the goals of the liveness properties stay reachable without faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BeyondRest {
+    /// The scenario states no liveness property.
+    NotStated,
+    /// Not run: the exploration was cut short.
+    NotExhaustive,
+    /// Not run: a liveness property already failed at rest.
+    FoundAtRest,
+    /// Not run: more states than the check keeps a graph of.
+    TooLarge,
+    /// Every goal stays reachable from every reachable state.
+    Holds,
+    /// Some goal can no longer be met from some state (reported as a
+    /// violation of its property).
+    Stuck,
+}
+
+impl BeyondRest {
+    pub fn describe(self) -> Option<String> {
+        Some(match self {
+            BeyondRest::NotStated => return None,
+            BeyondRest::NotExhaustive => {
+                "not checked (the exploration was not exhaustive)".to_owned()
+            }
+            BeyondRest::FoundAtRest => "not checked (a liveness property failed at rest)".to_owned(),
+            BeyondRest::TooLarge => format!(
+                "NOT checked: more than {RECOVERY_STATE_LIMIT} states (the graph it keeps is bounded)"
+            ),
+            BeyondRest::Holds => {
+                "from every reachable state the liveness goals stay reachable".to_owned()
+            }
+            BeyondRest::Stuck => "a state from which a liveness goal is never met".to_owned(),
+        })
+    }
 }
 
 /// The verdict of a run, and the process exit code that goes with it.
@@ -436,7 +478,8 @@ pub fn run(
         }
     }
     // Liveness beyond rest (`recovery`): only once the exploration itself
-    // finished, and wherever the scenario states liveness at rest.
+    // finished, and wherever the scenario states liveness at rest; the
+    // graph it keeps is bounded, so a run with more states says so.
     let explored_all = !timed_out
         && options.strategy != Strategy::Simulation
         && options.max_depth.is_none_or(|depth| max_depth < depth);
@@ -444,7 +487,15 @@ pub fn run(
         .iter()
         .any(|spec| spec.at_rest && discoveries.contains_key(spec.name));
     let states_liveness = specs.iter().any(|spec| spec.at_rest);
-    if states_liveness && explored_all && !liveness_found {
+    let beyond_rest = if !states_liveness {
+        BeyondRest::NotStated
+    } else if !explored_all {
+        BeyondRest::NotExhaustive
+    } else if liveness_found {
+        BeyondRest::FoundAtRest
+    } else if unique_states > RECOVERY_STATE_LIMIT {
+        BeyondRest::TooLarge
+    } else {
         let goals: Vec<recovery::Goal> = specs
             .iter()
             .filter(|spec| spec.at_rest)
@@ -454,14 +505,17 @@ pub fn run(
             .iter()
             .find(|spec| spec.name == crate::liveness::COMES_TO_REST)
             .map(|spec| spec.name);
-        if let recovery::Recovery::Stuck(stuck) =
-            recovery::check(&model, &goals, rest, RECOVERY_STATE_LIMIT)
-        {
-            for found in stuck {
-                discoveries.insert(found.goal, found.path);
+        match recovery::check(&model, &goals, rest, RECOVERY_STATE_LIMIT) {
+            recovery::Recovery::Holds => BeyondRest::Holds,
+            recovery::Recovery::TooLarge => BeyondRest::TooLarge,
+            recovery::Recovery::Stuck(stuck) => {
+                for found in stuck {
+                    discoveries.insert(found.goal, found.path);
+                }
+                BeyondRest::Stuck
             }
         }
-    }
+    };
     let mut crash_witnesses = BTreeMap::new();
     if options.strategy == Strategy::Bfs && options.shortest && scenario.crashes > 0 {
         for spec in &specs {
@@ -562,5 +616,6 @@ pub fn run(
         stop_reason,
         properties,
         search_seconds,
+        beyond_rest,
     }
 }

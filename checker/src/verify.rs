@@ -4,7 +4,7 @@
 //! mutation run uses as its oracle (docs/verification.md).
 
 use crate::properties::expected_violations;
-use crate::run::{run, PropertyStatus, RunOptions, StopAt, Strategy, Verdict};
+use crate::run::{run, BeyondRest, PropertyStatus, RunOptions, StopAt, Strategy, Verdict};
 use crate::scenario::{NetworkKind, Scenario, ScenarioConfig};
 use berth_model::Variant;
 use serde::Serialize;
@@ -57,7 +57,11 @@ pub struct Row {
     pub why: &'static str,
     pub expect: Expect,
     pub unique_states: usize,
+    /// The exploration and what follows it (the liveness-beyond-rest
+    /// check).
     pub seconds: f64,
+    /// Whether the liveness-beyond-rest check ran, and what it found.
+    pub beyond_rest: BeyondRest,
     /// Every always-property found violated, and every sometimes-property
     /// left unreached.
     pub failed: Vec<&'static str>,
@@ -429,7 +433,8 @@ pub fn verify(
             why: check.why,
             expect: check.expect.clone(),
             unique_states: report.unique_states,
-            seconds: report.seconds,
+            seconds: report.seconds + report.search_seconds,
+            beyond_rest: report.beyond_rest,
             failed,
             passes,
         };
