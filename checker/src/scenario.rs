@@ -131,6 +131,10 @@ pub struct ScenarioConfig {
     /// resends it until the map shows the move): the copy that arrives
     /// during the move or after it must start nothing.
     pub resent_move: bool,
+    /// In a move, the operator then asks for the bucket back on its first
+    /// group: the second move's destination holds the sealed copy it
+    /// moved out, at an older epoch, which the snapshot must replace.
+    pub move_back: bool,
     /// In a failover, the operator asks for the bucket's failover (the
     /// `Failover` request `berth failover` sends) while its leader serves,
     /// and the probe detector makes no round: the failover the operator
@@ -382,6 +386,9 @@ impl ScenarioConfig {
         if self.resent_move {
             flags.push("--resent-move".to_owned());
         }
+        if self.move_back {
+            flags.push("--move-back".to_owned());
+        }
         if self.planned_failover {
             flags.push("--planned-failover".to_owned());
         }
@@ -434,6 +441,7 @@ impl ScenarioConfig {
             runtime_settings: false,
             blind_confirm: false,
             resent_move: false,
+            move_back: false,
             planned_failover: false,
             outsider: false,
             query: false,
@@ -579,6 +587,9 @@ impl ScenarioConfig {
         }
         if self.scenario == Scenario::Cutover {
             properties.push(crate::operator::one_move_property());
+            if self.move_back {
+                properties.push(crate::operator::moved_back_property());
+            }
         }
         properties
     }
@@ -709,7 +720,8 @@ impl ScenarioConfig {
             }))
             // The operator: `berth move` of the bucket to the second group,
             // the `MoveBucket` request the runtime's command sends (and
-            // with `resent_move` once more, as the command resends it); in
+            // with `resent_move` once more, as the command resends it; with
+            // `move_back` then back to the first group); in
             // a planned failover, `berth failover` of the bucket.
             .actors((moves || planned_failover).then(|| {
                 let operator = layout.first_client
@@ -722,16 +734,18 @@ impl ScenarioConfig {
                     controller: layout::id(layout::CONTROLLER),
                     customer: Customer::new(OPERATOR),
                     tasks: if moves {
-                        vec![
-                            Task::Send {
-                                to: layout::id(layout::CONTROLLER),
-                                msg: Msg::MoveBucket {
-                                    bucket: Bucket(0),
-                                    group: layout.groups[1].group,
-                                },
-                            };
-                            1 + usize::from(self.resent_move)
-                        ]
+                        let move_to = |group: usize| Task::Send {
+                            to: layout::id(layout::CONTROLLER),
+                            msg: Msg::MoveBucket {
+                                bucket: Bucket(0),
+                                group: layout.groups[group].group,
+                            },
+                        };
+                        let mut tasks = vec![move_to(1); 1 + usize::from(self.resent_move)];
+                        if self.move_back {
+                            tasks.push(move_to(0));
+                        }
+                        tasks
                     } else {
                         vec![Task::Send {
                             to: layout::id(layout::CONTROLLER),

@@ -183,6 +183,22 @@ impl ReplicaActor {
         durable.moving_to = None;
         replica.leader = LeaderState::new(&self.config);
         if !durable.is_leader(id) {
+            // An append of the new leader's may have come first and been
+            // refused (its epoch was unknown here), and nothing resends it
+            // where leaders do not resend: tell the leader how far this
+            // replica has committed, as a restarted one does, so that it
+            // sends what is missing. Without it a move that follows
+            // another at once stalls, its barrier never acknowledged.
+            if self.config.catch_up && durable.placement.role_of(id).is_some() {
+                o.send(
+                    durable.placement.leader,
+                    Msg::Appended {
+                        bucket,
+                        epoch,
+                        position: durable.commit_position,
+                    },
+                );
+            }
             return false;
         }
         tracing::debug!(%bucket, %epoch, "leading");

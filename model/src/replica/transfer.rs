@@ -30,10 +30,12 @@ pub struct Sending {
     pub count: u32,
 }
 
-/// A receiver's chunks of one snapshot so far.
+/// A receiver's chunks of one snapshot so far. A snapshot is known by its
+/// epoch and position: an epoch has one placement, so one leader, which
+/// sends the bucket's committed state at `position`, the same every time
+/// (the entry there, and how the state falls into chunks, with it).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Staged {
-    pub src: Id,
     pub epoch: Epoch,
     pub placement: BucketPlacement,
     pub position: Position,
@@ -193,13 +195,12 @@ impl ReplicaActor {
             return Some(snapshot);
         };
         let bucket = snapshot.bucket;
+        // The same snapshot (`Staged`): its sender, placement, chunk count
+        // and the entry at its position follow from these two, since
+        // `admit_snapshot` takes a snapshot only from the leader of the
+        // placement it names.
         let same = |staged: &Staged| {
-            staged.src == src
-                && staged.epoch == snapshot.epoch
-                && staged.placement == snapshot.placement
-                && staged.position == snapshot.position
-                && staged.position_epoch == snapshot.position_epoch
-                && staged.count == chunk.count
+            staged.epoch == snapshot.epoch && staged.position == snapshot.position
         };
         let answer = |chunks: u32, o: &mut Out<_>| {
             o.send(
@@ -227,7 +228,6 @@ impl ReplicaActor {
                 state.staging.insert(
                     bucket,
                     Staged {
-                        src,
                         epoch: snapshot.epoch,
                         placement: snapshot.placement.clone(),
                         position: snapshot.position,
