@@ -35,6 +35,7 @@ pub const COMES_TO_REST: &str = "comes to rest";
 pub const COMMITS_KNOWN: &str = "followers learn the commit";
 pub const FAILOVERS_COMPLETE: &str = "failovers complete";
 pub const MOVES_COMPLETE: &str = "moves complete";
+pub const NOTHING_LEFT_STAGED: &str = "nothing left staged";
 
 /// The liveness properties of the scenarios that run the runtime's
 /// settings.
@@ -186,6 +187,38 @@ pub fn stuck_move(state: &BerthState) -> Option<String> {
         "the move of {bucket} to group {} never ends",
         moving.destination.group.0
     ))
+}
+
+/// Once a move's transfer is over, no replica keeps part of a snapshot:
+/// a partial snapshot that nothing will complete is memory the runtime
+/// never gets back, one per bucket a late or repeated chunk reached.
+/// Stated with chunked snapshots where nothing is lost.
+pub fn nothing_left_staged_property() -> PropertySpec {
+    PropertySpec::at_rest(
+        NOTHING_LEFT_STAGED,
+        |model, state| left_staged(state).is_none() || !at_rest(model, state),
+        |_, state| left_staged(state),
+        "at rest on a network that loses nothing, no replica holds part of a snapshot",
+    )
+}
+
+/// A live replica that holds part of a snapshot, named in one sentence.
+pub fn left_staged(state: &BerthState) -> Option<String> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !state.crashed.get(*index).copied().unwrap_or(false))
+        .find_map(|(index, node)| {
+            let NodeState::Replica(replica) = &**node else {
+                return None;
+            };
+            let (bucket, staged) = replica.staging.iter().next()?;
+            Some(format!(
+                "replica {index} keeps chunks {}..{} of a snapshot of {bucket} at {} that nothing completes",
+                0, staged.next, staged.position
+            ))
+        })
 }
 
 /// Whether no delivery and no timer can change `state` (faults aside).

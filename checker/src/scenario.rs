@@ -574,6 +574,9 @@ impl ScenarioConfig {
             && self.crashes == 0
         {
             properties.push(crate::liveness::moves_complete_property());
+            if self.snapshot_chunk.is_some() {
+                properties.push(crate::liveness::nothing_left_staged_property());
+            }
         }
         properties.push(crate::agree::agreement_property());
         properties.extend(crate::promises::promise_properties());

@@ -209,6 +209,16 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "a follower that learns a new placement after its new leader's append came and was refused reports its commit to that leader (catch-up and commit announcements across a failover, ordered network)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                crashes: 0,
+                catch_up: true,
+                announce_commits: true,
+                ..on(Scenario::Failover)
+            },
+        ),
+        pass(
             "an outsider sends, in its own name, a fence, a placement, a move order, an append and an acknowledgement: no replica acts on any (ordered network)",
             ScenarioConfig {
                 clients: 1,

@@ -83,6 +83,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario cutover",
     "--scenario cutover --network ordered --stream",
     "--scenario failover --network ordered --crashes 0 --expiring-holds",
+    "--scenario failover --network ordered --crashes 0 --catch-up --announce-commits",
     "--scenario failover --network ordered --crashes 0 --probes",
     "--scenario failover --network ordered --crashes 0 --sync-followers 2",
     "--scenario failover --network ordered --crashes 0 --failovers 2",
