@@ -12,6 +12,7 @@
 
 pub mod agree;
 pub mod banner;
+pub mod bounds;
 pub mod checked;
 pub mod explore;
 pub mod gallery;

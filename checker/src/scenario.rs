@@ -578,6 +578,12 @@ impl ScenarioConfig {
                 properties.push(crate::liveness::nothing_left_staged_property());
             }
         }
+        if self.snapshot_chunk.is_some()
+            || self.max_append_entries.is_some()
+            || self.runtime_settings
+        {
+            properties.push(crate::bounds::bounds_property());
+        }
         properties.push(crate::agree::agreement_property());
         properties.extend(crate::promises::promise_properties());
         properties.push(crate::rules::rules_property());

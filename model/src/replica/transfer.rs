@@ -119,7 +119,8 @@ impl ReplicaActor {
                 count: items.div_ceil(size).max(1) as u32,
             }
         });
-        // Below `count`: `on_snapshot_received` caps what a receiver reports.
+        // Below `count`: a receiver reports the chunks it holds of a
+        // snapshot it has not completed (`stage`), never all of them.
         let index = sending.acked;
         let last = index + 1 == sending.count;
         let entries = if last && sending.position >= durable.log.start() {
@@ -166,7 +167,7 @@ impl ReplicaActor {
             if sending.position != position {
                 return;
             }
-            sending.acked = chunks.min(sending.count - 1);
+            sending.acked = chunks;
             replica.leader.retransmits_left = self.config.leader_resends;
         }
         // With no snapshot pinned for it, the receiver installed it already
