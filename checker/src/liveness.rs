@@ -270,8 +270,7 @@ pub fn lagging_follower(state: &BerthState) -> Option<String> {
                     }
                     // The log, not the commit: a follower that holds the
                     // log but missed the last commit announcement learns
-                    // it with the next write (docs/verification.md,
-                    // "Liveness").
+                    // it with the next write (docs/liveness.md).
                     let behind = copy.log.last_position() < durable.log.last_position();
                     behind.then(|| {
                         format!(
@@ -446,7 +445,7 @@ mod tests {
     /// Goal: `moves complete` names a move in progress at a live
     /// controller, and nothing once the controller is down or no move is
     /// in progress (a forged state; the run in which the correct design
-    /// stalled is in the battery: docs/verification.md, "Liveness").
+    /// stalled is in the battery: docs/liveness.md).
     #[test]
     fn a_stuck_move_is_one_in_progress_at_a_live_controller() {
         let config = ScenarioConfig::new(Scenario::Cutover);

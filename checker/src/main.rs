@@ -125,7 +125,7 @@ struct ScenarioArgs {
     /// In a move, the operator's request arrives twice, as `berth move` resends it until the map shows the move: during the move, or after it, it must start nothing.
     #[arg(long)]
     resent_move: bool,
-    /// In a move, the operator then asks for the bucket back on the group it started on: the destination of the second move holds a sealed copy of the bucket from before the first, at an older epoch.
+    /// In a move, the operator then asks for the bucket back on the group it started on: the destination of the second move holds a sealed copy of the bucket from before the first, at an older epoch. Turns catch-up on, as the runtime runs it.
     #[arg(long)]
     move_back: bool,
     /// Failover scenario: a planned failover — the operator asks for the failover of the bucket (`berth failover`) while its leader serves, and no failure detector runs.

@@ -642,7 +642,8 @@ impl ScenarioConfig {
                 .expiring_holds
                 .then(|| std::time::Duration::ZERO..std::time::Duration::from_secs(1)),
             timeouts: Default::default(),
-            catch_up: self.catch_up || runtime,
+            // A move back right after a move needs it (docs/liveness.md).
+            catch_up: self.catch_up || runtime || self.move_back,
             retained_entries: self.retained_entries,
             snapshot_chunk: self.snapshot_chunk,
         };
