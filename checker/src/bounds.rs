@@ -81,3 +81,57 @@ pub fn over_bound(model: &BerthModel, state: &BerthState) -> Option<String> {
             .find_map(|envelope| wrong(config, &envelope.msg)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_model::log::Entry;
+    use berth_model::messages::{Chunk, Snapshot};
+    use berth_model::types::{Bucket, Epoch, Position};
+    use berth_model::BucketState;
+    use std::sync::Arc;
+
+    fn snapshot(chunk: Chunk, entries: usize) -> Msg {
+        let placement = crate::scenario::ScenarioConfig::default()
+            .build()
+            .actors
+            .iter()
+            .find_map(|actor| match actor {
+                BerthActor::Controller(controller) => {
+                    controller.initial_map.placement(Bucket(0)).cloned()
+                }
+                _ => None,
+            })
+            .unwrap();
+        Msg::Snapshot(Arc::new(Snapshot {
+            bucket: Bucket(0),
+            epoch: Epoch::FIRST,
+            placement,
+            position: Position(0),
+            position_epoch: Epoch::FIRST,
+            state: BucketState::default(),
+            entries: vec![Entry::barrier(Epoch::FIRST); entries],
+            commit_position: Position(0),
+            chunk: Some(chunk),
+        }))
+    }
+
+    /// Goal: entries over `max_append_entries`, and entries on a chunk
+    /// before the last, are each named; a last chunk within the bound is
+    /// not.
+    #[test]
+    fn entries_over_the_bound_or_before_the_last_chunk_are_wrong() {
+        let config = ProtocolConfig {
+            max_append_entries: Some(1),
+            snapshot_chunk: Some(1),
+            ..ProtocolConfig::default()
+        };
+        let last = Chunk { index: 1, count: 2 };
+        let first = Chunk { index: 0, count: 2 };
+        assert_eq!(wrong(&config, &snapshot(last, 1)), None);
+        assert!(wrong(&config, &snapshot(last, 2)).is_some_and(|what| what.contains("2 entries")));
+        assert!(wrong(&config, &snapshot(first, 1))
+            .is_some_and(|what| what.contains("before the last")));
+        assert_eq!(wrong(&config, &snapshot(first, 0)), None);
+    }
+}

@@ -475,4 +475,45 @@ mod tests {
         state.crashed[index] = true;
         assert_eq!(stuck_move(&state), None, "the controller is down");
     }
+
+    /// Goal: `nothing left staged` names a live replica that keeps part of
+    /// a snapshot, and none once it is down.
+    #[test]
+    fn a_partial_snapshot_at_a_live_replica_is_left_staged() {
+        let config = ScenarioConfig::new(Scenario::Cutover);
+        let mut state = config.build().init_states().remove(0);
+        assert_eq!(left_staged(&state), None);
+        let index = state
+            .actor_states
+            .iter()
+            .position(|node| node.as_replica().is_some())
+            .unwrap();
+        let mut node = (*state.actor_states[index]).clone();
+        let NodeState::Replica(replica) = &mut node else {
+            unreachable!("found above")
+        };
+        let placement = replica
+            .buckets
+            .get(&Bucket(0))
+            .unwrap()
+            .durable
+            .placement
+            .clone();
+        replica.staging.insert(
+            Bucket(0),
+            berth_model::replica::Staged {
+                epoch: Epoch::FIRST,
+                placement,
+                position: Position(3),
+                position_epoch: Epoch::FIRST,
+                count: 2,
+                state: Default::default(),
+                next: 1,
+            },
+        );
+        state.actor_states[index] = Arc::new(node);
+        assert!(left_staged(&state).is_some_and(|what| what.contains("p3")));
+        state.crashed[index] = true;
+        assert_eq!(left_staged(&state), None, "the replica is down");
+    }
 }
