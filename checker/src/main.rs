@@ -86,8 +86,8 @@ struct ScenarioArgs {
     /// Which design to check: `correct`, or a broken variant the checker must refute.
     #[arg(long, default_value = "correct", value_parser = parse_variant)]
     variant: Variant,
-    /// Number of clients competing for the same cabin, 1 to 4 [default: 2 for replication, 1 for failover].
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    /// Number of clients competing for the same cabin, 0 to 4 [default: 2 for replication, 1 for failover and cutover]. With 0, nobody books: the failovers or moves alone, and the properties that need a booking are not stated.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
     clients: Option<u8>,
     /// How the network may treat messages [default: unordered; for variant no-idempotency without --scenario, unordered-duplicating].
     #[arg(long, value_enum)]

@@ -198,6 +198,15 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "a move there and back, nobody booking: the second move's destination holds the sealed copy it moved out, at an older epoch, and must take the new snapshot over it (ordered network; catch-up on)",
+            ScenarioConfig {
+                network: NetworkKind::Ordered,
+                clients: 0,
+                move_back: true,
+                ..on(Scenario::Cutover)
+            },
+        ),
+        pass(
             "a crash loses what is sent to the crashed replica: a restarted follower asks to be caught up, a restarted leader asks its followers to report (catch-up and commit announcements, ordered network)",
             ScenarioConfig {
                 clients: 1,

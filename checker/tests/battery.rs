@@ -68,6 +68,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario cutover --network ordered --outsider",
     "--scenario failover --network ordered --crashes 0 --outsider",
     "--scenario failover --network ordered --crashes 0 --planned-failover",
+    "--scenario cutover --network ordered --clients 0 --move-back",
     "--scenario cutover --network ordered --resent-move",
     "--scenario cutover --network ordered --crashes 1",
     "--scenario replication --network unordered-duplicating",
