@@ -224,7 +224,7 @@ fn bad_flags_are_rejected_clearly() {
         stderr(&output)
     );
     assert!(stderr(&output).contains("async-ack"));
-    let output = berth_check(&["check", "--clients", "0"]);
+    let output = berth_check(&["check", "--clients", "5"]);
     assert_eq!(output.status.code(), Some(2));
     let output = berth_check(&["check", "--first-violation", "--explore-all"]);
     assert_eq!(output.status.code(), Some(2));
