@@ -28,6 +28,7 @@ pub mod rules;
 pub mod run;
 pub mod saved;
 pub mod scenario;
+pub mod stated;
 pub mod trace;
 pub mod verify;
 
