@@ -189,6 +189,17 @@ pub fn battery() -> Vec<Check> {
             },
         ),
         pass(
+            "the runtime's settings with its log folding and snapshot chunks: a follower whose lost appends fell behind the log's start catches up from a snapshot",
+            ScenarioConfig {
+                clients: 1,
+                network: NetworkKind::OrderedLossy,
+                runtime_settings: true,
+                retained_entries: Some(1),
+                snapshot_chunk: Some(1),
+                ..on(Scenario::Replication)
+            },
+        ),
+        pass(
             "the runtime's settings on a network that loses nothing: followers learn every commit, and the leader falls quiet",
             ScenarioConfig {
                 clients: 1,

@@ -63,6 +63,7 @@ const CHEAP_FIRST: &[&str] = &[
     "--scenario cutover --network ordered --retained-entries 1 --snapshot-chunk 2",
     "--scenario replication --retained-entries 1",
     "--scenario replication --network ordered-lossy --clients 1 --runtime-settings",
+    "--scenario replication --network ordered-lossy --clients 1 --retained-entries 1 --snapshot-chunk 1 --runtime-settings",
     "--scenario replication --network ordered --clients 1 --runtime-settings",
     "--scenario cutover --network ordered --query",
     "--scenario cutover --network ordered --outsider",
