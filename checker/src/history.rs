@@ -6,7 +6,7 @@
 use berth_model::messages::Reply;
 use berth_model::{Bucket, Epoch, InventoryUnit, Msg, Outcome, Position, Token};
 use stateright::actor::{Envelope, Id};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,6 +52,10 @@ pub struct History {
     pub redirected: BTreeSet<Token>,
     /// Tokens (and their bucket) a client was told are not decided.
     pub not_decided: BTreeSet<(Token, Bucket)>,
+    /// Per bucket and fencing epoch, the lowest log end a sync follower
+    /// reported on promising it (holding the first entry of the epoch it
+    /// closes): `a fence closes the epoch` (crate::fence).
+    pub fence_reports: BTreeMap<(Bucket, Epoch), Position>,
 }
 
 /// Control of a model-checking run, outside the protocol: the actors never
@@ -76,6 +80,25 @@ impl RunControl {
 }
 
 pub use crate::checked::{BerthAction, BerthModel, BerthState};
+
+/// Records each fence report as its follower sends it: the promise is made
+/// then, whenever (or whether) the report arrives.
+pub fn record_msg_out(
+    _: &RunControl,
+    history: &History,
+    envelope: Envelope<&Msg>,
+) -> Option<History> {
+    let Msg::Fenced(reports) = envelope.msg else {
+        return None;
+    };
+    let mut next: Option<History> = None;
+    for report in reports {
+        if let Some(recorded) = crate::fence::record_report(next.as_ref().unwrap_or(history), report) {
+            next = Some(recorded);
+        }
+    }
+    next
+}
 
 /// Records each `Reply` as it reaches its client.
 pub fn record_msg_in(

@@ -15,6 +15,7 @@ pub mod banner;
 pub mod bounds;
 pub mod checked;
 pub mod explore;
+pub mod fence;
 pub mod gallery;
 pub mod history;
 pub mod liveness;

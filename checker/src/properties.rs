@@ -402,6 +402,7 @@ pub fn failover_properties() -> Vec<PropertySpec> {
         booking_confirmed_after_failover,
         "a promoted leader tells a client its booking is confirmed",
     ));
+    properties.push(crate::fence::fence_property());
     properties
 }
 

@@ -677,6 +677,7 @@ impl ScenarioConfig {
             )
             .max_crashes(self.crashes)
             .record_msg_in(history::record_msg_in)
+            .record_msg_out(history::record_msg_out)
             .within_boundary(match (self.scenario, self.resends_messages()) {
                 (Scenario::Replication, false) => replica_crashes_only,
                 (Scenario::Replication, true) => |control: &RunControl, state: &BerthState| {
