@@ -15,7 +15,8 @@
 use crate::history::{Acknowledgement, BerthModel, BerthState, History};
 use crate::properties::PropertySpec;
 use berth_model::messages::FenceReport;
-use berth_model::{Epoch, Position};
+use berth_model::{BerthActor, Epoch, Position};
+use stateright::actor::Id;
 
 pub const FENCE_CLOSES_EPOCH: &str = "a fence closes the epoch";
 
@@ -23,23 +24,23 @@ pub const FENCE_CLOSES_EPOCH: &str = "a fence closes the epoch";
 pub fn fence_property() -> PropertySpec {
     PropertySpec::always(
         FENCE_CLOSES_EPOCH,
-        |_, state| committed_after_fence(state).is_none(),
-        |_: &BerthModel, state: &BerthState| committed_after_fence(state),
+        |model, state| committed_after_fence(model, state).is_none(),
+        committed_after_fence,
         "once a sync follower promised epoch N+1 and reported its log holding N's first entry, no client is told of an entry of N beyond that report",
     )
 }
 
-/// A report that counts: the follower holds the first entry of the epoch
+/// A report that counts, from `reporter`: the follower holds the first entry of the epoch
 /// the fence closes (`last_epoch` is N for a fence at N+1), so every entry
 /// a client is told of at N is either N's own, which needed this follower's
 /// acknowledgement before its promise, or older, and below N's first.
 /// Returns the history with the report's position kept, the lowest per
 /// bucket and fence, or `None` if nothing changes.
-pub fn record_report(history: &History, report: &FenceReport) -> Option<History> {
+pub fn record_report(history: &History, reporter: Id, report: &FenceReport) -> Option<History> {
     if report.last_epoch.next() != report.epoch {
         return None;
     }
-    let key = (report.bucket, report.epoch);
+    let key = (report.bucket, report.epoch, reporter);
     if history
         .fence_reports
         .get(&key)
@@ -52,20 +53,35 @@ pub fn record_report(history: &History, report: &FenceReport) -> Option<History>
     Some(next)
 }
 
-/// The first acknowledgement of an entry beyond a fence report of its
-/// epoch, named in one sentence.
-pub fn committed_after_fence(state: &BerthState) -> Option<String> {
-    beyond_report(&state.history).map(|(ack, fence, reported)| {
-        format!("{ack}, after a sync follower promised {fence} reporting its log through {reported}")
+/// The first acknowledgement of an entry beyond a replica's fence report
+/// of its epoch, named in one sentence. Reports from anyone else (the
+/// outsider forges one) are no promise of the protocol's.
+pub fn committed_after_fence(model: &BerthModel, state: &BerthState) -> Option<String> {
+    let replica = |id: Id| {
+        matches!(
+            model.actors.get(usize::from(id)),
+            Some(BerthActor::Replica(_))
+        )
+    };
+    beyond_report(&state.history, replica).map(|(ack, fence, reporter, reported)| {
+        format!(
+            "{ack}, after sync follower replica {} promised {fence} reporting its log through {reported}",
+            usize::from(reporter)
+        )
     })
 }
 
-fn beyond_report(history: &History) -> Option<(&Acknowledgement, Epoch, Position)> {
-    let reports = &history.fence_reports;
+fn beyond_report(
+    history: &History,
+    replica: impl Fn(Id) -> bool,
+) -> Option<(&Acknowledgement, Epoch, Id, Position)> {
     history.acknowledgements.iter().find_map(|ack| {
         let fence = ack.epoch.next();
-        let reported: Position = *reports.get(&(ack.bucket, fence))?;
-        (ack.position > reported).then_some((ack, fence, reported))
+        history
+            .fence_reports
+            .range((ack.bucket, fence, Id::from(0))..=(ack.bucket, fence, Id::from(usize::MAX)))
+            .find(|((_, _, reporter), reported)| replica(*reporter) && ack.position > **reported)
+            .map(|((_, _, reporter), reported)| (ack, fence, *reporter, *reported))
     })
 }
 
@@ -73,7 +89,6 @@ fn beyond_report(history: &History) -> Option<(&Acknowledgement, Epoch, Position
 mod tests {
     use super::*;
     use berth_model::{Bucket, InventoryUnit, Outcome, Token};
-    use stateright::actor::Id;
 
     fn ack(epoch: Epoch, position: Position) -> Acknowledgement {
         Acknowledgement {
@@ -103,16 +118,29 @@ mod tests {
     #[test]
     fn an_entry_told_beyond_the_report_is_named() {
         let mut history = History::default();
-        history.acknowledgements.insert(ack(Epoch::FIRST, Position(2)));
-        let within = record_report(&history, &report(Epoch::FIRST, Position(2))).unwrap();
-        assert_eq!(beyond_report(&within), None);
-        let beyond = record_report(&within, &report(Epoch::FIRST, Position(1))).unwrap();
-        assert!(beyond_report(&beyond).is_some());
-        assert_eq!(record_report(&beyond, &report(Epoch::FIRST, Position(3))), None);
-        assert_eq!(record_report(&history, &report(Epoch(0), Position(1))), None);
+        history
+            .acknowledgements
+            .insert(ack(Epoch::FIRST, Position(2)));
+        let within =
+            record_report(&history, Id::from(1), &report(Epoch::FIRST, Position(2))).unwrap();
+        assert_eq!(beyond_report(&within, |_| true), None);
+        let beyond =
+            record_report(&within, Id::from(1), &report(Epoch::FIRST, Position(1))).unwrap();
+        assert!(beyond_report(&beyond, |_| true).is_some());
+        assert_eq!(beyond_report(&beyond, |_| false), None);
+        assert_eq!(
+            record_report(&beyond, Id::from(1), &report(Epoch::FIRST, Position(3))),
+            None
+        );
+        assert_eq!(
+            record_report(&history, Id::from(1), &report(Epoch(0), Position(1))),
+            None
+        );
         let mut later = beyond.clone();
         later.acknowledgements.clear();
-        later.acknowledgements.insert(ack(Epoch::FIRST.next(), Position(5)));
-        assert_eq!(beyond_report(&later), None);
+        later
+            .acknowledgements
+            .insert(ack(Epoch::FIRST.next(), Position(5)));
+        assert_eq!(beyond_report(&later, |_| true), None);
     }
 }

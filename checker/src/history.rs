@@ -52,10 +52,10 @@ pub struct History {
     pub redirected: BTreeSet<Token>,
     /// Tokens (and their bucket) a client was told are not decided.
     pub not_decided: BTreeSet<(Token, Bucket)>,
-    /// Per bucket and fencing epoch, the lowest log end a sync follower
+    /// Per bucket, fencing epoch and reporter, the lowest log end a sync follower
     /// reported on promising it (holding the first entry of the epoch it
     /// closes): `a fence closes the epoch` (crate::fence).
-    pub fence_reports: BTreeMap<(Bucket, Epoch), Position>,
+    pub fence_reports: BTreeMap<(Bucket, Epoch, Id), Position>,
 }
 
 /// Control of a model-checking run, outside the protocol: the actors never
@@ -93,7 +93,9 @@ pub fn record_msg_out(
     };
     let mut next: Option<History> = None;
     for report in reports {
-        if let Some(recorded) = crate::fence::record_report(next.as_ref().unwrap_or(history), report) {
+        if let Some(recorded) =
+            crate::fence::record_report(next.as_ref().unwrap_or(history), envelope.src, report)
+        {
             next = Some(recorded);
         }
     }
