@@ -21,7 +21,7 @@ use berth_model::log::Entry;
 use berth_model::messages::{FenceReport, Snapshot};
 use berth_model::placement::{BucketPlacement, GroupLayout};
 use berth_model::{BerthActor, Bucket, BucketState, Customer, Epoch, Msg, Position, Task, Token};
-use stateright::actor::Id;
+use stateright::actor::{Envelope, Id, Network};
 
 pub const OUTSIDERS_IGNORED: &str = "outsiders are ignored";
 
@@ -138,6 +138,14 @@ pub fn tasks(groups: &[GroupLayout], client: u64, controller: Option<Id>) -> Vec
         ),
     ];
     tasks.extend(snapshots);
+    if groups.len() == 1 {
+        // A probe, which only the controller may send: its answer tells
+        // which followers lag, and an answer to anyone who asks would let a
+        // forged source aim the replica's datagrams at a third party. (Not
+        // in a move: it multiplies the move's states by a third, and the
+        // replica answers probes the same way there.)
+        tasks.push(send(group.leader, Msg::Probe));
+    }
     tasks
 }
 
@@ -160,13 +168,40 @@ fn forged_fence_report(controller: Id) -> Task {
     }
 }
 
+/// Every message in flight, as envelopes, on any kind of network.
+fn in_flight(state: &BerthState) -> Box<dyn Iterator<Item = Envelope<&Msg>> + '_> {
+    match &state.network {
+        Network::Ordered(channels) => Box::new(channels.iter().flat_map(|((src, dst), queue)| {
+            queue.iter().map(move |msg| Envelope {
+                src: *src,
+                dst: *dst,
+                msg,
+            })
+        })),
+        Network::UnorderedNonDuplicating(envelopes) => {
+            Box::new(envelopes.keys().map(|e| Envelope {
+                src: e.src,
+                dst: e.dst,
+                msg: &e.msg,
+            }))
+        }
+        Network::UnorderedDuplicating(envelopes, _) => {
+            Box::new(envelopes.iter().map(|e| Envelope {
+                src: e.src,
+                dst: e.dst,
+                msg: &e.msg,
+            }))
+        }
+    }
+}
+
 /// `outsiders are ignored`.
 pub fn outsider_property() -> PropertySpec {
     PropertySpec::always(
         OUTSIDERS_IGNORED,
         |model, state| outsider_heeded(model, state).is_none(),
         outsider_heeded,
-        "no replica acts on what an outsider sent in its own name: no promise, placement or move at the outsider's epoch, no entry of its making, no acknowledgement of its counted; and the controller makes no outsider a member of a bucket",
+        "no replica acts on what an outsider sent in its own name: no promise, placement or move at the outsider's epoch, no entry of its making, no acknowledgement of its counted, no probe of its answered; and the controller makes no outsider a member of a bucket",
     )
 }
 
@@ -188,6 +223,14 @@ pub fn outsider_heeded(model: &BerthModel, state: &BerthState) -> Option<String>
     });
     if promoted.is_some() {
         return promoted;
+    }
+    if let Some(answer) = in_flight(state)
+        .find(|envelope| envelope.dst == outsider_id && matches!(envelope.msg, Msg::Alive { .. }))
+    {
+        return Some(format!(
+            "replica {} answered the outsider's probe",
+            usize::from(answer.src)
+        ));
     }
     state
         .actor_states
