@@ -25,6 +25,7 @@ pub mod promises;
 pub mod properties;
 pub mod reach;
 pub mod recovery;
+pub mod roles;
 pub mod rules;
 pub mod run;
 pub mod saved;

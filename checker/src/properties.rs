@@ -369,6 +369,7 @@ pub fn replication_properties() -> Vec<PropertySpec> {
             |_, state| broken_replica_invariant(state),
             "every replica's durable state keeps its own invariants: commit within the log, a promise no older than the placement, an idempotency table of exactly the committed decisions",
         ),
+        crate::roles::roles_property(),
         PropertySpec::sometimes(
             BOOKING_CONFIRMED,
             |_, state| booking_confirmed(state),
