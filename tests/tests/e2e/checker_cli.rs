@@ -435,10 +435,10 @@ fn verify_runs_the_battery_and_prints_a_table() {
     let progress = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{text}\n{progress}");
     assert!(
-        progress.contains("[1/3]") && progress.contains("[3/3]"),
+        progress.contains("[1/4]") && progress.contains("[4/4]"),
         "{progress}"
     );
-    assert!(text.contains("3 of 3 runs as they must"), "{text}");
+    assert!(text.contains("4 of 4 runs as they must"), "{text}");
     assert!(text.contains("refuted by `followers catch up`"), "{text}");
 
     let json = berth_check(&["verify", "--only", "resends-run-out", "--json"]);
