@@ -169,6 +169,8 @@ fn forged_fence_report(controller: Id) -> Task {
 }
 
 /// Every message in flight, as envelopes, on any kind of network.
+/// (Stateright 0.31's `Network::iter_all` never moves past the second
+/// message of an ordered channel, so it is walked here.)
 fn in_flight(state: &BerthState) -> Box<dyn Iterator<Item = Envelope<&Msg>> + '_> {
     match &state.network {
         Network::Ordered(channels) => Box::new(channels.iter().flat_map(|((src, dst), queue)| {

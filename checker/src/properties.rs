@@ -571,7 +571,7 @@ pub fn booking_confirmed_after_failover(model: &BerthModel, state: &BerthState) 
 }
 
 /// Every replica's id and state (crashed replicas keep their last state).
-fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &ReplicaState)> {
+pub(crate) fn replicas(state: &BerthState) -> impl Iterator<Item = (Id, &ReplicaState)> {
     state
         .actor_states
         .iter()

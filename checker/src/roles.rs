@@ -11,7 +11,7 @@
 //! apart.
 
 use crate::history::BerthState;
-use crate::properties::{controller_map, PropertySpec};
+use crate::properties::{controller_map, replicas, PropertySpec};
 use berth_model::placement::BucketPlacement;
 use std::collections::BTreeSet;
 
@@ -48,22 +48,18 @@ pub fn doubled_role(state: &BerthState) -> Option<String> {
             }
         }
     }
-    state
-        .actor_states
-        .iter()
-        .enumerate()
-        .find_map(|(index, node)| {
-            let replica = node.as_replica()?;
-            replica.buckets.iter().find_map(|(bucket, copy)| {
-                let placement = &copy.durable.placement;
-                doubled(placement).map(|id| {
-                    format!(
-                        "replica {index} holds a placement of {bucket} at {} naming replica {id} twice",
-                        placement.epoch
-                    )
-                })
+    replicas(state).find_map(|(id, replica)| {
+        replica.buckets.iter().find_map(|(bucket, copy)| {
+            let placement = &copy.durable.placement;
+            doubled(placement).map(|doubled| {
+                format!(
+                    "replica {} holds a placement of {bucket} at {} naming replica {doubled} twice",
+                    usize::from(id),
+                    placement.epoch
+                )
             })
         })
+    })
 }
 
 #[cfg(test)]
